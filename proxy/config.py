@@ -1,0 +1,362 @@
+"""Configuration: typed, layered (flag > env > file > default), validated once at start-up.
+
+``load_config`` is the only entry point. It returns a frozen :class:`Config` whose routes carry
+their compiled mappings, or raises :class:`proxy.errors.ConfigError` naming the key path and the
+problem. Nothing else in the proxy reads files, environment variables or flags for settings.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from proxy.errors import ConfigError
+
+Format = Literal["xml", "json"]
+StorePolicy = Literal["xml", "json", "as-written"]
+
+EMBEDDED = "embedded"
+DEFAULT_LISTEN = "127.0.0.1:15480"
+DEFAULT_METRICS_LISTEN = "0.0.0.0:15490"
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "ki": 1024, "kib": 1024,
+    "m": 1000**2, "mb": 1000**2, "mi": 1024**2, "mib": 1024**2,
+    "g": 1000**3, "gb": 1000**3, "gi": 1024**3, "gib": 1024**3,
+    "t": 1000**4, "tb": 1000**4, "ti": 1024**4, "tib": 1024**4,
+}  # fmt: skip
+
+
+def _parse_size(value: object) -> object:
+    """Accept ``65536``, ``"64KiB"``, ``"1.5 MB"``; leave other types for pydantic to reject."""
+    if isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if not m:
+            raise ValueError(f"not a byte size: {value!r} (use e.g. 65536, '64KiB', '1GiB')")
+        return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()])
+    return value
+
+
+ByteSize = Annotated[int, BeforeValidator(_parse_size), Field(ge=0)]
+
+
+class HostPort(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, value: object) -> HostPort:
+        if isinstance(value, HostPort):
+            return value
+        if not isinstance(value, str):
+            raise ValueError(f"expected 'HOST:PORT', got {value!r}")
+        host, sep, port = value.rpartition(":")
+        host = host.strip("[]")  # [::1]:80
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"not HOST:PORT: {value!r}")
+        return cls(host=host, port=int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+Listen = Annotated[HostPort, BeforeValidator(HostPort.parse)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UpstreamConfig(_Strict):
+    #: ``https://...``/``http://...``, ``embedded`` (in-process moto), or unset for AWS S3 in
+    #: ``region``.
+    endpoint: str | None = None
+    region: str = "us-east-1"
+    #: ``auto`` = virtual-hosted for AWS endpoints, path style for anything else.
+    addressing_style: Literal["path", "virtual", "auto"] = "auto"
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=60.0, gt=0)
+    #: Buckets created at start-up when ``endpoint: embedded`` (route buckets are added).
+    buckets: tuple[str, ...] = ()
+    #: Optional AWS profile for the credential chain (else the standard chain decides).
+    profile: str | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check_endpoint(cls, v: str | None) -> str | None:
+        if v is None or v == EMBEDDED:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not a URL: {v!r} (expected http(s)://host[:port] or 'embedded')")
+        if parts.query or parts.fragment:
+            raise ValueError(f"must not have a query or fragment: {v!r}")
+        return v.rstrip("/")
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.endpoint == EMBEDDED
+
+    def resolved_endpoint(self) -> str:
+        """The endpoint URL to talk to (not valid for ``embedded`` before it is started)."""
+        if self.endpoint is None:
+            return f"https://s3.{self.region}.amazonaws.com"
+        return self.endpoint
+
+    def uses_virtual_hosting(self, endpoint: str) -> bool:
+        if self.addressing_style != "auto":
+            return self.addressing_style == "virtual"
+        host = urlsplit(endpoint).hostname or ""
+        return host.endswith(".amazonaws.com")
+
+
+class TLSConfig(_Strict):
+    cert: Path | None = None
+    key: Path | None = None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> TLSConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key must be given together")
+        for name in ("cert", "key"):
+            p = getattr(self, name)
+            if p is not None and not p.is_file():
+                raise ValueError(f"{name}: no such file: '{p}'")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert is not None
+
+
+class Limits(_Strict):
+    #: Largest stored object (or uploaded document) the proxy will translate.
+    max_translate_bytes: ByteSize = 64 * 1024**2
+    #: Byte budget of the in-memory cache of translated representations.
+    cache_max_bytes: ByteSize = 256 * 1024**2
+    #: Deepest element/object nesting accepted in a document.
+    max_depth: int = Field(default=256, ge=1)
+    #: Longest single text node / string value accepted in a document.
+    max_text_bytes: ByteSize = 16 * 1024**2
+    #: Longest aws-chunked chunk-size line / trailer section, against slow-loris style framing.
+    max_chunk_header_bytes: ByteSize = 8 * 1024
+
+
+class RouteConfig(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    bucket: str = Field(min_length=1)
+    prefix: str = ""
+    formats: dict[str, Format] = Field(min_length=1)
+    store: StorePolicy
+    mapping: dict[str, Any] = Field(default_factory=dict)
+    on_error: Literal["fail", "passthrough"] = "fail"
+
+    # Filled by load_config: the compiled mapping (a proxy.translate.CompiledMapping).
+    _compiled: Any = PrivateAttr(default=None)
+
+    @property
+    def compiled(self) -> Any:
+        return self._compiled
+
+    def format_for(self, version: str) -> Format:
+        return self.formats[version]
+
+
+class Config(_Strict):
+    listen: Listen = Field(default_factory=lambda: HostPort.parse(DEFAULT_LISTEN))
+    metrics_listen: Listen = Field(default_factory=lambda: HostPort.parse(DEFAULT_METRICS_LISTEN))
+    app_version: str | None = None
+    tls: TLSConfig = Field(default_factory=TLSConfig)
+    upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
+    limits: Limits = Field(default_factory=Limits)
+    routes: tuple[RouteConfig, ...] = ()
+    shutdown_grace_seconds: float = Field(default=25.0, ge=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    #: Directory relative paths (schemas) are resolved against; the config file's directory.
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @model_validator(mode="after")
+    def _routes_consistent(self) -> Config:
+        names: set[str] = set()
+        spans: set[tuple[str, str]] = set()
+        for i, r in enumerate(self.routes):
+            if r.name in names:
+                raise _KeyedError(f"routes[{i}].name", f"duplicate route name: {r.name!r}")
+            names.add(r.name)
+            if (r.bucket, r.prefix) in spans:
+                raise _KeyedError(
+                    f"routes[{i}].prefix",
+                    f"another route already covers bucket {r.bucket!r} prefix {r.prefix!r}",
+                )
+            spans.add((r.bucket, r.prefix))
+            if self.app_version is not None and self.app_version not in r.formats:
+                raise _KeyedError(
+                    f"routes[{i}].formats",
+                    f"declared app_version {self.app_version!r} is not listed "
+                    f"(known: {', '.join(sorted(r.formats))})",
+                )
+        if self.routes and self.app_version is None:
+            raise _KeyedError(
+                "app_version",
+                "required when routes are configured (set app_version, --app-version or "
+                "FORMAT_PROXY_APP_VERSION)",
+            )
+        return self
+
+
+class _KeyedError(ValueError):
+    """A validation error that knows its own key path (for cross-field checks)."""
+
+    def __init__(self, key_path: str, problem: str) -> None:
+        super().__init__(problem)
+        self.key_path = key_path
+        self.problem = problem
+
+
+#: Flag / environment names and the config key each one sets. Env var = FORMAT_PROXY_<NAME>.
+OVERRIDES: dict[str, tuple[str, ...]] = {
+    "listen": ("listen",),
+    "metrics_listen": ("metrics_listen",),
+    "upstream": ("upstream", "endpoint"),
+    "region": ("upstream", "region"),
+    "app_version": ("app_version",),
+    "tls_cert": ("tls", "cert"),
+    "tls_key": ("tls", "key"),
+    "log_level": ("log_level",),
+}
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out
+
+
+def _humanise(err: Mapping[str, Any]) -> str:
+    kind = err.get("type", "")
+    msg = str(err.get("msg", ""))
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix) :]
+    if "input" in err and kind not in ("value_error",) and not isinstance(err["input"], dict):
+        msg = f"{msg} (got {err['input']!r})"
+    return msg
+
+
+def _set_path(doc: dict[str, Any], path: tuple[str, ...], value: object) -> None:
+    node = doc
+    for key in path[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[path[-1]] = value
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    overrides: Mapping[str, object | None] | None = None,
+    environ: Mapping[str, str] | None = None,
+    compile_mappings: bool = True,
+) -> Config:
+    """Read, layer and validate the configuration; compile every route's mapping.
+
+    ``overrides`` are command-line values keyed by the names in :data:`OVERRIDES` (``None`` =
+    not given); ``environ`` defaults to ``os.environ`` and supplies ``FORMAT_PROXY_*`` values,
+    including ``FORMAT_PROXY_CONFIG`` when ``path`` is None.
+    """
+    env = os.environ if environ is None else environ
+    path = path or env.get("FORMAT_PROXY_CONFIG") or None
+    doc: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError("config", f"cannot read '{p}': {exc.strerror or exc}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError("config", f"'{p}' is not valid YAML{where}: {problem}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError("config", f"'{p}' must hold a mapping at the top level")
+        doc = loaded
+        base_dir = p.resolve().parent
+
+    for name, key_path in OVERRIDES.items():
+        env_value = env.get(f"FORMAT_PROXY_{name.upper()}")
+        if env_value not in (None, ""):
+            _set_path(doc, key_path, env_value)
+    for name, value in (overrides or {}).items():
+        if name not in OVERRIDES:
+            raise ValueError(f"unknown override {name!r}")
+        if value is not None:
+            _set_path(doc, OVERRIDES[name], value)
+
+    doc["base_dir"] = base_dir
+    try:
+        config = Config.model_validate(doc)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            ctx_err = (err.get("ctx") or {}).get("error")
+            if isinstance(ctx_err, _KeyedError):
+                lines.append(f"{ctx_err.key_path}: {ctx_err.problem}")
+            else:
+                lines.append(f"{_format_loc(tuple(err['loc'])) or 'config'}: {_humanise(err)}")
+        first, _, rest = lines[0].partition(": ")
+        raise ConfigError(first, "\n".join([rest, *lines[1:]])) from None
+
+    if compile_mappings:
+        _compile_routes(config)
+    return config
+
+
+def _compile_routes(config: Config) -> None:
+    from proxy.translate import compile_mapping  # deferred: the translator is heavy
+
+    for i, route in enumerate(config.routes):
+        compiled = compile_mapping(
+            route.mapping,
+            base_dir=config.base_dir,
+            limits=config.limits,
+            key_path=f"routes[{i}].mapping",
+        )
+        route._compiled = compiled

@@ -1,0 +1,154 @@
+"""The one exception tree of format-proxy.
+
+Every error the proxy raises itself derives from :class:`ProxyError`, which carries the HTTP
+status and the S3 error code it becomes. The server turns these into S3-style XML error
+documents in exactly one place (``proxy.server``); the CLI turns them into a message and an exit
+status. This module is pure: no aiohttp, no I/O.
+"""
+
+from __future__ import annotations
+
+
+class ProxyError(Exception):
+    """Base of every error format-proxy raises on purpose."""
+
+    status: int = 500
+    code: str = "InternalError"
+
+    def __init__(self, message: str, *, resource: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.resource = resource
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- configuration (start-up; exit status 2) ---------------------------------------------------
+
+
+class ConfigError(ProxyError):
+    """Invalid configuration. ``key_path`` names the offending key, e.g. ``upstream.endpoint``."""
+
+    code = "InvalidConfiguration"
+
+    def __init__(self, key_path: str, problem: str) -> None:
+        self.key_path = key_path
+        self.problem = problem
+        super().__init__(f"{key_path}: {problem}" if key_path else problem)
+
+
+class MappingError(ConfigError):
+    """A route mapping (schema or inline options) that cannot be compiled.
+
+    ``key_path`` points into the config or the schema (``routes[0].mapping.schema#/properties/x``).
+    """
+
+
+# --- the client's request ----------------------------------------------------------------------
+
+
+class ClientError(ProxyError):
+    """The client's request is wrong; nothing is forwarded or written for it."""
+
+    status = 400
+    code = "InvalidRequest"
+
+
+class InvalidArgument(ClientError):
+    code = "InvalidArgument"
+
+
+class MalformedBody(ClientError):
+    """aws-chunked framing that cannot be decoded, or a body that does not match its headers."""
+
+    code = "IncompleteBody"
+
+
+class BadDigest(ClientError):
+    """A Content-MD5 or x-amz-checksum-* (header or trailer) that does not match the body."""
+
+    code = "BadDigest"
+
+
+class EntityTooLarge(ClientError):
+    code = "EntityTooLarge"
+
+
+class NotImplementedByProxy(ProxyError):
+    status = 501
+    code = "NotImplemented"
+
+
+class InvalidRange(ProxyError):
+    status = 416
+    code = "InvalidRange"
+
+
+class PreconditionFailed(ProxyError):
+    status = 412
+    code = "PreconditionFailed"
+
+
+# --- the upstream ----------------------------------------------------------------------------
+
+
+class UpstreamError(ProxyError):
+    """The upstream could not be reached or did not answer in time. SDKs retry 503s."""
+
+    status = 503
+    code = "ServiceUnavailable"
+
+
+class CredentialsError(ProxyError):
+    """The proxy's own credentials could not be resolved or refreshed."""
+
+    status = 503
+    code = "ServiceUnavailable"
+
+
+# --- translation ------------------------------------------------------------------------------
+
+#: The fixed, documented set of translation failure reasons. They are metric label values.
+TRANSLATION_REASONS: frozenset[str] = frozenset(
+    {
+        "not_well_formed",
+        "doctype_forbidden",
+        "mixed_content",
+        "interleaved_siblings",
+        "unknown_element",
+        "unknown_attribute",
+        "unknown_namespace",
+        "missing_element",
+        "type_mismatch",
+        "number_out_of_range",
+        "invalid_name",
+        "invalid_character",
+        "comment_forbidden",
+        "processing_instruction_forbidden",
+        "too_deep",
+        "too_large",
+        "schema_violation",
+        "undetectable_format",
+        "wrong_root",
+    }
+)
+
+
+class TranslationError(ProxyError):
+    """A document outside the mapping's domain.
+
+    ``reason`` is one of :data:`TRANSLATION_REASONS`; ``location`` is an XPath (XML side) or a
+    JSON Pointer (JSON side) naming where the problem is.
+    """
+
+    status = 400
+    code = "InvalidDocument"
+
+    def __init__(self, reason: str, location: str, detail: str) -> None:
+        if reason not in TRANSLATION_REASONS:
+            raise ValueError(f"unknown translation failure reason: {reason!r}")
+        self.reason = reason
+        self.location = location
+        self.detail = detail
+        super().__init__(f"{reason} at {location}: {detail}")
