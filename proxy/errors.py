@@ -85,6 +85,10 @@ class InvalidRange(ProxyError):
     code = "InvalidRange"
 
 
+class InvalidPartNumber(InvalidRange):
+    code = "InvalidPartNumber"
+
+
 class PreconditionFailed(ProxyError):
     status = 412
     code = "PreconditionFailed"
