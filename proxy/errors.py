@@ -156,3 +156,16 @@ class TranslationError(ProxyError):
         self.location = location
         self.detail = detail
         super().__init__(f"{reason} at {location}: {detail}")
+
+
+# --- sidecar injection (``format-proxy inject`` / ``format-proxy webhook``) -------------------
+
+
+class InjectionError(ProxyError):
+    """Input the injector cannot handle: not YAML, not a pod template, an unusable review.
+
+    The message names the document (``document 3``) or the review field that is wrong.
+    """
+
+    status = 400
+    code = "InvalidRequest"
