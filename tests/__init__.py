@@ -1,0 +1,1 @@
+"""format-proxy test suite (a package so that ``tests.support`` is importable)."""
