@@ -100,6 +100,10 @@ class UpstreamConfig(_Strict):
     buckets: tuple[str, ...] = ()
     #: Optional AWS profile for the credential chain (else the standard chain decides).
     profile: str | None = None
+    #: Most pooled upstream connections (0 = unlimited).
+    max_connections: int = Field(default=0, ge=0)
+    #: Verify the upstream's TLS certificate (turn off only for self-signed test endpoints).
+    verify_tls: bool = True
 
     @field_validator("endpoint")
     @classmethod
@@ -160,6 +164,9 @@ class Limits(_Strict):
     max_text_bytes: ByteSize = 16 * 1024**2
     #: Longest aws-chunked chunk-size line / trailer section, against slow-loris style framing.
     max_chunk_header_bytes: ByteSize = 8 * 1024
+    #: aws-chunked bodies with a trailing checksum are spooled (in memory up to this size, then
+    #: in a temporary file) so the checksum is verified before anything goes upstream.
+    spool_memory_bytes: ByteSize = 1024**2
 
 
 class RouteConfig(_Strict):
@@ -191,6 +198,9 @@ class Config(_Strict):
     limits: Limits = Field(default_factory=Limits)
     routes: tuple[RouteConfig, ...] = ()
     shutdown_grace_seconds: float = Field(default=25.0, ge=0)
+    #: Host suffixes that mark virtual-hosted requests: ``Host: <bucket>.<suffix>``. Any other
+    #: Host (IP literal, ``localhost``, the listen host, a Service name) is a path-style base.
+    virtual_host_suffixes: tuple[str, ...] = ("localhost",)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     #: Directory relative paths (schemas) are resolved against; the config file's directory.

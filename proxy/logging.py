@@ -1,0 +1,123 @@
+"""Structured logs: one JSON line per request, ISO-8601 UTC timestamps, secrets never written.
+
+Redaction is defence in depth: the pipeline never passes credentials or signatures to the
+logger, and this module still masks any field whose *name* says it is a secret and any value
+that looks like a signed query string or an Authorization header, in case one slips through
+(an upstream error message quoting a URL, a header dump at debug level).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+__all__ = ["configure_logging", "get_logger", "redact"]
+
+REDACTED = "[redacted]"
+
+_SECRET_NAMES = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-amz-security-token",
+        "x-amz-signature",
+        "x-amz-credential",
+        "signature",
+        "awsaccesskeyid",
+        "secret_key",
+        "secret_access_key",
+        "aws_secret_access_key",
+        "session_token",
+        "aws_session_token",
+        "token",
+        "credentials",
+        "password",
+    }
+)
+# Values carrying secrets: SigV4/SigV2 Authorization headers and presigned query parameters.
+_SECRET_VALUE_RES = (
+    re.compile(r"(AWS4-HMAC-SHA256|AWS4-ECDSA-P256-SHA256)\s+\S.*", re.IGNORECASE),
+    re.compile(r"\bAWS [A-Z0-9]{16,}:\S+"),
+    re.compile(
+        r"((?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|Signature|AWSAccessKeyId)"
+        r"=)[^&\s\"']+",
+        re.IGNORECASE,
+    ),
+    re.compile(r"(Signature=)[0-9a-f]{16,}", re.IGNORECASE),
+)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        for rx in _SECRET_VALUE_RES:
+            if rx.groups:
+                value = rx.sub(lambda m: m.group(1) + REDACTED, value)
+            else:
+                value = rx.sub(REDACTED, value)
+        return value
+    if isinstance(value, dict):
+        return {
+            k: (REDACTED if str(k).lower() in _SECRET_NAMES else _scrub(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub(v) for v in value)
+    return value
+
+
+def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: mask secret-named fields and secret-looking values."""
+    for k in list(event):
+        if k.lower() in _SECRET_NAMES:
+            event[k] = REDACTED
+        else:
+            event[k] = _scrub(event[k])
+    return event
+
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR}  # fmt: skip
+
+
+def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
+    """Configure structlog (and stdlib logging, for libraries) to write JSON lines."""
+    lvl = _LEVELS[level]
+    out = stream if stream is not None else sys.stdout
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+            structlog.processors.format_exc_info,
+            redact,
+            structlog.processors.JSONRenderer(sort_keys=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(lvl),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+    # Library warnings (aiohttp, botocore) at WARNING and above, same stream, same redaction.
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+                redact,
+                structlog.processors.JSONRenderer(),
+            ],
+            foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(lvl, logging.WARNING))
+
+
+def get_logger(name: str = "format_proxy") -> Any:
+    return structlog.get_logger(name)

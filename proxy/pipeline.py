@@ -1,0 +1,382 @@
+"""The one request pipeline:
+
+    request in → parse S3 address → match route → (route handler) → re-sign → upstream → out
+
+The server hands each request here as an :class:`IncomingRequest` and gets a
+:class:`ProxyResponse` back (or a :class:`~proxy.errors.ProxyError`, which the server — and only
+the server — renders as an S3 XML error). Everything about the exchange that logging and metrics
+need (operation, bucket, route, upstream time, byte counts) is recorded on the
+:class:`Exchange` the server passes in, so this module never touches prometheus or aiohttp.web.
+
+The seam for format translation (issue 4)
+-----------------------------------------
+Requests whose bucket/key match a configured route (longest prefix, :mod:`proxy.routing`) are
+given to the :class:`RouteHandler` the pipeline was built with, together with an
+:class:`Upstream`-facing :class:`Forwarder`::
+
+    class RouteHandler(Protocol):
+        async def handle(self, request: S3Request, route: RouteConfig,
+                         forward: Forwarder) -> ProxyResponse: ...
+
+``request`` carries the parsed address, the S3 operation name, the client's headers and its body
+(already decoded from aws-chunked, with ``read_all(max_bytes)`` for translating PUTs). The
+forwarder offers:
+
+- ``await forward.passthrough(request)`` — exactly what an unrouted request gets (streamed);
+- ``await forward.send(request, method=..., address=..., headers=..., body=...)`` — one signed
+  upstream request with replaced parts (a GET of the stored object, a PUT of the translated
+  bytes, a HEAD); it returns an :class:`UpstreamReply` whose body can be read whole
+  (``read(limit)``), streamed, or turned into a ``ProxyResponse`` with ``to_response()``.
+
+The default handler, :class:`PassthroughHandler`, forwards unchanged. Translation plugs in by
+passing another handler to :class:`Pipeline`; nothing else in the pipeline changes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import aiohttp
+
+from proxy.bodies import ClientStream, RequestBody, open_request_body
+from proxy.config import Config, RouteConfig
+from proxy.credentials import CredentialSource
+from proxy.errors import EntityTooLarge, ProxyError, UpstreamError
+from proxy.operations import detect_operation
+from proxy.routing import Router
+from proxy.s3address import Endpoint, S3Address, build_upstream, parse_request
+from proxy.signing import Signer, forwardable_request_headers, forwardable_response_headers
+from proxy.upstream import Upstream
+
+__all__ = [
+    "Exchange",
+    "Forwarder",
+    "IncomingRequest",
+    "PassthroughHandler",
+    "Pipeline",
+    "ProxyResponse",
+    "RouteHandler",
+    "S3Request",
+    "UpstreamReply",
+]
+
+_NO_BODY_STATUS = frozenset({204, 304})
+_IDEMPOTENT_NO_BODY = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What the server records about one request (filled in as the pipeline learns it)."""
+
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)
+    method: str = ""
+    operation: str = "Unknown"
+    bucket: str | None = None
+    key: str | None = None
+    route: str | None = None
+    upstream_seconds: float | None = None
+    upstream_request_id: str | None = None
+    body: RequestBody | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingRequest:
+    """A request as the HTTP server received it."""
+
+    method: str
+    #: Request target exactly as sent: ``/bucket/key?query`` (never decoded or normalised).
+    raw_target: str
+    #: Case-insensitive multi-valued headers (aiohttp's CIMultiDictProxy).
+    headers: Mapping[str, str]
+    body: ClientStream
+
+
+@dataclass(slots=True)
+class S3Request:
+    """A parsed S3 request, as route handlers see it."""
+
+    method: str
+    address: S3Address
+    operation: str
+    headers: Mapping[str, str]
+    body: RequestBody
+    request_id: str
+
+
+@dataclass(slots=True)
+class ProxyResponse:
+    """A response for the server to write. ``body`` is bytes or an async iterator of bytes."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes | AsyncIterator[bytes] | None = None
+    #: Called once the body has been written (or abandoned): returns pooled connections.
+    release: object | None = None  # Callable[[], None]; typed loosely to keep dataclass simple
+
+
+class UpstreamReply:
+    """An upstream response, not yet read."""
+
+    def __init__(self, response: aiohttp.ClientResponse, method: str) -> None:
+        self._resp = response
+        self._method = method
+        self.status = response.status
+        self.headers: list[tuple[str, str]] = forwardable_response_headers(response.headers.items())
+
+    def header(self, name: str) -> str | None:
+        return self._resp.headers.get(name)
+
+    @property
+    def has_body(self) -> bool:
+        return self._method != "HEAD" and self.status not in _NO_BODY_STATUS
+
+    async def read(self, limit: int) -> bytes:
+        """The whole body (at most ``limit`` bytes, else EntityTooLarge); releases the reply."""
+        try:
+            length = self._resp.content_length
+            if length is not None and length > limit:
+                raise EntityTooLarge(f"upstream object is {length} bytes, above {limit}")
+            parts: list[bytes] = []
+            total = 0
+            async for chunk in self._resp.content.iter_any():
+                total += len(chunk)
+                if total > limit:
+                    raise EntityTooLarge(f"upstream object is larger than {limit} bytes")
+                parts.append(chunk)
+            return b"".join(parts)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(f"reading the upstream response failed: {exc}") from None
+        finally:
+            self._resp.release()
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """The body in pieces as they arrive (bounded by aiohttp's read buffer)."""
+        async for chunk in self._resp.content.iter_any():
+            yield chunk
+
+    def release(self) -> None:
+        self._resp.release()
+
+    def to_response(self) -> ProxyResponse:
+        """Pass this reply to the client as is (streamed)."""
+        return ProxyResponse(
+            status=self.status,
+            headers=self.headers,
+            body=self.stream() if self.has_body else None,
+            release=self._resp.release,
+        )
+
+
+_UNCHANGED: object = object()
+
+
+class Forwarder(Protocol):
+    async def passthrough(self, request: S3Request) -> ProxyResponse: ...
+
+    async def send(
+        self,
+        request: S3Request,
+        *,
+        method: str | None = None,
+        address: S3Address | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        body: object = _UNCHANGED,
+        payload_hash: str | None = None,
+    ) -> UpstreamReply: ...
+
+
+class RouteHandler(Protocol):
+    async def handle(
+        self, request: S3Request, route: RouteConfig, forward: Forwarder
+    ) -> ProxyResponse: ...
+
+
+class PassthroughHandler:
+    """The route handler before translation exists: routes pass through unchanged."""
+
+    async def handle(
+        self, request: S3Request, route: RouteConfig, forward: Forwarder
+    ) -> ProxyResponse:
+        return await forward.passthrough(request)
+
+
+class Pipeline:
+    """Turns incoming requests into upstream requests and responses."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        endpoint: Endpoint,
+        upstream: Upstream,
+        credentials: CredentialSource,
+        route_handler: RouteHandler | None = None,
+    ) -> None:
+        self._config = config
+        self._endpoint = endpoint
+        self._upstream = upstream
+        self._credentials = credentials
+        self._signer = Signer(config.upstream.region)
+        self._router = Router(config.routes)
+        self._handler: RouteHandler = route_handler or PassthroughHandler()
+        self._suffixes = config.virtual_host_suffixes
+        self._small = 64 * 1024
+        self._spool = config.limits.spool_memory_bytes
+        self._max_line = config.limits.max_chunk_header_bytes
+
+    async def handle(self, incoming: IncomingRequest, ex: Exchange) -> ProxyResponse:
+        headers = incoming.headers
+        address = parse_request(incoming.raw_target, headers.get("Host", ""), self._suffixes)
+        ex.bucket = address.bucket
+        ex.key = address.key
+        ex.operation = detect_operation(incoming.method, address, headers)
+        body = open_request_body(
+            headers,
+            incoming.body,
+            small_body_bytes=self._small,
+            spool_memory_bytes=self._spool,
+            max_line_bytes=self._max_line,
+        )
+        ex.body = body
+        request = S3Request(
+            method=incoming.method,
+            address=address,
+            operation=ex.operation,
+            headers=headers,
+            body=body,
+            request_id=ex.request_id,
+        )
+        route = self._router.match(address.bucket, address.key) if self._router else None
+        forwarder = _PipelineForwarder(self, ex)
+        if route is None:
+            return await forwarder.passthrough(request)
+        ex.route = route.name
+        return await self._handler.handle(request, route, forwarder)
+
+    async def _send(
+        self,
+        ex: Exchange,
+        request: S3Request,
+        *,
+        method: str,
+        address: S3Address,
+        headers: list[tuple[str, str]],
+        data: bytes | AsyncIterator[bytes] | None,
+        payload_hash: str,
+        body: RequestBody | None,
+    ) -> aiohttp.ClientResponse:
+        target = build_upstream(address, self._endpoint)
+        creds = await self._credentials.get()
+        if (
+            isinstance(data, bytes)
+            and (data or method not in _IDEMPOTENT_NO_BODY)
+            and not any(k.lower() == "content-length" for k, _ in headers)
+        ):
+            headers = [*headers, ("Content-Length", str(len(data)))]
+        signed = self._signer.sign(method, target, headers, payload_hash, creds)
+        started = time.perf_counter()
+        try:
+            resp = await self._upstream.request(
+                method,
+                target.url,
+                signed,
+                data,
+                body_error=(lambda: body.error) if body is not None else (lambda: None),
+                retry_safe=not isinstance(data, AsyncIterator),
+            )
+        finally:
+            ex.upstream_seconds = time.perf_counter() - started
+        ex.upstream_request_id = resp.headers.get("x-amz-request-id")
+        return resp
+
+
+class _PipelineForwarder:
+    def __init__(self, pipeline: Pipeline, ex: Exchange) -> None:
+        self._p = pipeline
+        self._ex = ex
+
+    async def passthrough(self, request: S3Request) -> ProxyResponse:
+        reply = await self._forward_client_body(request)
+        return reply.to_response()
+
+    async def _forward_client_body(self, request: S3Request) -> UpstreamReply:
+        body = request.body
+        try:
+            await body.prepare()
+            headers = forwardable_request_headers(request.headers.items(), drop=body.drop_headers)
+            headers.extend(body.extra_headers)
+            if body.length is not None and body.present:
+                headers.append(("Content-Length", str(body.length)))
+            payload_hash = body.payload_hash(request.headers.get("x-amz-content-sha256"))
+            resp = await self._p._send(
+                self._ex,
+                request,
+                method=request.method,
+                address=request.address,
+                headers=headers,
+                data=body.upstream_data(),
+                payload_hash=payload_hash,
+                body=body,
+            )
+        except BaseException:
+            body.close()
+            raise
+        reply = UpstreamReply(resp, request.method)
+        body.close()
+        if body.error is not None:  # upstream answered, but the body turned out bad
+            reply.release()
+            raise body.error
+        return reply
+
+    async def send(
+        self,
+        request: S3Request,
+        *,
+        method: str | None = None,
+        address: S3Address | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        body: object = _UNCHANGED,
+        payload_hash: str | None = None,
+    ) -> UpstreamReply:
+        """One signed upstream request; any part not given is the client's own."""
+        if body is _UNCHANGED and headers is None and method is None and address is None:
+            return await self._forward_client_body(request)
+        m = method or request.method
+        if body is _UNCHANGED:
+            raise ProxyError("send(): a replaced request needs an explicit body (bytes or None)")
+        if headers is None:
+            headers = forwardable_request_headers(
+                request.headers.items(),
+                drop=frozenset({"content-md5", "content-encoding"})
+                | {
+                    k.lower()
+                    for k, _ in request.headers.items()
+                    if k.lower().startswith("x-amz-checksum-")
+                },
+            )
+        else:
+            headers = forwardable_request_headers(headers)
+        data = body
+        if payload_hash is None:
+            payload_hash = _sha256_hex(data) if isinstance(data, bytes) else "UNSIGNED-PAYLOAD"
+        resp = await self._p._send(
+            self._ex,
+            request,
+            method=m,
+            address=address or request.address,
+            headers=headers,
+            data=data,  # type: ignore[arg-type]
+            payload_hash=payload_hash,
+            body=None,
+        )
+        return UpstreamReply(resp, m)
+
+
+def _sha256_hex(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,233 @@
+"""The HTTP side: the S3 data listener and the metrics/health listener.
+
+This is the one place where :class:`~proxy.errors.ProxyError`\\ s become HTTP responses: S3-style
+XML error documents (``Code``, ``Message``, ``Resource``, ``RequestId``) with an
+``x-amz-request-id`` header. Upstream error responses are not errors here: they stream back
+unchanged like any other response.
+
+The data listener is aiohttp's low-level server (no router, no middleware chain): every request
+is S3, and the raw request target is handed to the pipeline untouched. ``Expect: 100-continue``
+is answered by the proxy itself when the body is first read (never forwarded).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from xml.sax.saxutils import escape
+
+from aiohttp import web
+from aiohttp.http import HttpVersion11
+
+from proxy.errors import ProxyError
+from proxy.logging import get_logger
+from proxy.metrics import CONTENT_TYPE_LATEST, Metrics
+from proxy.pipeline import Exchange, IncomingRequest, Pipeline, ProxyResponse
+
+__all__ = ["DataServer", "build_metrics_app", "error_document"]
+
+_log = get_logger("format_proxy.access")
+
+
+def new_request_id() -> str:
+    """16 upper-case hex digits, like S3's own request ids."""
+    return os.urandom(8).hex().upper()
+
+
+def error_document(err: ProxyError, resource: str, request_id: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error>'
+        f"<Code>{escape(err.code)}</Code>"
+        f"<Message>{escape(err.message)}</Message>"
+        f"<Resource>{escape(err.resource or resource)}</Resource>"
+        f"<RequestId>{escape(request_id)}</RequestId>"
+        "</Error>"
+    ).encode()
+
+
+class _ClientStream:
+    """aiohttp's request body, answering ``Expect: 100-continue`` on the first read."""
+
+    __slots__ = ("_continue", "_request")
+
+    def __init__(self, request: web.BaseRequest) -> None:
+        self._request = request
+        expect = request.headers.get("Expect", "")
+        self._continue = expect.lower() == "100-continue" and request.version == HttpVersion11
+
+    async def read(self) -> bytes:
+        if self._continue:
+            self._continue = False
+            writer = self._request.writer
+            await writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            # Not part of the final response's size accounting.
+            writer.output_size -= 25
+        return await self._request.content.readany()
+
+
+class DataServer:
+    """The S3 request handler: pipeline + error rendering + metrics + access log."""
+
+    def __init__(self, pipeline: Pipeline, metrics: Metrics) -> None:
+        self._pipeline = pipeline
+        self._m = metrics
+
+    def make_server(self, **kwargs: Any) -> web.Server:
+        return web.Server(self.handle, **kwargs)
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        ex = Exchange(request_id=new_request_id(), method=request.method)
+        m = self._m
+        m.inflight.inc()
+        status = 500
+        bytes_out = 0
+        failed: str | None = None
+        try:
+            incoming = IncomingRequest(
+                method=request.method,
+                raw_target=request.raw_path,
+                headers=request.headers,
+                body=_ClientStream(request),
+            )
+            try:
+                presp = await self._pipeline.handle(incoming, ex)
+            except ProxyError as err:
+                failed = f"{err.code}: {err.message}"
+                status = err.status
+                return await self._write_error(request, err, ex)
+            except Exception as exc:  # a bug: still an S3-shaped answer, and a traceback in logs
+                _log.exception("unhandled error", request_id=ex.request_id)
+                failed = f"InternalError: {type(exc).__name__}"
+                err = ProxyError("internal error in format-proxy; see its log")
+                status = err.status
+                return await self._write_error(request, err, ex)
+            status = presp.status
+            response, bytes_out = await self._write(request, presp)
+            return response
+        finally:
+            m.inflight.dec()
+            elapsed = time.perf_counter() - ex.started
+            op = ex.operation
+            m.requests.labels(op, str(status)).inc()
+            m.request_duration.labels(op).observe(elapsed)
+            if ex.upstream_seconds is not None:
+                m.upstream_duration.labels(op).observe(ex.upstream_seconds)
+            bytes_in = ex.body.received if ex.body is not None else 0
+            if bytes_in:
+                m.request_bytes.labels(op).inc(bytes_in)
+            if bytes_out:
+                m.response_bytes.labels(op).inc(bytes_out)
+            self._log(ex, status, bytes_in, bytes_out, elapsed, failed)
+
+    def _log(
+        self,
+        ex: Exchange,
+        status: int,
+        bytes_in: int,
+        bytes_out: int,
+        elapsed: float,
+        failed: str | None,
+    ) -> None:
+        fields: dict[str, Any] = {
+            "method": ex.method,
+            "operation": ex.operation,
+            "bucket": ex.bucket,
+            "status": status,
+            "bytes_in": bytes_in,
+            "bytes_out": bytes_out,
+            "duration_ms": round(elapsed * 1000, 3),
+            "request_id": ex.upstream_request_id or ex.request_id,
+        }
+        if ex.upstream_request_id:
+            fields["proxy_request_id"] = ex.request_id
+        if ex.upstream_seconds is not None:
+            fields["upstream_ms"] = round(ex.upstream_seconds * 1000, 3)
+        if ex.route is not None:
+            fields["route"] = ex.route
+        if failed is not None:
+            fields["error"] = failed
+        if status >= 500:
+            _log.warning("request", **fields)
+        else:
+            _log.info("request", **fields)
+        # Keys can be personal data or business identifiers: only at debug level.
+        _log.debug("request.key", request_id=fields["request_id"], key=ex.key)
+
+    async def _write_error(
+        self, request: web.BaseRequest, err: ProxyError, ex: Exchange
+    ) -> web.StreamResponse:
+        resource = request.raw_path.partition("?")[0]  # never the query: it may hold a signature
+        body = b"" if request.method == "HEAD" else error_document(err, resource, ex.request_id)
+        response = web.Response(
+            status=err.status,
+            body=body,
+            headers={
+                "Content-Type": "application/xml",
+                "x-amz-request-id": ex.request_id,
+            },
+        )
+        if request.method == "HEAD":
+            response.content_length = 0
+        # A client body we did not read (or that was bad) makes the connection unusable.
+        if ex.body is not None and ex.body.present and ex.body.error is not None:
+            response.force_close()
+        return response
+
+    async def _write(
+        self, request: web.BaseRequest, presp: ProxyResponse
+    ) -> tuple[web.StreamResponse, int]:
+        release: Callable[[], None] | None = presp.release  # type: ignore[assignment]
+        written = 0
+        try:
+            response = web.StreamResponse(status=presp.status)
+            hdrs = response.headers
+            for name, value in presp.headers:
+                hdrs.add(name, value)
+            body = presp.body
+            if isinstance(body, bytes):
+                response.content_length = len(body)
+                await response.prepare(request)
+                if body:
+                    await response.write(body)
+                    written = len(body)
+            else:
+                await response.prepare(request)
+                if body is not None:
+                    written = await _pump(body, response)
+            await response.write_eof()
+            return response, written
+        finally:
+            if release is not None:
+                release()
+
+
+async def _pump(body: AsyncIterator[bytes], response: web.StreamResponse) -> int:
+    written = 0
+    async for chunk in body:
+        await response.write(chunk)
+        written += len(chunk)
+    return written
+
+
+def build_metrics_app(
+    metrics: Metrics, *, ready: Callable[[], tuple[bool, str]]
+) -> web.Application:
+    """``/metrics`` (Prometheus text), ``/healthz`` (alive), ``/readyz`` (ready to serve)."""
+
+    async def metrics_handler(_request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(_request: web.Request) -> web.Response:
+        ok, why = ready()
+        return web.Response(status=200 if ok else 503, text=("ok" if ok else why) + "\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

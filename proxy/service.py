@@ -1,0 +1,199 @@
+"""Assembles and runs one proxy instance: upstream client, credentials, pipeline, listeners.
+
+Used by ``format-proxy serve`` and by tests that run the proxy in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from proxy import __version__
+from proxy.config import Config
+from proxy.credentials import ChainCredentials, CredentialSource
+from proxy.embedded import EmbeddedS3, create_bucket_body, local_credentials
+from proxy.errors import ConfigError, ProxyError, UpstreamError
+from proxy.logging import get_logger
+from proxy.metrics import Metrics
+from proxy.pipeline import Pipeline, RouteHandler
+from proxy.s3address import Endpoint, S3Address, build_upstream
+from proxy.server import DataServer, build_metrics_app
+from proxy.signing import Signer
+from proxy.upstream import Upstream, UpstreamSettings
+
+__all__ = ["ProxyService"]
+
+_log = get_logger("format_proxy")
+
+
+@dataclass(frozen=True, slots=True)
+class BoundAddresses:
+    data: tuple[str, int]
+    metrics: tuple[str, int]
+
+
+class ProxyService:
+    """One running proxy. ``start()`` binds both listeners; ``stop()`` drains and closes."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        credentials: CredentialSource | None = None,
+        route_handler: RouteHandler | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = Metrics(version=__version__, app_version=config.app_version)
+        self._credentials = credentials
+        self._route_handler = route_handler
+        self._embedded: EmbeddedS3 | None = None
+        self._upstream: Upstream | None = None
+        self._data_runner: web.ServerRunner | None = None
+        self._metrics_runner: web.AppRunner | None = None
+        self._listening = False
+        self.endpoint_url: str | None = None
+        self.addresses: BoundAddresses | None = None
+
+    @property
+    def credentials(self) -> CredentialSource:
+        assert self._credentials is not None
+        return self._credentials
+
+    def ready(self) -> tuple[bool, str]:
+        if not self._listening:
+            return False, "data listener not started"
+        if self._credentials is None or not self._credentials.resolved:
+            return False, "upstream credentials not resolved"
+        return True, "ok"
+
+    async def start(self) -> None:
+        cfg = self.config
+        # Metrics/health first, so liveness answers while credentials are being resolved.
+        metrics_app = build_metrics_app(self.metrics, ready=self.ready)
+        self._metrics_runner = web.AppRunner(metrics_app, access_log=None, handle_signals=False)
+        await self._metrics_runner.setup()
+        msite = web.TCPSite(
+            self._metrics_runner, cfg.metrics_listen.host, cfg.metrics_listen.port, backlog=128
+        )
+        await msite.start()
+
+        if cfg.upstream.is_embedded:
+            self._embedded = EmbeddedS3()
+            endpoint_url = await asyncio.to_thread(self._embedded.start)
+            if self._credentials is None:
+                self._credentials = local_credentials()
+        else:
+            endpoint_url = cfg.upstream.resolved_endpoint()
+        self.endpoint_url = endpoint_url
+        if self._credentials is None:
+            self._credentials = ChainCredentials(cfg.upstream.profile)
+        await self._credentials.start()
+
+        endpoint = Endpoint.parse(
+            endpoint_url, virtual=cfg.upstream.uses_virtual_hosting(endpoint_url)
+        )
+        self._upstream = Upstream(
+            UpstreamSettings(
+                connect_timeout=cfg.upstream.connect_timeout,
+                read_timeout=cfg.upstream.read_timeout,
+                max_connections=cfg.upstream.max_connections,
+                ssl_verify=cfg.upstream.verify_tls,
+            )
+        )
+        await self._upstream.start()
+        if self._embedded is not None:
+            await self._create_buckets(endpoint)
+
+        pipeline = Pipeline(
+            cfg,
+            endpoint=endpoint,
+            upstream=self._upstream,
+            credentials=self._credentials,
+            route_handler=self._route_handler,
+        )
+        handler = DataServer(pipeline, self.metrics)
+        self._data_runner = web.ServerRunner(
+            handler.make_server(),
+            handle_signals=False,
+            shutdown_timeout=cfg.shutdown_grace_seconds,
+        )
+        await self._data_runner.setup()
+        ssl_ctx = None
+        if cfg.tls.enabled:
+            ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                ssl_ctx.load_cert_chain(str(cfg.tls.cert), str(cfg.tls.key))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError("tls", f"cannot load certificate/key: {exc}") from None
+        site = web.TCPSite(
+            self._data_runner,
+            cfg.listen.host,
+            cfg.listen.port,
+            ssl_context=ssl_ctx,
+            backlog=1024,
+            reuse_address=True,
+        )
+        await site.start()
+        self._listening = True
+        self.addresses = BoundAddresses(
+            data=_bound(self._data_runner), metrics=_bound(self._metrics_runner)
+        )
+
+    async def _create_buckets(self, endpoint: Endpoint) -> None:
+        assert self._upstream is not None and self._credentials is not None
+        cfg = self.config
+        names = list(dict.fromkeys([*cfg.upstream.buckets, *(r.bucket for r in cfg.routes)]))
+        signer = Signer(cfg.upstream.region)
+        body = create_bucket_body(cfg.upstream.region)
+        for name in names:
+            address = S3Address(
+                bucket=name,
+                key=None,
+                raw_key="",
+                raw_query=(),
+                params=frozenset(),
+                values={},
+                style="path",
+                presigned=False,
+            )
+            target = build_upstream(address, endpoint)
+            creds = await self._credentials.get()
+            headers = signer.sign(
+                "PUT",
+                target,
+                [("Content-Length", str(len(body)))],
+                hashlib.sha256(body).hexdigest(),
+                creds,
+            )
+            resp = await self._upstream.request("PUT", target.url, headers, body)
+            text = await resp.text()
+            resp.release()
+            if resp.status >= 300 and "BucketAlreadyOwnedByYou" not in text:
+                raise UpstreamError(f"cannot create bucket {name!r} in the embedded S3: {text}")
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish (up to the grace period), close."""
+        self._listening = False
+        if self._data_runner is not None:
+            await self._data_runner.cleanup()
+            self._data_runner = None
+        if self._upstream is not None:
+            await self._upstream.close()
+            self._upstream = None
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+            self._metrics_runner = None
+        if self._embedded is not None:
+            await asyncio.to_thread(self._embedded.stop)
+            self._embedded = None
+
+
+def _bound(runner: web.BaseRunner) -> tuple[str, int]:
+    for addr in runner.addresses:
+        if isinstance(addr, tuple):
+            return str(addr[0]), int(addr[1])
+    raise ProxyError("listener has no TCP address")
