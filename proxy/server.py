@@ -12,6 +12,7 @@ is answered by the proxy itself when the body is first read (never forwarded).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -73,6 +74,21 @@ class DataServer:
     def __init__(self, pipeline: Pipeline, metrics: Metrics) -> None:
         self._pipeline = pipeline
         self._m = metrics
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._draining = False
+
+    async def drain(self, grace: float) -> bool:
+        """Mark responses ``Connection: close`` and wait for in-flight requests (True if all
+        finished within ``grace`` seconds)."""
+        self._draining = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace)
+        except TimeoutError:
+            _log.warning("shutdown_grace_expired", inflight=self._inflight)
+            return False
+        return True
 
     def make_server(self, **kwargs: Any) -> web.Server:
         return web.Server(self.handle, **kwargs)
@@ -81,6 +97,8 @@ class DataServer:
         ex = Exchange(request_id=new_request_id(), method=request.method)
         m = self._m
         m.inflight.inc()
+        self._inflight += 1
+        self._idle.clear()
         status = 500
         bytes_out = 0
         failed: str | None = None
@@ -108,6 +126,9 @@ class DataServer:
             return response
         finally:
             m.inflight.dec()
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.set()
             elapsed = time.perf_counter() - ex.started
             op = ex.operation
             m.requests.labels(op, str(status)).inc()
@@ -170,6 +191,8 @@ class DataServer:
         )
         if request.method == "HEAD":
             response.content_length = 0
+        if self._draining:
+            response.force_close()
         # A client body we did not read (or that was bad) makes the connection unusable.
         if ex.body is not None and ex.body.present and ex.body.error is not None:
             response.force_close()
@@ -182,6 +205,8 @@ class DataServer:
         written = 0
         try:
             response = web.StreamResponse(status=presp.status)
+            if self._draining:
+                response.force_close()
             hdrs = response.headers
             for name, value in presp.headers:
                 hdrs.add(name, value)

@@ -16,7 +16,7 @@ from proxy import __version__
 from proxy.config import Config
 from proxy.credentials import ChainCredentials, CredentialSource
 from proxy.embedded import EmbeddedS3, create_bucket_body, local_credentials
-from proxy.errors import ConfigError, ProxyError, UpstreamError
+from proxy.errors import ConfigError, CredentialsError, ProxyError, UpstreamError
 from proxy.logging import get_logger
 from proxy.metrics import Metrics
 from proxy.pipeline import Pipeline, RouteHandler
@@ -28,6 +28,7 @@ from proxy.upstream import Upstream, UpstreamSettings
 __all__ = ["ProxyService"]
 
 _log = get_logger("format_proxy")
+_CRED_RETRY = 5.0  # seconds between attempts to resolve credentials that were missing
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,8 @@ class ProxyService:
         self._data_runner: web.ServerRunner | None = None
         self._metrics_runner: web.AppRunner | None = None
         self._listening = False
+        self._retry_task: asyncio.Task[None] | None = None
+        self._handler: DataServer | None = None
         self.endpoint_url: str | None = None
         self.addresses: BoundAddresses | None = None
 
@@ -91,7 +94,10 @@ class ProxyService:
         self.endpoint_url = endpoint_url
         if self._credentials is None:
             self._credentials = ChainCredentials(cfg.upstream.profile)
-        await self._credentials.start()
+        if not await self._try_credentials():
+            # Not fatal: IRSA token files and metadata endpoints can appear after the container
+            # starts. /readyz stays 503 (and requests get 503) until they resolve.
+            self._retry_task = asyncio.create_task(self._retry_credentials())
 
         endpoint = Endpoint.parse(
             endpoint_url, virtual=cfg.upstream.uses_virtual_hosting(endpoint_url)
@@ -115,7 +121,7 @@ class ProxyService:
             credentials=self._credentials,
             route_handler=self._route_handler,
         )
-        handler = DataServer(pipeline, self.metrics)
+        handler = self._handler = DataServer(pipeline, self.metrics)
         self._data_runner = web.ServerRunner(
             handler.make_server(),
             handle_signals=False,
@@ -142,6 +148,22 @@ class ProxyService:
         self.addresses = BoundAddresses(
             data=_bound(self._data_runner), metrics=_bound(self._metrics_runner)
         )
+
+    async def _try_credentials(self) -> bool:
+        assert self._credentials is not None
+        try:
+            await self._credentials.start()
+        except CredentialsError as exc:
+            _log.warning("credentials_unresolved", error=str(exc), retry_seconds=_CRED_RETRY)
+            return False
+        return True
+
+    async def _retry_credentials(self) -> None:
+        while True:
+            await asyncio.sleep(_CRED_RETRY)
+            if await self._try_credentials():
+                break
+        _log.info("credentials_resolved", credential_source=self.credentials.method)
 
     async def _create_buckets(self, endpoint: Endpoint) -> None:
         assert self._upstream is not None and self._credentials is not None
@@ -176,9 +198,22 @@ class ProxyService:
                 raise UpstreamError(f"cannot create bucket {name!r} in the embedded S3: {text}")
 
     async def stop(self) -> None:
-        """Stop accepting, let in-flight requests finish (up to the grace period), close."""
+        """Stop accepting, let in-flight requests finish (up to the grace period), close.
+
+        aiohttp's own runner shutdown marks every connection closing at once, and a closing
+        connection ignores further incoming bytes — an upload in flight would stall. So the
+        sites are stopped first (no new connections), in-flight requests are awaited with
+        responses marked ``Connection: close``, and only then is the runner cleaned up.
+        """
         self._listening = False
+        if self._retry_task is not None:
+            self._retry_task.cancel()
+            self._retry_task = None
         if self._data_runner is not None:
+            for site in list(self._data_runner.sites):
+                await site.stop()
+            if self._handler is not None:
+                await self._handler.drain(self.config.shutdown_grace_seconds)
             await self._data_runner.cleanup()
             self._data_runner = None
         if self._upstream is not None:

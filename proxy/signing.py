@@ -54,9 +54,11 @@ HOP_BY_HOP: frozenset[str] = frozenset(
     }
 )
 
-#: The client's own authentication (and what the signer recomputes). Never forwarded.
+#: The client's own authentication (and what the signer recomputes). Never forwarded. ``Date``
+#: is the SigV2 signing time; we sign with X-Amz-Date (botocore would otherwise rewrite Date and
+#: drop X-Amz-Date, which some backends require).
 CLIENT_AUTH_HEADERS: frozenset[str] = frozenset(
-    {"authorization", "x-amz-security-token", "x-amz-date", "x-amz-content-sha256"}
+    {"authorization", "x-amz-security-token", "x-amz-date", "x-amz-content-sha256", "date"}
 )
 
 _DROP_REQUEST = HOP_BY_HOP | CLIENT_AUTH_HEADERS

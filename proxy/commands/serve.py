@@ -105,7 +105,9 @@ async def _serve(config: object) -> int:
     except BaseException:
         await service.stop()
         raise
-    print(_banner(service), file=sys.stderr, flush=True)
+    if config.upstream.is_embedded:
+        # The local try-it mode: tell a human what to do. Sidecars log JSON only.
+        print(_banner(service), file=sys.stderr, flush=True)
     log.info(
         "started",
         listen=str(config.listen),
