@@ -158,6 +158,70 @@ class TranslationError(ProxyError):
         super().__init__(f"{reason} at {location}: {detail}")
 
 
+# --- the translating data path (issue 4) -------------------------------------------------------
+
+
+class InvalidDocument(ClientError):
+    """A body written on a route (PUT, CompleteMultipartUpload) that is not a valid document in
+    the writer's format. The code carries the reason (``InvalidDocument.type_mismatch``), the
+    message the reason and the location; nothing is written."""
+
+    code = "InvalidDocument"
+
+    def __init__(self, error: TranslationError, *, expected: str, route: str) -> None:
+        super().__init__(
+            f"the request body is not a valid {expected} document for route {route!r}: "
+            f"{error.reason} at {error.location}: {error.detail}"
+        )
+        self.code = f"InvalidDocument.{error.reason}"
+        self.reason = error.reason
+        self.location = error.location
+
+
+class UntranslatableObject(ProxyError):
+    """A stored object on a route that cannot be shown in the reader's format (``on_error:
+    fail``). 422: the request is fine and retrying cannot help, so SDKs must not retry it."""
+
+    status = 422
+    code = "UntranslatableObject"
+
+    def __init__(self, error: TranslationError, *, source: str, target: str, route: str) -> None:
+        super().__init__(
+            f"the stored object cannot be translated from {source} to {target} on route "
+            f"{route!r}: {error.reason} at {error.location}: {error.detail}"
+        )
+        self.code = f"UntranslatableObject.{error.reason}"
+        self.reason = error.reason
+        self.location = error.location
+
+
+class ContentSHA256Mismatch(BadDigest):
+    """The body does not match the client's ``x-amz-content-sha256`` (S3's own code)."""
+
+    code = "XAmzContentSHA256Mismatch"
+
+
+class MalformedXML(ClientError):
+    code = "MalformedXML"
+
+
+class NoSuchUpload(ProxyError):
+    status = 404
+    code = "NoSuchUpload"
+
+
+class InvalidPart(ClientError):
+    code = "InvalidPart"
+
+
+class InvalidPartOrder(ClientError):
+    code = "InvalidPartOrder"
+
+
+class EntityTooSmall(ClientError):
+    code = "EntityTooSmall"
+
+
 # --- sidecar injection (``format-proxy inject`` / ``format-proxy webhook``) -------------------
 
 
