@@ -202,6 +202,9 @@ class Config(_Strict):
     #: Host (IP literal, ``localhost``, the listen host, a Service name) is a path-style base.
     virtual_host_suffixes: tuple[str, ...] = ("localhost",)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: Where multipart uploads on routes are spooled until CompleteMultipartUpload (a private
+    #: per-process directory is made inside it); None = the system temp dir.
+    spool_dir: Path | None = None
 
     #: Directory relative paths (schemas) are resolved against; the config file's directory.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
