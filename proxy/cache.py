@@ -15,6 +15,12 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 CacheKey = tuple[str, str, str, str]
+#: ``(bucket, key, target format)``: all stored versions (ETags) of an object in one format.
+ObjectKey = tuple[str, str, str]
+
+
+def _object_of(key: CacheKey) -> ObjectKey:
+    return (key[0], key[1], key[3])
 
 
 class Sized(Protocol):
@@ -37,6 +43,7 @@ class RepresentationCache(Generic[V]):
         self.max_bytes = max_bytes
         self.stats = CacheStats()
         self._entries: OrderedDict[CacheKey, V] = OrderedDict()
+        self._by_object: dict[ObjectKey, set[CacheKey]] = {}
         self._bytes = 0
         self._inflight: dict[CacheKey, asyncio.Future[V]] = {}
 
@@ -46,6 +53,28 @@ class RepresentationCache(Generic[V]):
     @property
     def nbytes(self) -> int:
         return self._bytes
+
+    def has_object(self, bucket: str, key: str, target: str) -> bool:
+        """True if some stored version of this object is cached in ``target`` format."""
+        return (bucket, key, target) in self._by_object
+
+    def discard_stale(self, key: CacheKey) -> None:
+        """Drop entries for the same object and format under other ETags (``key``'s ETag is
+        the current stored one): they can never be served again."""
+        for other in list(self._by_object.get(_object_of(key), ())):
+            if other != key:
+                self.discard(other)
+
+    def _index(self, key: CacheKey) -> None:
+        self._by_object.setdefault(_object_of(key), set()).add(key)
+
+    def _unindex(self, key: CacheKey) -> None:
+        obj = _object_of(key)
+        keys = self._by_object.get(obj)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_object[obj]
 
     def get(self, key: CacheKey) -> V | None:
         value = self._entries.get(key)
@@ -61,15 +90,18 @@ class RepresentationCache(Generic[V]):
         if old is not None:
             self._bytes -= old.nbytes
         self._entries[key] = value
+        self._index(key)
         self._bytes += size
         while self._bytes > self.max_bytes:
-            _, evicted = self._entries.popitem(last=False)
+            evicted_key, evicted = self._entries.popitem(last=False)
+            self._unindex(evicted_key)
             self._bytes -= evicted.nbytes
             self.stats.evictions += 1
 
     def discard(self, key: CacheKey) -> None:
         old = self._entries.pop(key, None)
         if old is not None:
+            self._unindex(key)
             self._bytes -= old.nbytes
 
     async def get_or_fill(self, key: CacheKey, fill: Callable[[], Awaitable[V]]) -> tuple[V, bool]:

@@ -91,3 +91,19 @@ async def test_cancelled_filler_hands_over():
         await filler
     value, hit = await waiter
     assert value.body == b"quick" and hit is False
+
+
+def test_object_index_follows_puts_discards_and_evictions():
+    cache = RepresentationCache[Rep](max_bytes=10)
+    old, new = ("b", "k", '"e1"', "json"), ("b", "k", '"e2"', "json")
+    assert not cache.has_object("b", "k", "json")
+    cache.put(old, Rep(b"1234"))
+    cache.put(new, Rep(b"1234"))
+    assert cache.has_object("b", "k", "json") and not cache.has_object("b", "k", "xml")
+    cache.discard_stale(new)  # e2 is the current stored version: e1 can never be served
+    assert cache.get(old) is None and cache.get(new) is not None and cache.nbytes == 4
+    cache.put(key(1), Rep(b"1234"))
+    cache.put(key(2), Rep(b"1234"))  # evicts ("b", "k", e2)
+    assert not cache.has_object("b", "k", "json")
+    cache.discard(key(1))
+    assert not cache.has_object("b", "k1", "json") and cache.has_object("b", "k2", "json")
