@@ -80,14 +80,15 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
 _Dumper.add_representer(str, _represent_str)
 
 
-def dump_yaml(obj: Any) -> str:
+def dump_yaml(obj: Any, *, width: int = 4096) -> str:
+    """Kubernetes-style YAML; ``width`` folds long strings (read back unchanged)."""
     return yaml.dump(
         obj,
         Dumper=_Dumper,
         sort_keys=False,
         default_flow_style=False,
         allow_unicode=True,
-        width=4096,
+        width=width,
     )
 
 
