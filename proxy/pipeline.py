@@ -125,7 +125,11 @@ class UpstreamReply:
         self._resp = response
         self._method = method
         self.status = response.status
-        self.headers: list[tuple[str, str]] = forwardable_response_headers(response.headers.items())
+        # raw_headers: names exactly as the upstream spelled them (aiohttp's parsed view
+        # re-cases well-known names, e.g. ETag -> Etag).
+        self.headers: list[tuple[str, str]] = forwardable_response_headers(
+            (_text(k), _text(v)) for k, v in response.raw_headers
+        )
 
     def header(self, name: str) -> str | None:
         return self._resp.headers.get(name)
@@ -374,6 +378,13 @@ class _PipelineForwarder:
             body=None,
         )
         return UpstreamReply(resp, m)
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 def _sha256_hex(data: bytes) -> str:

@@ -91,7 +91,9 @@ class DataServer:
         return True
 
     def make_server(self, **kwargs: Any) -> web.Server:
-        return web.Server(self.handle, **kwargs)
+        # auto_decompress=False: a "Content-Encoding: gzip" body is the object's bytes, to be
+        # stored as sent, not something for the proxy to inflate.
+        return web.Server(self.handle, auto_decompress=False, **kwargs)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         ex = Exchange(request_id=new_request_id(), method=request.method)
