@@ -51,11 +51,14 @@ def test_awkward_keys_arrive_byte_for_byte(s3, backend: Backend, bucket: str) ->
     assert via_proxy == direct
     if backend.name == "moto":
         assert via_proxy == sorted(AWKWARD_KEYS)
-    # And read back through the proxy under the client's key.
+    # Stored bytes equal the direct write's, and read back the same through the proxy.
+    # (SeaweedFS keeps no content for a key ending in "/": it is a directory there.)
     for i, key in enumerate(AWKWARD_KEYS):
-        assert s3.get_object(Bucket=bucket, Key=f"proxy/{key}")["Body"].read() == (
-            f"{i}:{key}".encode()
-        )
+        stored = backend.read(bucket, f"proxy/{key}")
+        assert stored == backend.read(bucket, f"direct/{key}")
+        if backend.name == "moto" or not key.endswith("/"):
+            assert stored == f"{i}:{key}".encode()
+        assert s3.get_object(Bucket=bucket, Key=f"proxy/{key}")["Body"].read() == stored
     listed = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="proxy/")["Contents"]]
     assert sorted(listed) == sorted(f"proxy/{k}" for k in via_proxy)
 

@@ -80,7 +80,9 @@ def test_sigv2_authorization_header_is_stripped(proxy: ProxyProcess, backend: Ba
 
 
 def _fetch(url: str, method: str = "GET", data: bytes | None = None) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, method=method, data=data)
+    # urllib would label a body as a form (moto then stores nothing): say what it is.
+    headers = {"Content-Type": "application/octet-stream"} if data is not None else {}
+    req = urllib.request.Request(url, method=method, data=data, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, resp.read()

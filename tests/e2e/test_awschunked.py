@@ -36,7 +36,12 @@ def _recording_client(proxy: ProxyProcess) -> tuple[object, list[dict[str, str]]
     seen: list[dict[str, str]] = []
 
     def record(request, **_kwargs) -> None:
-        seen.append({k.lower(): str(v) for k, v in request.headers.items()})
+        seen.append(
+            {
+                k.lower(): v.decode() if isinstance(v, bytes) else str(v)
+                for k, v in request.headers.items()
+            }
+        )
 
     client.meta.events.register("before-send.s3", record)
     return client, seen

@@ -24,7 +24,7 @@ def test_backend_rejects_wrong_credentials(backend: Backend, bucket: str, wrong:
         "AKIAWRONGWRONGWRONG1" if wrong == "access_key" else good.access_key,
         "wrong-secret" if wrong == "secret_key" else good.secret_key,
     )
-    client = direct_client(backend.endpoint, creds, retries={"max_attempts": 1})
+    client = direct_client(backend.endpoint, creds, retries={"total_max_attempts": 1})
     with pytest.raises(botocore.exceptions.ClientError) as info:
         client.put_object(Bucket=bucket, Key="nope", Body=b"x")
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403

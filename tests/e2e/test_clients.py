@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -49,9 +50,11 @@ def test_aws_s3_sync(cli: AwsCli, backend: Backend, bucket: str, tmp_path: Path)
         "sub dir/deeper/ü.txt": "ünïcode".encode(),
         "empty": b"",
     }
+    an_hour_ago = time.time() - 3600  # older than any LastModified: a re-sync uploads nothing
     for rel, data in files.items():
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_bytes(data)
+        os.utime(src / rel, (an_hour_ago, an_hour_ago))
     cli.run("s3", "sync", str(src), f"s3://{bucket}/tree")
     assert sorted(backend.keys(bucket, "tree/")) == sorted(f"tree/{k}" for k in files)
     for rel, data in files.items():

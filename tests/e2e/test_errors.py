@@ -27,31 +27,36 @@ def _request_ids(headers: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    "method,path_fmt",
+    "method,path_fmt,headers_fmt",
     [
-        ("GET", "/{bucket}/no-such-key"),
-        ("GET", "/no-such-bucket-{rand}/key"),
-        ("PUT", "/{bucket}/key?partNumber=1&uploadId=no-such-upload"),
-        ("DELETE", "/{bucket}"),  # BucketNotEmpty
+        ("GET", "/{bucket}/no-such-key", {}),
+        ("GET", "/no-such-bucket-{rand}/key", {}),
+        ("PUT", "/{bucket}/copy", {"x-amz-copy-source": "/{bucket}/no-such-source"}),
+        ("GET", "/{bucket}/present", {"Range": "bytes=100-200"}),  # 416
     ],
+    ids=["NoSuchKey", "NoSuchBucket", "copy-NoSuchKey", "InvalidRange"],
 )
 def test_upstream_errors_pass_through_unchanged(
-    proxy: ProxyProcess, backend: Backend, bucket: str, method: str, path_fmt: str
+    proxy: ProxyProcess,
+    backend: Backend,
+    bucket: str,
+    method: str,
+    path_fmt: str,
+    headers_fmt: dict[str, str],
 ) -> None:
     backend.direct.put_object(Bucket=bucket, Key="present", Body=b"x")
     path = path_fmt.format(bucket=bucket, rand=os.urandom(4).hex())
-    body = b"part" if method == "PUT" else None
-    via_proxy = send(proxy.endpoint, method, path, body=body)
+    headers = {k: v.format(bucket=bucket) for k, v in headers_fmt.items()}
+    via_proxy = send(proxy.endpoint, method, path, headers=headers)
     # The same request signed by the backend's own key, sent directly.
-    url = f"{backend.endpoint}{path}"
     direct_headers = sigv4_headers(
         method,
-        url,
-        {},
-        payload_hash=hashlib.sha256(body or b"").hexdigest(),
+        f"{backend.endpoint}{path}",
+        headers,
+        payload_hash=hashlib.sha256(b"").hexdigest(),
         credentials=backend.credentials,
     )
-    direct = send(backend.endpoint, method, path, headers=direct_headers, body=body)
+    direct = send(backend.endpoint, method, path, headers=direct_headers)
     assert direct.status >= 400, "the scenario must make the backend fail"
     assert via_proxy.status == direct.status
     assert via_proxy.header("content-type") == direct.header("content-type")
@@ -76,7 +81,7 @@ def _assert_service_unavailable(proxy: ProxyProcess, bucket: str = "some-bucket"
     assert err["RequestId"]
     assert resp.header("content-type") in ("application/xml", "text/xml")
     # boto3 sees a retryable ServiceUnavailable.
-    client = boto3_client(proxy, max_attempts=2, read_timeout=60)
+    client = boto3_client(proxy, total_max_attempts=2, read_timeout=60)
     with pytest.raises(botocore.exceptions.ClientError) as info:
         client.put_object(Bucket=bucket, Key="k", Body=b"x")
     assert info.value.response["Error"]["Code"] == "ServiceUnavailable"

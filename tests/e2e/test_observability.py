@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import os
 import re
+import time
 import urllib.error
 import urllib.request
 from email.utils import formatdate
@@ -56,10 +57,13 @@ def test_health_endpoints(proxy: ProxyProcess) -> None:
 
 
 def test_readyz_fails_without_credentials(start_proxy, moto_backend: Backend) -> None:
-    """No credentials anywhere in the chain: alive, but not ready."""
+    """No credentials anywhere in the chain: alive (``/healthz``), never ready (``/readyz``)."""
     proxy = start_proxy(upstream=moto_backend.endpoint, credentials=None, wait=False)
     proxy.process.wait_until(lambda: proxy.probe("/healthz") == 200, timeout=30, what="alive")
-    assert proxy.probe("/readyz") == 503
+    for _ in range(10):
+        assert proxy.probe("/readyz") == 503
+        time.sleep(0.1)
+    assert proxy.alive()
 
 
 def test_request_metrics_after_traffic(start_proxy, backend: Backend, bucket: str) -> None:
@@ -109,13 +113,13 @@ def test_request_log_lines(start_proxy, backend: Backend, bucket: str) -> None:
     assert get["bytes_out"] == 5
     # At info level the key is not logged.
     assert "secret-key-name" not in proxy.output()
-    assert not proxy.non_json_lines(), proxy.non_json_lines()
+    assert not proxy.non_json_stdout_lines(), proxy.non_json_stdout_lines()
 
 
 def test_keys_logged_at_debug_level(start_proxy, backend: Backend, bucket: str) -> None:
     proxy = start_proxy(log_level="debug")
     boto3_client(proxy).put_object(Bucket=bucket, Key="dbg/visible-key", Body=b"x")
-    assert "dbg/visible-key" in proxy.output()
+    assert proxy.wait_for_log(lambda line: "dbg/visible-key" in str(line.values()))
 
 
 def _collect_client_secrets(client) -> list[str]:
@@ -199,6 +203,7 @@ def test_no_secret_in_any_log_line(start_proxy, backend: Backend, bucket: str) -
     assert resp.status == 200, resp.body
     assert backend.read(bucket, "s/chunked") == data
 
+    proxy.wait_for_log(lambda line: line.get("event") == "request", count=9)
     secrets = sorted({s for s in secrets if s and len(s) >= 8})
     assert len(secrets) >= 10, "the test must really have collected secrets"
     output = proxy.output()

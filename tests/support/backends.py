@@ -73,7 +73,7 @@ def direct_client(endpoint: str, creds: Credentials, region: str = REGION, **con
         "s3": {"addressing_style": "path"},
         "request_checksum_calculation": "when_required",
         "response_checksum_validation": "when_required",
-        "retries": {"max_attempts": 2, "mode": "standard"},
+        "retries": {"total_max_attempts": 3, "mode": "standard"},
         "connect_timeout": 5,
         "read_timeout": 60,
     }
@@ -205,7 +205,7 @@ def start_moto(log_dir: Path, *, name: str = "moto") -> Backend:
         region_name=REGION,
         aws_access_key_id="bootstrap",
         aws_secret_access_key="bootstrap",
-        config=botocore.config.Config(retries={"max_attempts": 1}),
+        config=botocore.config.Config(retries={"total_max_attempts": 1}),
     )
     iam.create_user(UserName="format-proxy")
     iam.put_user_policy(UserName="format-proxy", PolicyName="admin", PolicyDocument=_ADMIN_POLICY)
@@ -271,7 +271,7 @@ def start_seaweedfs(
     endpoint = f"http://{LOOPBACK}:{s3}"
     backend = Backend(name=name, endpoint=endpoint, credentials=creds, process=proc)
     probe = direct_client(
-        endpoint, creds, retries={"max_attempts": 1}, connect_timeout=1, read_timeout=5
+        endpoint, creds, retries={"total_max_attempts": 1}, connect_timeout=1, read_timeout=5
     )
 
     def can_store() -> bool:

@@ -43,7 +43,7 @@ def boto3_client(
     credentials: Credentials = CLIENT_CREDENTIALS,
     addressing_style: str = "path",
     signature_version: str | None = None,
-    max_attempts: int = 1,
+    total_max_attempts: int = 1,
     read_timeout: float = 60,
     region: str = REGION,
     **config: Any,
@@ -53,12 +53,12 @@ def boto3_client(
     ``checksum_mode="default"`` is boto3's out-of-the-box behaviour (CRC32 on every upload,
     response checksum validation); ``"when_required"`` sets both
     ``request_checksum_calculation`` and ``response_checksum_validation`` to ``when_required``.
-    Retries are off by default so that a test sees the first answer.
+    Retries are off by default (``total_max_attempts=1``) so that a test sees the first answer.
     """
     endpoint, ca = _endpoint_of(target)
     options: dict[str, Any] = {
         "s3": {"addressing_style": addressing_style},
-        "retries": {"max_attempts": max_attempts, "mode": "standard"},
+        "retries": {"total_max_attempts": total_max_attempts, "mode": "standard"},
         "read_timeout": read_timeout,
         "connect_timeout": 5,
     }

@@ -16,9 +16,10 @@ import itertools
 import json
 import signal
 import ssl
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -254,12 +255,28 @@ class ProxyProcess:
                     continue
         return out
 
-    def non_json_lines(self) -> list[str]:
-        return [
-            line
-            for line in self.output().splitlines()
-            if line.strip() and not _is_json_object(line.strip())
-        ]
+    def stdout_lines(self) -> list[str]:
+        self.process.output()  # flushes
+        return self.process.stdout_path.read_text(errors="replace").splitlines()
+
+    def non_json_stdout_lines(self) -> list[str]:
+        """Lines on stdout that are not JSON objects (the log stream should have none)."""
+        return [line for line in self.stdout_lines() if line.strip() and not _is_json_object(line)]
+
+    def wait_for_log(
+        self, predicate: Callable[[dict[str, Any]], bool], *, count: int = 1, timeout: float = 10
+    ) -> list[dict[str, Any]]:
+        """Wait until ``count`` JSON log lines match ``predicate`` and return them.
+
+        The access-log line is written after the response has gone out, so a client can see
+        its answer a moment before the proxy logs it.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [line for line in self.log_lines() if predicate(line)]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
 
     def find_in_output(self, needles: Iterable[str]) -> list[str]:
         """Those of ``needles`` that appear anywhere in the proxy's output."""
