@@ -1,0 +1,123 @@
+"""Shared benchmark helpers: repo import path, SigV4 pre-signing, latency stats, RSS sampling.
+
+Benchmarks compare against a baseline measured in the same run and report ratios and medians
+over several runs (the machines are 2 noisy cores). Real processes only: the backends and the
+proxy come from ``tests/support`` (the same harness the end-to-end tests use).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import psutil  # noqa: E402
+from botocore.auth import S3SigV4Auth  # noqa: E402
+from botocore.awsrequest import AWSRequest  # noqa: E402
+from botocore.credentials import Credentials as BotoCredentials  # noqa: E402
+
+from tests.support.backends import Credentials  # noqa: E402
+
+KiB = 1024
+MiB = 1024 * 1024
+
+
+def sign(
+    method: str,
+    url: str,
+    creds: Credentials,
+    *,
+    payload_hash: str,
+    headers: Mapping[str, str] | None = None,
+    region: str = "us-east-1",
+) -> dict[str, str]:
+    """SigV4 header auth for one request, computed ahead of the timed section.
+
+    A signature stays valid for 15 minutes, so a benchmark can sign every request it will send
+    before it starts the clock: the client then costs only what its HTTP stack costs.
+    """
+    req = AWSRequest(method=method, url=url, headers=dict(headers or {}))
+    req.headers["X-Amz-Content-SHA256"] = payload_hash
+    S3SigV4Auth(
+        BotoCredentials(creds.access_key, creds.secret_key, creds.session_token), "s3", region
+    ).add_auth(req)
+    return {k: v for k, v in req.headers.items() if k.lower() != "host"}
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The ``p``-th percentile (0-100) by linear interpolation."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+class PeakRSS:
+    """Sample a process's resident set size in a thread; ``peak`` and ``growth`` over start."""
+
+    def __init__(self, pid: int, interval: float = 0.005) -> None:
+        self._proc = psutil.Process(pid)
+        self._interval = interval
+        self._stop = threading.Event()
+        self.baseline = self._proc.memory_info().rss
+        self.peak = self.baseline
+        self.samples = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self._proc.memory_info().rss)
+                self.samples += 1
+            except psutil.Error:
+                return
+            time.sleep(self._interval)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.baseline
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": psutil.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def write_json(path: str | None, data: Mapping[str, Any]) -> None:
+    if path:
+        Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table."""
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)

@@ -1,0 +1,371 @@
+"""Passthrough benchmark: direct-to-SeaweedFS against through-the-proxy, in one run.
+
+Measures, for each target (``direct`` = SeaweedFS's S3 port, ``proxy`` = format-proxy in front
+of the same SeaweedFS):
+
+* 4 KiB GET and PUT at concurrency 1 and 16: requests/s, p50 and p99 latency;
+* 64 MiB GET and PUT throughput;
+* the proxy's peak RSS growth over idle while streaming a 1 GiB object up and down.
+
+Client: one aiohttp ``ClientSession`` (keep-alive pool) sending requests whose SigV4 header
+auth was computed with botocore *before* the clock starts, so the client costs only its HTTP
+stack, the same for both targets. PUTs carry the body's real sha256 (as boto3 sends over http).
+Every run measures both targets, alternating which goes first; figures are medians over runs.
+
+    .venv/bin/python bench/passthrough.py            # full run (about 4-6 minutes)
+    .venv/bin/python bench/passthrough.py --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import itertools
+import os
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from _common import (
+    KiB,
+    MiB,
+    PeakRSS,
+    machine,
+    median,
+    percentile,
+    sign,
+    table,
+    write_json,
+)
+
+from tests.support.backends import Backend, Credentials, start_seaweedfs
+from tests.support.clients import CLIENT_CREDENTIALS
+from tests.support.processes import stop_all
+from tests.support.proxy import ProxyProcess
+
+TARGETS = ("direct", "proxy")
+
+
+@dataclass
+class Target:
+    name: str
+    base: str  # http://127.0.0.1:port
+    creds: Credentials
+
+
+@dataclass
+class Small:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+@dataclass
+class RunResult:
+    small: dict[str, Small] = field(default_factory=dict)  # "GET c1" -> Small
+    large_mib_s: dict[str, float] = field(default_factory=dict)  # "GET" -> MiB/s
+
+
+async def _small(
+    session: aiohttp.ClientSession,
+    t: Target,
+    bucket: str,
+    method: str,
+    concurrency: int,
+    count: int,
+    body: bytes,
+) -> Small:
+    body_hash = hashlib.sha256(body if method == "PUT" else b"").hexdigest()
+    urls = [f"{t.base}/{bucket}/small/{i % 64}" for i in range(count)]
+    signed = [sign(method, u, t.creds, payload_hash=body_hash) for u in urls]
+    data = body if method == "PUT" else None
+    latencies: list[float] = []
+    counter = itertools.count()
+
+    async def worker() -> None:
+        while (i := next(counter)) < count:
+            start = time.perf_counter()
+            async with session.request(method, urls[i], headers=signed[i], data=data) as r:
+                payload = await r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"{t.name} {method} -> {r.status}: {payload[:300]!r}")
+            latencies.append(time.perf_counter() - start)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return Small(
+        rps=count / elapsed,
+        p50_ms=percentile(latencies, 50) * 1000,
+        p99_ms=percentile(latencies, 99) * 1000,
+    )
+
+
+async def _chunks(block: bytes, size: int, chunk: int = MiB) -> AsyncIterator[bytes]:
+    view = memoryview(block)
+    sent = 0
+    while sent < size:
+        off = sent % len(block)
+        n = min(chunk, size - sent, len(block) - off)
+        yield bytes(view[off : off + n])
+        sent += n
+
+
+async def put_large(
+    session: aiohttp.ClientSession,
+    t: Target,
+    bucket: str,
+    key: str,
+    block: bytes,
+    size: int,
+    digest: str,
+) -> float:
+    url = f"{t.base}/{bucket}/{key}"
+    headers = sign("PUT", url, t.creds, payload_hash=digest, headers={"Content-Length": str(size)})
+    started = time.perf_counter()
+    async with session.put(url, headers=headers, data=_chunks(block, size)) as r:
+        text = await r.read()
+        if r.status != 200:
+            raise RuntimeError(f"{t.name} PUT {key} -> {r.status}: {text[:300]!r}")
+    return time.perf_counter() - started
+
+
+async def get_large(session: aiohttp.ClientSession, t: Target, bucket: str, key: str) -> float:
+    url = f"{t.base}/{bucket}/{key}"
+    headers = sign("GET", url, t.creds, payload_hash=hashlib.sha256(b"").hexdigest())
+    started = time.perf_counter()
+    got = 0
+    async with session.get(url, headers=headers) as r:
+        if r.status != 200:
+            raise RuntimeError(f"{t.name} GET {key} -> {r.status}: {(await r.read())[:300]!r}")
+        async for chunk in r.content.iter_chunked(MiB):
+            got += len(chunk)
+    if got != int(r.headers["Content-Length"]):
+        raise RuntimeError(f"{t.name} GET {key}: short body {got}")
+    return time.perf_counter() - started
+
+
+def repeat_digest(block: bytes, size: int) -> str:
+    h = hashlib.sha256()
+    sent = 0
+    while sent < size:
+        n = min(len(block), size - sent)
+        h.update(block[:n])
+        sent += n
+    return h.hexdigest()
+
+
+async def one_run(
+    session: aiohttp.ClientSession,
+    targets: list[Target],
+    bucket: str,
+    args: argparse.Namespace,
+    block: bytes,
+    large_digest: str,
+) -> dict[str, RunResult]:
+    body = os.urandom(4 * KiB)
+    results = {t.name: RunResult() for t in targets}
+    for t in targets:  # small objects to GET; warm the pools
+        await _small(session, t, bucket, "PUT", 4, 64, body)
+        await _small(session, t, bucket, "GET", 4, 64, body)
+    for method, conc in (("GET", 1), ("PUT", 1), ("GET", 16), ("PUT", 16)):
+        count = args.small_c1 if conc == 1 else args.small_c16
+        for t in targets:
+            results[t.name].small[f"{method} c{conc}"] = await _small(
+                session, t, bucket, method, conc, count, body
+            )
+    size = args.large_mib * MiB
+    for t in targets:
+        secs = [
+            await put_large(session, t, bucket, f"large-{t.name}", block, size, large_digest)
+            for _ in range(args.large_repeats)
+        ]
+        results[t.name].large_mib_s["PUT"] = args.large_mib / median(secs)
+        secs = [
+            await get_large(session, t, bucket, f"large-{t.name}")
+            for _ in range(args.large_repeats)
+        ]
+        results[t.name].large_mib_s["GET"] = args.large_mib / median(secs)
+    return results
+
+
+async def rss_run(
+    session: aiohttp.ClientSession,
+    proxy: ProxyProcess,
+    t: Target,
+    bucket: str,
+    block: bytes,
+    huge_mib: int,
+) -> dict[str, Any]:
+    size = huge_mib * MiB
+    digest = repeat_digest(block, size)
+    await asyncio.sleep(1.0)  # idle
+    out: dict[str, Any] = {"idle_rss_mib": proxy.rss() / MiB}
+    with PeakRSS(proxy.pid) as put_rss:
+        secs = await put_large(session, t, bucket, "huge", block, size, digest)
+    out["put_growth_mib"] = put_rss.growth / MiB
+    out["put_mib_s"] = huge_mib / secs
+    await asyncio.sleep(0.5)
+    with PeakRSS(proxy.pid) as get_rss:
+        secs = await get_large(session, t, bucket, "huge")
+    out["get_growth_mib"] = get_rss.growth / MiB
+    out["get_mib_s"] = huge_mib / secs
+    out["peak_rss_mib"] = max(put_rss.peak, get_rss.peak) / MiB
+    out["samples"] = put_rss.samples + get_rss.samples
+    return out
+
+
+def summarise(runs: list[dict[str, RunResult]], rss: dict[str, Any]) -> tuple[str, dict]:
+    lines: list[str] = []
+    data: dict[str, Any] = {"runs": len(runs), "small": {}, "large": {}, "rss": rss}
+    rows = []
+    ok = True
+    for case in ("GET c1", "PUT c1", "GET c16", "PUT c16"):
+        d = {
+            f: median([getattr(r["direct"].small[case], f) for r in runs])
+            for f in ("rps", "p50_ms", "p99_ms")
+        }
+        p = {
+            f: median([getattr(r["proxy"].small[case], f) for r in runs])
+            for f in ("rps", "p50_ms", "p99_ms")
+        }
+        added = median(
+            [r["proxy"].small[case].p50_ms - r["direct"].small[case].p50_ms for r in runs]
+        )
+        data["small"][case] = {"direct": d, "proxy": p, "added_p50_ms": added}
+        rows.append(
+            [
+                f"4 KiB {case}",
+                f"{d['rps']:.0f}",
+                f"{p['rps']:.0f}",
+                f"{p['rps'] / d['rps']:.2f}",
+                f"{d['p50_ms']:.2f} / {d['p99_ms']:.2f}",
+                f"{p['p50_ms']:.2f} / {p['p99_ms']:.2f}",
+                f"{added:+.2f}",
+            ]
+        )
+    lines.append(
+        table(
+            [
+                "case",
+                "direct req/s",
+                "proxy req/s",
+                "ratio",
+                "direct p50/p99 ms",
+                "proxy p50/p99 ms",
+                "added p50 ms",
+            ],
+            rows,
+        )
+    )
+    lines.append("")
+    rows = []
+    for op in ("GET", "PUT"):
+        d = median([r["direct"].large_mib_s[op] for r in runs])
+        p = median([r["proxy"].large_mib_s[op] for r in runs])
+        ratio = median([r["proxy"].large_mib_s[op] / r["direct"].large_mib_s[op] for r in runs])
+        data["large"][op] = {"direct_mib_s": d, "proxy_mib_s": p, "ratio": ratio}
+        rows.append([f"64 MiB {op}", f"{d:.0f}", f"{p:.0f}", f"{ratio:.2f}"])
+    lines.append(table(["case", "direct MiB/s", "proxy MiB/s", "ratio (median of runs)"], rows))
+    lines.append("")
+    lines.append(
+        table(
+            ["1 GiB through the proxy", "idle RSS MiB", "peak growth MiB", "MiB/s"],
+            [
+                [
+                    "PUT",
+                    f"{rss['idle_rss_mib']:.1f}",
+                    f"{rss['put_growth_mib']:.1f}",
+                    f"{rss['put_mib_s']:.0f}",
+                ],
+                [
+                    "GET",
+                    f"{rss['idle_rss_mib']:.1f}",
+                    f"{rss['get_growth_mib']:.1f}",
+                    f"{rss['get_mib_s']:.0f}",
+                ],
+            ],
+        )
+    )
+    lines.append("")
+    verdicts = []
+    for op in ("GET", "PUT"):
+        r = data["large"][op]["ratio"]
+        verdicts.append((f"64 MiB {op} throughput >= 0.8x direct", r >= 0.8, f"{r:.2f}x"))
+    added = data["small"]["GET c1"]["added_p50_ms"], data["small"]["PUT c1"]["added_p50_ms"]
+    for op, a in zip(("GET", "PUT"), added, strict=True):
+        verdicts.append((f"4 KiB {op} c1 added p50 <= 2 ms", a <= 2.0, f"{a:+.2f} ms"))
+    for op in ("put", "get"):
+        g = rss[f"{op}_growth_mib"]
+        verdicts.append((f"1 GiB {op.upper()} RSS growth <= 64 MiB", g <= 64, f"{g:.1f} MiB"))
+    for name, passed, value in verdicts:
+        ok &= passed
+        lines.append(f"- {'MET ' if passed else 'MISSED'}  {name}: {value}")
+    data["targets_met"] = ok
+    data["verdicts"] = [{"target": n, "met": p, "value": v} for n, p, v in verdicts]
+    return "\n".join(lines), data
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-passthrough-"))
+    backend: Backend = start_seaweedfs(workdir / "seaweedfs", workdir / "logs")
+    proxy = ProxyProcess.start(
+        workdir, upstream=backend.endpoint, credentials=backend.credentials, name="proxy"
+    )
+    bucket = backend.new_bucket("bench")
+    targets = [
+        Target("direct", backend.endpoint, backend.credentials),
+        Target("proxy", proxy.endpoint, CLIENT_CREDENTIALS),
+    ]
+    block = os.urandom(64 * MiB)
+    large_digest = repeat_digest(block, args.large_mib * MiB)
+    connector = aiohttp.TCPConnector(limit=64, limit_per_host=64)
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
+    runs: list[dict[str, RunResult]] = []
+    async with aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent",),
+    ) as session:
+        for i in range(args.runs):
+            order = targets if i % 2 == 0 else targets[::-1]
+            runs.append(await one_run(session, order, bucket, args, block, large_digest))
+            print(f"run {i + 1}/{args.runs} done", file=sys.stderr, flush=True)
+        rss = await rss_run(session, proxy, targets[1], bucket, block, args.huge_mib)
+    report, data = summarise(runs, rss)
+    data["machine"] = machine()
+    data["args"] = vars(args)
+    print(report)
+    write_json(args.json, data)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--small-c1", type=int, default=400, help="requests per c=1 case")
+    parser.add_argument("--small-c16", type=int, default=1600, help="requests per c=16 case")
+    parser.add_argument("--large-mib", type=int, default=64)
+    parser.add_argument("--large-repeats", type=int, default=3)
+    parser.add_argument("--huge-mib", type=int, default=1024, help="size for the RSS transfers")
+    parser.add_argument("--json", help="also write the figures as JSON here")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.small_c1, args.small_c16 = 1, 50, 200
+        args.large_mib, args.large_repeats, args.huge_mib = 16, 1, 64
+    try:
+        return asyncio.run(main_async(args))
+    finally:
+        stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
