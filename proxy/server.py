@@ -183,16 +183,11 @@ class DataServer:
     ) -> web.StreamResponse:
         resource = request.raw_path.partition("?")[0]  # never the query: it may hold a signature
         body = b"" if request.method == "HEAD" else error_document(err, resource, ex.request_id)
-        response = web.Response(
-            status=err.status,
-            body=body,
-            headers={
-                "Content-Type": "application/xml",
-                "x-amz-request-id": ex.request_id,
-            },
-        )
+        headers = {"Content-Type": "application/xml", "x-amz-request-id": ex.request_id}
         if request.method == "HEAD":
-            response.content_length = 0
+            # web.Response computes Content-Length itself (its setter raises): say 0 up front.
+            headers["Content-Length"] = "0"
+        response = web.Response(status=err.status, body=body, headers=headers)
         if self._draining:
             response.force_close()
         # A client body we did not read (or that was bad) makes the connection unusable.
