@@ -1,0 +1,109 @@
+"""What every part of the data path shares: the context, header and address helpers, and the
+one place translation failures are logged and counted."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from proxy.cache import RepresentationCache
+from proxy.config import Limits, RouteConfig
+from proxy.datapath.documents import Format, Representation
+from proxy.datapath.engine import DocumentWorker
+from proxy.errors import TranslationError
+from proxy.logging import get_logger
+from proxy.observe import Direction, Operation, TranslationObserver
+from proxy.s3address import S3Address
+from proxy.signing import EMPTY_SHA256
+
+__all__ = [
+    "EMPTY_SHA256",
+    "Context",
+    "address_without",
+    "header_value",
+    "report_failure",
+    "without_headers",
+]
+
+_log = get_logger("format_proxy.datapath")
+
+
+@dataclass(slots=True)
+class Context:
+    app_version: str
+    limits: Limits
+    cache: RepresentationCache[Representation]
+    worker: DocumentWorker
+    observer: TranslationObserver
+
+    def version_format(self, route: RouteConfig) -> Format:
+        """The format this pod's version reads and writes on ``route``."""
+        return route.formats[self.app_version]
+
+    def store_format(self, route: RouteConfig) -> Format:
+        """The format a document written by this pod is stored in."""
+        return self.version_format(route) if route.store == "as-written" else route.store
+
+
+def report_failure(
+    ctx: Context,
+    route: RouteConfig,
+    key: str | None,
+    operation: Operation,
+    direction: Direction,
+    err: TranslationError,
+    action: str,
+) -> None:
+    """Log and count one request whose translation failed. ``action`` says what the client
+    got (``refused``, ``served stored bytes``). The key is logged here — unlike access log
+    lines — because an operator must find the object to fix it."""
+    ctx.observer.failed(route.name, operation, direction, err.reason)
+    _log.warning(
+        "translation_failed",
+        route=route.name,
+        key=key,
+        operation=operation,
+        direction=direction,
+        reason=err.reason,
+        location=err.location,
+        detail=err.detail[:500],
+        action=action,
+    )
+
+
+def without_headers(
+    headers: Iterable[tuple[str, str]],
+    names: Iterable[str] = (),
+    prefixes: tuple[str, ...] = (),
+) -> list[tuple[str, str]]:
+    """``headers`` minus the (lower-case) ``names`` and any name starting with ``prefixes``."""
+    drop = frozenset(names)
+    return [
+        (k, v)
+        for k, v in headers
+        if (lk := k.lower()) not in drop and not (prefixes and lk.startswith(prefixes))
+    ]
+
+
+def header_value(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    lname = name.lower()
+    for k, v in headers:
+        if k.lower() == lname:
+            return v
+    return None
+
+
+def address_without(address: S3Address, *names: str) -> S3Address:
+    """The same address without the query parameters ``names`` (decoded names)."""
+    drop = frozenset(names)
+    if not (address.params & drop):
+        return address
+    raw_query = tuple((k, v) for k, v in address.raw_query if unquote(k) not in drop)
+    return dataclasses.replace(
+        address,
+        raw_query=raw_query,
+        params=address.params - drop,
+        values={k: v for k, v in address.values.items() if k not in drop},
+    )

@@ -1,0 +1,88 @@
+"""The route handler that makes every object on a route look the way this pod's version
+expects (:class:`proxy.pipeline.RouteHandler`).
+
+Which S3 operations it takes over on a route:
+
+- GetObject, HeadObject → :mod:`proxy.datapath.reads`;
+- PutObject, CopyObject → :mod:`proxy.datapath.writes`;
+- the multipart operations → :mod:`proxy.datapath.uploads`;
+- everything else (DeleteObject, tagging, ACLs, GetObjectAttributes, ...) and any key ending
+  in ``/`` (a "folder" marker, never a document) passes through unchanged.
+"""
+
+from __future__ import annotations
+
+from proxy.cache import RepresentationCache
+from proxy.config import Config, RouteConfig
+from proxy.datapath.common import Context
+from proxy.datapath.documents import Representation
+from proxy.datapath.engine import DocumentWorker
+from proxy.datapath.reads import ReadPath
+from proxy.datapath.uploads import UploadPath
+from proxy.datapath.writes import WritePath
+from proxy.multipart import UploadStore
+from proxy.observe import NullObserver, TranslationObserver
+from proxy.pipeline import Forwarder, ProxyResponse, S3Request
+
+__all__ = ["TranslatingHandler"]
+
+_MULTIPART = frozenset(
+    {
+        "CreateMultipartUpload",
+        "UploadPart",
+        "UploadPartCopy",
+        "ListParts",
+        "AbortMultipartUpload",
+        "CompleteMultipartUpload",
+    }
+)
+
+
+class TranslatingHandler:
+    """Translates objects on routes by the pod's declared version."""
+
+    def __init__(
+        self,
+        config: Config,
+        observer: TranslationObserver | None = None,
+        *,
+        workers: int | None = None,
+    ) -> None:
+        if config.app_version is None:  # load_config refuses routes without one
+            raise ValueError("a translating handler needs config.app_version")
+        self.observer: TranslationObserver = observer or NullObserver()
+        self.cache = RepresentationCache[Representation](config.limits.cache_max_bytes)
+        self.worker = DocumentWorker(self.observer, workers)
+        self.ctx = Context(
+            app_version=config.app_version,
+            limits=config.limits,
+            cache=self.cache,
+            worker=self.worker,
+            observer=self.observer,
+        )
+        self.uploads = UploadStore(config.spool_dir, config.limits.max_translate_bytes)
+        self._reads = ReadPath(self.ctx)
+        self._writes = WritePath(self.ctx)
+        scheme = "https" if config.tls.enabled else "http"
+        self._multipart = UploadPath(self.ctx, self.uploads, self._writes, scheme)
+
+    async def handle(
+        self, request: S3Request, route: RouteConfig, forward: Forwarder
+    ) -> ProxyResponse:
+        op = request.operation
+        if request.address.key is None or request.address.key.endswith("/"):
+            return await forward.passthrough(request)
+        if op in ("GetObject", "HeadObject"):
+            return await self._reads.serve(request, route, forward)
+        if op == "PutObject":
+            return await self._writes.put(request, route, forward)
+        if op == "CopyObject":
+            return await self._writes.copy(request, route, forward)
+        if op in _MULTIPART:
+            return await self._multipart.handle(request, route, forward)
+        return await forward.passthrough(request)
+
+    def close(self) -> None:
+        """Stop the translation pool and delete spooled uploads (at shutdown)."""
+        self.worker.close()
+        self.uploads.close()

@@ -1,0 +1,270 @@
+"""PUT and CopyObject on a route.
+
+A written body must be a valid document in the writer's format; it is stored in the route's
+``store`` format with ``x-amz-meta-format`` and a matching Content-Type. The client's digests
+are verified against the bytes it sent (the upstream can no longer do it when the bytes
+change), and the upstream receives Content-MD5, the client's checksum algorithms and a real
+``x-amz-content-sha256`` of the bytes actually stored. Everything else the client sent
+(metadata, tagging, storage class, encryption, conditional-write headers) goes along unchanged.
+
+CopyObject copies stored bytes unchanged; with ``MetadataDirective: REPLACE`` the proxy keeps
+the source's format in ``x-amz-meta-format`` (the client's new metadata would otherwise drop it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import unquote
+
+from proxy.config import RouteConfig
+from proxy.datapath.common import (
+    EMPTY_SHA256,
+    Context,
+    header_value,
+    report_failure,
+    without_headers,
+)
+from proxy.datapath.documents import (
+    ClientDigests,
+    StoredDocument,
+    client_digests,
+    other_format,
+)
+from proxy.datapath.reads import Changed, UpstreamAnswer, fetch_prefix
+from proxy.errors import InvalidDocument, TranslationError
+from proxy.formats import (
+    CONTENT_TYPES,
+    META_HEADER,
+    detect_stored_format,
+    format_from_content_type,
+    format_from_metadata,
+)
+from proxy.logging import get_logger
+from proxy.observe import direction_of
+from proxy.pipeline import Forwarder, ProxyResponse, S3Request, UpstreamReply
+from proxy.s3address import S3Address
+
+__all__ = ["WritePath", "parse_copy_source"]
+
+_log = get_logger("format_proxy.datapath")
+
+# Client headers replaced by the proxy when it stores a document it validated (and maybe
+# translated): framing, digests of the client's bytes, the type and the format label.
+_WRITE_DROP = frozenset(
+    {
+        "content-length",
+        "content-md5",
+        "content-type",
+        "content-encoding",
+        "x-amz-decoded-content-length",
+        "x-amz-trailer",
+        "x-amz-sdk-checksum-algorithm",
+        "x-amz-checksum-algorithm",
+        META_HEADER,
+    }
+)
+_CHECKSUM_PREFIX = ("x-amz-checksum-",)
+_ATTEMPTS = 3
+
+# CopyObject source: the SSE-C and ownership headers a HEAD of the source needs.
+_SOURCE_HEADER_MAP = {
+    "x-amz-copy-source-server-side-encryption-customer-algorithm": (
+        "x-amz-server-side-encryption-customer-algorithm"
+    ),
+    "x-amz-copy-source-server-side-encryption-customer-key": (
+        "x-amz-server-side-encryption-customer-key"
+    ),
+    "x-amz-copy-source-server-side-encryption-customer-key-md5": (
+        "x-amz-server-side-encryption-customer-key-md5"
+    ),
+    "x-amz-source-expected-bucket-owner": "x-amz-expected-bucket-owner",
+    "x-amz-request-payer": "x-amz-request-payer",
+}
+
+
+def parse_copy_source(value: str | None) -> S3Address | None:
+    """``x-amz-copy-source`` (``[/]bucket/key[?versionId=v]``, URL-encoded) as an address;
+    None for what this proxy does not parse (access-point ARNs), left to the upstream."""
+    if not value:
+        return None
+    path, _, query = value.strip().partition("?")
+    path = path.lstrip("/")
+    raw_bucket, slash, raw_key = path.partition("/")
+    if not slash or not raw_key or not raw_bucket or raw_bucket.startswith("arn:"):
+        return None
+    raw_query: list[tuple[str, str | None]] = []
+    values: dict[str, str] = {}
+    for part in query.split("&") if query else ():
+        name, _, v = part.partition("=")
+        if unquote(name) == "versionId":
+            raw_query.append(("versionId", v))
+            values["versionId"] = unquote(v)
+    return S3Address(
+        bucket=unquote(raw_bucket),
+        key=unquote(raw_key),
+        raw_key=raw_key,
+        raw_query=tuple(raw_query),
+        params=frozenset(values),
+        values=values,
+        style="path",
+        presigned=False,
+    )
+
+
+class WritePath:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    async def put(
+        self, request: S3Request, route: RouteConfig, forward: Forwarder
+    ) -> ProxyResponse:
+        body = request.body
+        data = await body.read_all(self._ctx.limits.max_translate_bytes)
+        digests = client_digests(request.headers, body.extra_headers, body_unchanged=body.unchanged)
+        headers = without_headers(request.headers.items(), body.drop_headers)
+        reply, doc = await self.store(request, route, forward, data, digests, headers)
+        if doc.translated:
+            # The upstream echoes checksums of what it stored; S3 echoes the client's own.
+            reply.headers = [
+                *without_headers(reply.headers, (), _CHECKSUM_PREFIX),
+                *((f"x-amz-checksum-{alg}", v) for alg, v in digests.checksums.items()),
+            ]
+        return reply.to_response()
+
+    async def store(
+        self,
+        request: S3Request,
+        route: RouteConfig,
+        forward: Forwarder,
+        data: bytes,
+        digests: ClientDigests,
+        headers: Iterable[tuple[str, str]],
+        *,
+        address: S3Address | None = None,
+    ) -> tuple[UpstreamReply, StoredDocument]:
+        """Validate ``data`` (the writer's document), translate it to the store format if
+        needed and PUT it upstream with ``headers`` (the client's, minus what is replaced).
+        Counts the outcome once the upstream accepted it."""
+        ctx = self._ctx
+        writer = ctx.version_format(route)
+        store = ctx.store_format(route)
+        try:
+            doc = await ctx.worker.prepare_write(
+                route.compiled, data, writer=writer, store=store, digests=digests
+            )
+        except TranslationError as err:
+            checked_as = store if store != writer else other_format(writer)
+            report_failure(
+                ctx,
+                route,
+                request.address.key,
+                "put",
+                direction_of(writer, checked_as),
+                err,
+                "refused",
+            )
+            raise InvalidDocument(err, expected=writer, route=route.name) from None
+
+        headers = list(headers)
+        ctype = header_value(headers, "Content-Type")
+        if format_from_content_type(ctype) != doc.fmt:
+            ctype = CONTENT_TYPES[doc.fmt]
+        upstream_headers = without_headers(headers, _WRITE_DROP, _CHECKSUM_PREFIX)
+        upstream_headers += [
+            ("Content-Type", ctype or CONTENT_TYPES[doc.fmt]),
+            (META_HEADER, doc.fmt),
+            ("Content-MD5", doc.content_md5),
+            *((f"x-amz-checksum-{alg}", v) for alg, v in doc.checksums.items()),
+        ]
+        reply = await forward.send(
+            request,
+            method="PUT",
+            address=address or request.address,
+            headers=upstream_headers,
+            body=doc.body,
+            payload_hash=doc.sha256,
+        )
+        if 200 <= reply.status < 300:
+            if doc.translated:
+                ctx.observer.translated(route.name, "put", direction_of(writer, store))
+            else:
+                ctx.observer.native(route.name, "put")
+        return reply, doc
+
+    # --- CopyObject ------------------------------------------------------------------------------
+
+    async def copy(
+        self, request: S3Request, route: RouteConfig, forward: Forwarder
+    ) -> ProxyResponse:
+        directive = (request.headers.get("x-amz-metadata-directive") or "COPY").strip().upper()
+        source = parse_copy_source(request.headers.get("x-amz-copy-source"))
+        if directive != "REPLACE" or source is None:
+            return await forward.passthrough(request)  # bytes and metadata travel together
+
+        client_guard = any(k.lower().startswith("x-amz-copy-source-if-") for k in request.headers)
+        for _ in range(_ATTEMPTS):
+            try:
+                fmt, etag = await self._source_format(request, forward, source, route)
+            except Changed:
+                continue
+            except UpstreamAnswer:
+                # Missing or forbidden source: the upstream's own answer to the copy.
+                return await forward.passthrough(request)
+            headers = without_headers(request.headers.items(), {META_HEADER, "content-length"})
+            headers.append((META_HEADER, fmt))
+            if header_value(headers, "Content-Type") is None:
+                headers.append(("Content-Type", CONTENT_TYPES[fmt]))
+            guarded = bool(etag) and not client_guard
+            if guarded:
+                # The format was read from this version of the source: copy exactly that one.
+                headers.append(("x-amz-copy-source-if-match", etag or ""))
+            reply = await forward.send(
+                request, headers=headers, body=b"", payload_hash=EMPTY_SHA256
+            )
+            if guarded and reply.status == 412:
+                reply.release()
+                continue
+            return reply.to_response()
+        return await forward.passthrough(request)
+
+    async def _source_format(
+        self,
+        request: S3Request,
+        forward: Forwarder,
+        source: S3Address,
+        route: RouteConfig,
+    ) -> tuple[str, str | None]:
+        base = [
+            (_SOURCE_HEADER_MAP[k.lower()], v)
+            for k, v in request.headers.items()
+            if k.lower() in _SOURCE_HEADER_MAP
+        ]
+        probe = await forward.send(
+            request,
+            method="HEAD",
+            address=source,
+            headers=base,
+            body=None,
+            payload_hash=EMPTY_SHA256,
+        )
+        probe.release()
+        if probe.status != 200:
+            raise UpstreamAnswer(probe.status, probe.headers, b"")
+        etag = probe.header("ETag")
+        meta, ctype = probe.header(META_HEADER), probe.header("Content-Type")
+        try:
+            fmt = format_from_metadata(meta) or format_from_content_type(ctype)
+            if fmt is None:
+                head = await fetch_prefix(request, forward, source, base, etag)
+                fmt = detect_stored_format(meta, ctype, head)
+        except TranslationError as err:
+            _log.warning(
+                "copy_refused",
+                route=route.name,
+                key=request.address.key,
+                source_key=source.key,
+                reason=err.reason,
+                detail=err.detail,
+            )
+            raise InvalidDocument(err, expected="xml or json", route=route.name) from None
+        return fmt, etag

@@ -1,0 +1,401 @@
+"""Multipart uploads on a route: the proxy's own record of them, their parts spooled to disk.
+
+A document uploaded in parts can only be validated and translated whole, so the proxy answers
+the multipart operations itself (``proxy.datapath.uploads``) and keeps the parts here, in a
+private directory per process, until ``CompleteMultipartUpload`` assembles them. This module
+holds that state, S3's rules for part lists, and the XML documents S3 answers with. It does
+file I/O (the spool) but nothing else: no network, no aiohttp. Blocking calls
+(:meth:`UploadStore.write_part`, :func:`assemble`) are meant to run in a worker thread.
+
+Bounds: one upload holds at most ``max_upload_bytes`` (``limits.max_translate_bytes``); an
+upload untouched for ``idle_seconds`` is dropped (like an S3 lifecycle rule aborting incomplete
+uploads); everything is removed when the proxy stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from lxml import etree
+
+from proxy.checksums import ALGORITHMS, new_checksum
+from proxy.errors import (
+    EntityTooLarge,
+    EntityTooSmall,
+    InvalidArgument,
+    InvalidPart,
+    InvalidPartOrder,
+    MalformedXML,
+    NoSuchUpload,
+)
+
+__all__ = [
+    "MAX_PARTS",
+    "MIN_PART_BYTES",
+    "CompletedPart",
+    "Part",
+    "Upload",
+    "UploadStore",
+    "assemble",
+    "complete_result",
+    "initiate_result",
+    "list_parts_result",
+    "parse_complete",
+    "select_parts",
+]
+
+MIN_PART_BYTES = 5 * 1024 * 1024
+MAX_PARTS = 10_000
+_S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+
+
+def s3_time(ts: datetime) -> str:
+    """``2025-01-31T12:34:56.789Z``, S3's timestamp form in XML."""
+    ts = ts.astimezone(UTC)
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def _opaque(etag: str) -> str:
+    return etag.strip().strip('"')
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    number: int
+    size: int
+    etag: str  # quoted MD5 hex of the part, as S3
+    checksums: dict[str, str]  # algorithm → base64 of the part
+    last_modified: datetime
+    path: Path
+
+
+@dataclass(slots=True)
+class Upload:
+    upload_id: str
+    bucket: str
+    key: str
+    route: str
+    #: The client's CreateMultipartUpload headers the final PUT carries (metadata, tagging,
+    #: Content-Type, storage class, encryption, ...).
+    headers: list[tuple[str, str]]
+    checksum_algorithm: str | None
+    checksum_type: str | None
+    directory: Path
+    initiated: datetime = field(default_factory=lambda: datetime.now(UTC))
+    touched: float = field(default_factory=time.monotonic)
+    parts: dict[int, Part] = field(default_factory=dict)
+    #: Bytes of part writes in flight, by a token per write (budgeted before they land).
+    reserved: dict[str, int] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def size(self) -> int:
+        return sum(p.size for p in self.parts.values())
+
+
+class UploadStore:
+    """Uploads in progress, each with a spool directory of parts."""
+
+    def __init__(
+        self,
+        spool_dir: Path | None,
+        max_upload_bytes: int,
+        *,
+        idle_seconds: float = 24 * 3600,
+    ) -> None:
+        if spool_dir is not None:
+            spool_dir.mkdir(parents=True, exist_ok=True)
+        self.root = Path(tempfile.mkdtemp(prefix="format-proxy-uploads-", dir=spool_dir))
+        self.max_upload_bytes = max_upload_bytes
+        self.idle_seconds = idle_seconds
+        self._uploads: dict[str, Upload] = {}
+
+    def __len__(self) -> int:
+        return len(self._uploads)
+
+    def create(
+        self,
+        *,
+        bucket: str,
+        key: str,
+        route: str,
+        headers: list[tuple[str, str]],
+        checksum_algorithm: str | None,
+        checksum_type: str | None,
+    ) -> Upload:
+        self.reap()
+        alg = checksum_algorithm.lower() if checksum_algorithm else None
+        if alg is not None and alg not in ALGORITHMS:
+            raise InvalidArgument(f"unsupported checksum algorithm: {checksum_algorithm!r}")
+        upload_id = secrets.token_urlsafe(36)
+        directory = self.root / upload_id
+        directory.mkdir()
+        upload = Upload(
+            upload_id=upload_id,
+            bucket=bucket,
+            key=key,
+            route=route,
+            headers=headers,
+            checksum_algorithm=alg,
+            checksum_type=checksum_type,
+            directory=directory,
+        )
+        self._uploads[upload_id] = upload
+        return upload
+
+    def get(self, upload_id: str, bucket: str, key: str) -> Upload:
+        upload = self._uploads.get(upload_id)
+        if upload is None or upload.bucket != bucket or upload.key != key:
+            raise NoSuchUpload(
+                "The specified upload does not exist. The upload ID may be invalid, or the "
+                "upload may have been aborted or completed."
+            )
+        upload.touched = time.monotonic()
+        return upload
+
+    def room(self, upload: Upload, number: int) -> int:
+        """Bytes part ``number`` may have without the upload exceeding its budget."""
+        others = sum(p.size for n, p in upload.parts.items() if n != number)
+        return max(0, self.max_upload_bytes - others - sum(upload.reserved.values()))
+
+    def reserve(self, upload: Upload, number: int, size: int) -> str:
+        """Budget a part write before it goes to disk (call between awaits: race-free)."""
+        if size > self.room(upload, number):
+            raise EntityTooLarge(self._too_large_message())
+        token = secrets.token_hex(8)
+        upload.reserved[token] = size
+        return token
+
+    def _too_large_message(self) -> str:
+        return (
+            "the multipart upload would exceed limits.max_translate_bytes "
+            f"({self.max_upload_bytes} bytes), the largest document this route translates"
+        )
+
+    def too_large(self) -> EntityTooLarge:
+        return EntityTooLarge(self._too_large_message())
+
+    def write_part(
+        self, upload: Upload, number: int, data: bytes, algorithms: tuple[str, ...]
+    ) -> Part:
+        """Write a part file (blocking; run in a thread). The caller records it."""
+        path = upload.directory / f"part-{number:05d}-{secrets.token_hex(6)}"
+        with open(path, "wb") as f:
+            f.write(data)
+        return Part(
+            number=number,
+            size=len(data),
+            etag='"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"',
+            checksums={alg: _checksum(alg, data) for alg in algorithms},
+            last_modified=datetime.now(UTC),
+            path=path,
+        )
+
+    def record(self, upload: Upload, part: Part, token: str) -> None:
+        """Make a written part current (the last write of a part number wins, as in S3)."""
+        upload.reserved.pop(token, None)
+        if self._uploads.get(upload.upload_id) is not upload:  # aborted meanwhile
+            _unlink(part.path)
+            raise NoSuchUpload("The specified upload was aborted while this part was written.")
+        old = upload.parts.get(part.number)
+        upload.parts[part.number] = part
+        if old is not None and old.path != part.path:
+            _unlink(old.path)
+
+    def release(self, upload: Upload, token: str, path: Path | None = None) -> None:
+        upload.reserved.pop(token, None)
+        if path is not None:
+            _unlink(path)
+
+    def remove(self, upload: Upload) -> None:
+        """Forget an upload and delete its spool (abort, completion, unrecoverable failure)."""
+        self._uploads.pop(upload.upload_id, None)
+        shutil.rmtree(upload.directory, ignore_errors=True)
+
+    def reap(self) -> None:
+        """Drop uploads idle for longer than ``idle_seconds``."""
+        now = time.monotonic()
+        for upload in list(self._uploads.values()):
+            if now - upload.touched > self.idle_seconds and not upload.lock.locked():
+                self.remove(upload)
+
+    def close(self) -> None:
+        self._uploads.clear()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _checksum(algorithm: str, data: bytes) -> str:
+    c = new_checksum(algorithm)
+    c.update(data)
+    return c.b64digest()
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+# --- CompleteMultipartUpload -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedPart:
+    number: int
+    etag: str | None
+    checksums: dict[str, str]
+
+
+_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_pis=True
+)
+_MALFORMED = (
+    "The XML you provided was not well-formed or did not validate against our published schema"
+)
+
+
+def _local(tag: object) -> str:
+    return etree.QName(tag).localname if isinstance(tag, str) else ""
+
+
+def parse_complete(body: bytes) -> list[CompletedPart]:
+    """The part list of a CompleteMultipartUpload request body."""
+    try:
+        root = etree.fromstring(body, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise MalformedXML(f"{_MALFORMED}: {exc}") from None
+    if root.getroottree().docinfo.doctype or _local(root.tag) != "CompleteMultipartUpload":
+        raise MalformedXML(_MALFORMED)
+    parts: list[CompletedPart] = []
+    for el in root:
+        if _local(el.tag) != "Part":
+            continue
+        fields = {_local(c.tag): (c.text or "").strip() for c in el}
+        number = fields.get("PartNumber", "")
+        if not number.isdigit():
+            raise MalformedXML(f"{_MALFORMED}: PartNumber {number!r}")
+        checksums = {
+            name[len("Checksum") :].lower(): value
+            for name, value in fields.items()
+            if name.startswith("Checksum") and name[len("Checksum") :].lower() in ALGORITHMS
+        }
+        parts.append(CompletedPart(int(number), fields.get("ETag"), checksums))
+    if not parts:
+        raise MalformedXML(f"{_MALFORMED}: no Part elements")
+    return parts
+
+
+def select_parts(upload: Upload, listed: list[CompletedPart]) -> list[Part]:
+    """The uploaded parts a Complete request names, checked the way S3 checks them."""
+    previous = 0
+    for p in listed:
+        if p.number <= previous:
+            raise InvalidPartOrder(
+                "The list of parts was not in ascending order. The parts list must be "
+                "specified in order by part number."
+            )
+        previous = p.number
+    selected: list[Part] = []
+    for p in listed:
+        part = upload.parts.get(p.number)
+        if part is None or (p.etag is not None and _opaque(p.etag) != _opaque(part.etag)):
+            raise InvalidPart(
+                "One or more of the specified parts could not be found. The part may not have "
+                "been uploaded, or the specified entity tag may not match the part's entity "
+                f"tag (part {p.number})."
+            )
+        for alg, value in p.checksums.items():
+            if alg in part.checksums and part.checksums[alg] != value:
+                raise InvalidPart(
+                    f"The {alg.upper()} checksum given for part {p.number} does not match the "
+                    "checksum of the uploaded part."
+                )
+        selected.append(part)
+    for part in selected[:-1]:
+        if part.size < MIN_PART_BYTES:
+            raise EntityTooSmall(
+                "Your proposed upload is smaller than the minimum allowed size: every part "
+                f"but the last must be at least {MIN_PART_BYTES} bytes (part {part.number} "
+                f"is {part.size})."
+            )
+    return selected
+
+
+def assemble(parts: list[Part]) -> bytes:
+    """The parts' bytes in order (blocking; run in a thread)."""
+    chunks = []
+    for part in parts:
+        with open(part.path, "rb") as f:
+            chunks.append(f.read())
+    return b"".join(chunks)
+
+
+# --- XML answers ------------------------------------------------------------------------------
+
+
+def _doc(root: str, inner: str) -> bytes:
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<{root} xmlns="{_S3_NS}">{inner}</{root}>'
+    ).encode()
+
+
+def _text(value: str) -> str:
+    return escape(value)
+
+
+def initiate_result(bucket: str, key: str, upload_id: str) -> bytes:
+    return _doc(
+        "InitiateMultipartUploadResult",
+        f"<Bucket>{_text(bucket)}</Bucket><Key>{_text(key)}</Key>"
+        f"<UploadId>{_text(upload_id)}</UploadId>",
+    )
+
+
+def list_parts_result(upload: Upload, *, marker: int, max_parts: int) -> bytes:
+    parts = sorted((p for n, p in upload.parts.items() if n > marker), key=lambda p: p.number)
+    shown, truncated = parts[:max_parts], len(parts) > max_parts
+    items = []
+    for p in shown:
+        sums = "".join(
+            f"<Checksum{alg.upper()}>{v}</Checksum{alg.upper()}>" for alg, v in p.checksums.items()
+        )
+        items.append(
+            f"<Part><PartNumber>{p.number}</PartNumber>"
+            f"<LastModified>{s3_time(p.last_modified)}</LastModified>"
+            f"<ETag>{_text(p.etag)}</ETag><Size>{p.size}</Size>{sums}</Part>"
+        )
+    alg = (
+        f"<ChecksumAlgorithm>{upload.checksum_algorithm.upper()}</ChecksumAlgorithm>"
+        if upload.checksum_algorithm
+        else ""
+    )
+    ctype = (
+        f"<ChecksumType>{_text(upload.checksum_type)}</ChecksumType>"
+        if upload.checksum_type
+        else ""
+    )
+    next_marker = shown[-1].number if shown else marker
+    return _doc(
+        "ListPartsResult",
+        f"<Bucket>{_text(upload.bucket)}</Bucket><Key>{_text(upload.key)}</Key>"
+        f"<UploadId>{_text(upload.upload_id)}</UploadId>"
+        f"<PartNumberMarker>{marker}</PartNumberMarker>"
+        f"<NextPartNumberMarker>{next_marker}</NextPartNumberMarker>"
+        f"<MaxParts>{max_parts}</MaxParts><IsTruncated>{str(truncated).lower()}</IsTruncated>"
+        f"{''.join(items)}<StorageClass>STANDARD</StorageClass>{alg}{ctype}",
+    )
+
+
+def complete_result(location: str, bucket: str, key: str, etag: str) -> bytes:
+    return _doc(
+        "CompleteMultipartUploadResult",
+        f"<Location>{_text(location)}</Location><Bucket>{_text(bucket)}</Bucket>"
+        f"<Key>{_text(key)}</Key><ETag>{_text(etag)}</ETag>",
+    )

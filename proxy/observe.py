@@ -1,0 +1,166 @@
+"""What the translating data path reports about its work, and where those reports go.
+
+The data path (:mod:`proxy.datapath`) never touches prometheus: it calls a
+:class:`TranslationObserver`. :class:`MetricsObserver` records those calls into the metric
+families of :class:`proxy.metrics.Metrics`; tests use :class:`RecordingObserver`.
+
+Semantics (``docs/datapath.md`` is the reference):
+
+- ``native`` / ``translated`` / ``failed`` are called once per *request* on a route object:
+  a GET or HEAD whose object exists, a PUT (or CompleteMultipartUpload) the upstream accepted,
+  or any of them whose translation failed. ``translated`` also counts a request answered from
+  the cache of translated representations: the transition's progress is about what clients
+  see, not about CPU spent.
+- ``engine_work`` is called once per document the engine actually translated (cache hits do
+  not call it): the duration and byte metrics measure the engine's work.
+- ``cache_lookup`` is called once per lookup of the translated-representation cache.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from proxy.errors import TRANSLATION_REASONS
+
+if TYPE_CHECKING:
+    from proxy.metrics import Metrics
+
+__all__ = [
+    "DIRECTIONS",
+    "OPERATIONS",
+    "Direction",
+    "MetricsObserver",
+    "NullObserver",
+    "Operation",
+    "RecordingObserver",
+    "TranslationObserver",
+    "direction_of",
+]
+
+Direction = Literal["xml_to_json", "json_to_xml"]
+Operation = Literal["get", "head", "put"]
+
+DIRECTIONS: tuple[Direction, ...] = ("xml_to_json", "json_to_xml")
+OPERATIONS: tuple[Operation, ...] = ("get", "head", "put")
+OUTCOMES = ("native", "translated", "failed")
+
+
+def direction_of(source: str, target: str) -> Direction:
+    """``("xml", "json")`` → ``"xml_to_json"``."""
+    if (source, target) == ("xml", "json"):
+        return "xml_to_json"
+    if (source, target) == ("json", "xml"):
+        return "json_to_xml"
+    raise ValueError(f"no translation from {source!r} to {target!r}")
+
+
+class TranslationObserver(Protocol):
+    def native(self, route: str, operation: Operation) -> None:
+        """A request served (or stored) the object in its stored format."""
+
+    def translated(self, route: str, operation: Operation, direction: Direction) -> None:
+        """A request was answered from (or stored) a translated representation."""
+
+    def failed(self, route: str, operation: Operation, direction: Direction, reason: str) -> None:
+        """A request needed a translation that failed (``reason`` from TRANSLATION_REASONS)."""
+
+    def engine_work(self, direction: Direction, seconds: float, input_bytes: int) -> None:
+        """The engine translated one document of ``input_bytes`` in ``seconds``."""
+
+    def cache_lookup(self, hit: bool) -> None:
+        """One lookup of the translated-representation cache."""
+
+
+class NullObserver:
+    """Observes nothing (a handler built without metrics)."""
+
+    def native(self, route: str, operation: Operation) -> None:
+        pass
+
+    def translated(self, route: str, operation: Operation, direction: Direction) -> None:
+        pass
+
+    def failed(self, route: str, operation: Operation, direction: Direction, reason: str) -> None:
+        pass
+
+    def engine_work(self, direction: Direction, seconds: float, input_bytes: int) -> None:
+        pass
+
+    def cache_lookup(self, hit: bool) -> None:
+        pass
+
+
+@dataclass
+class RecordingObserver:
+    """Keeps every report in counters (tests assert on them)."""
+
+    outcomes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    translations: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    failures: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    work: list[tuple[str, float, int]] = field(default_factory=list)
+    hits: int = 0
+    misses: int = 0
+
+    def native(self, route: str, operation: Operation) -> None:
+        self.outcomes[route, operation, "native"] += 1
+
+    def translated(self, route: str, operation: Operation, direction: Direction) -> None:
+        self.outcomes[route, operation, "translated"] += 1
+        self.translations[route, direction, operation] += 1
+
+    def failed(self, route: str, operation: Operation, direction: Direction, reason: str) -> None:
+        self.outcomes[route, operation, "failed"] += 1
+        self.failures[route, direction, reason] += 1
+
+    def engine_work(self, direction: Direction, seconds: float, input_bytes: int) -> None:
+        self.work.append((direction, seconds, input_bytes))
+
+    def cache_lookup(self, hit: bool) -> None:
+        if hit:
+            self.hits += 1
+        else:
+            self.misses += 1
+
+
+class MetricsObserver:
+    """Records observations into the translation families of a :class:`Metrics`."""
+
+    def __init__(self, metrics: Metrics, routes: tuple[str, ...] = ()) -> None:
+        self._m = metrics
+        for route in routes:
+            self._declare(route)
+
+    def _declare(self, route: str) -> None:
+        # Every series exists from start-up at 0, so rate()/increase() see the first event
+        # (a series born at 1 shows no increase) and dashboards show zeros, not "no data".
+        m = self._m
+        for op in OPERATIONS:
+            for outcome in OUTCOMES:
+                m.route_objects.labels(route, op, outcome)
+            for d in DIRECTIONS:
+                m.translations.labels(route, d, op)
+        for d in DIRECTIONS:
+            m.translation_duration.labels(d)
+            m.translated_bytes.labels(d)
+            for reason in sorted(TRANSLATION_REASONS):
+                m.translation_failures.labels(route, d, reason)
+
+    def native(self, route: str, operation: Operation) -> None:
+        self._m.route_objects.labels(route, operation, "native").inc()
+
+    def translated(self, route: str, operation: Operation, direction: Direction) -> None:
+        self._m.translations.labels(route, direction, operation).inc()
+        self._m.route_objects.labels(route, operation, "translated").inc()
+
+    def failed(self, route: str, operation: Operation, direction: Direction, reason: str) -> None:
+        self._m.route_objects.labels(route, operation, "failed").inc()
+        self._m.translation_failures.labels(route, direction, reason).inc()
+
+    def engine_work(self, direction: Direction, seconds: float, input_bytes: int) -> None:
+        self._m.translation_duration.labels(direction).observe(seconds)
+        self._m.translated_bytes.labels(direction).inc(input_bytes)
+
+    def cache_lookup(self, hit: bool) -> None:
+        (self._m.cache_hits if hit else self._m.cache_misses).inc()
