@@ -50,6 +50,12 @@ class ProxyService:
         self.config = config
         self.metrics = Metrics(version=__version__, app_version=config.app_version)
         self._credentials = credentials
+        if route_handler is None and config.routes:
+            from proxy.datapath import TranslatingHandler
+            from proxy.observe import MetricsObserver
+
+            observer = MetricsObserver(self.metrics, tuple(r.name for r in config.routes))
+            route_handler = TranslatingHandler(config, observer)
         self._route_handler = route_handler
         self._embedded: EmbeddedS3 | None = None
         self._upstream: Upstream | None = None
@@ -216,6 +222,9 @@ class ProxyService:
                 await self._handler.drain(self.config.shutdown_grace_seconds)
             await self._data_runner.cleanup()
             self._data_runner = None
+        close_handler = getattr(self._route_handler, "close", None)
+        if close_handler is not None:  # translation pool, spooled multipart uploads
+            close_handler()
         if self._upstream is not None:
             await self._upstream.close()
             self._upstream = None
