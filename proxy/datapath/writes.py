@@ -212,7 +212,9 @@ class WritePath:
                 return await forward.passthrough(request)
             headers = without_headers(request.headers.items(), {META_HEADER, "content-length"})
             headers.append((META_HEADER, fmt))
-            if header_value(headers, "Content-Type") is None:
+            if format_from_content_type(header_value(headers, "Content-Type")) != fmt:
+                # As for PUT: a routed object's Content-Type always names its stored format.
+                headers = without_headers(headers, {"content-type"})
                 headers.append(("Content-Type", CONTENT_TYPES[fmt]))
             guarded = bool(etag) and not client_guard
             if guarded:

@@ -124,7 +124,7 @@ class FakeS3:
         return [r for r in self.requests if method is None or r.method == method]
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        body = await request.read()
+        body = await request.content.read()
         raw_path, _, query = request.raw_path.partition("?")
         seen = Request(
             request.method,

@@ -1,0 +1,189 @@
+"""The observer → Prometheus adapter, and ``serve``'s wiring of the translating handler."""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+import aiohttp
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from proxy.config import load_config
+from proxy.credentials import StaticCredentials
+from proxy.errors import TRANSLATION_REASONS
+from proxy.metrics import Metrics
+from proxy.observe import MetricsObserver
+from proxy.service import ProxyService
+from tests.datapath.conftest import BUCKET, route
+from tests.datapath.fakes import FakeS3, FlatMapping, json_doc, xml_doc
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[s.name, tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    return samples(text).get((name, tuple(sorted(labels.items()))), float("nan"))
+
+
+def test_metrics_observer_records_every_family_and_declares_zeros():
+    m = Metrics(version="t", app_version="v2")
+    o = MetricsObserver(m, ("orders",))
+    text = m.render().decode()
+    # every series of the route exists at 0 before anything happens
+    assert (
+        value(
+            text,
+            "format_proxy_translations_total",
+            route="orders",
+            direction="xml_to_json",
+            operation="head",
+        )
+        == 0
+    )
+    assert (
+        value(
+            text,
+            "format_proxy_route_objects_total",
+            route="orders",
+            operation="put",
+            outcome="failed",
+        )
+        == 0
+    )
+    for reason in TRANSLATION_REASONS:
+        assert (
+            value(
+                text,
+                "format_proxy_translation_failures_total",
+                route="orders",
+                direction="json_to_xml",
+                reason=reason,
+            )
+            == 0
+        )
+    o.native("orders", "get")
+    o.translated("orders", "get", "xml_to_json")
+    o.translated("orders", "get", "xml_to_json")
+    o.failed("orders", "put", "json_to_xml", "type_mismatch")
+    o.engine_work("xml_to_json", 0.02, 1000)
+    o.cache_lookup(True)
+    o.cache_lookup(False)
+    o.cache_lookup(False)
+    text = m.render().decode()
+    assert (
+        value(
+            text,
+            "format_proxy_translations_total",
+            route="orders",
+            direction="xml_to_json",
+            operation="get",
+        )
+        == 2
+    )
+    assert (
+        value(
+            text,
+            "format_proxy_route_objects_total",
+            route="orders",
+            operation="get",
+            outcome="native",
+        )
+        == 1
+    )
+    assert (
+        value(
+            text,
+            "format_proxy_route_objects_total",
+            route="orders",
+            operation="get",
+            outcome="translated",
+        )
+        == 2
+    )
+    assert (
+        value(
+            text,
+            "format_proxy_route_objects_total",
+            route="orders",
+            operation="put",
+            outcome="failed",
+        )
+        == 1
+    )
+    assert (
+        value(
+            text,
+            "format_proxy_translation_failures_total",
+            route="orders",
+            direction="json_to_xml",
+            reason="type_mismatch",
+        )
+        == 1
+    )
+    assert (
+        value(text, "format_proxy_translation_duration_seconds_count", direction="xml_to_json") == 1
+    )
+    assert value(text, "format_proxy_translated_bytes_total", direction="xml_to_json") == 1000
+    assert value(text, "format_proxy_cache_hits_total") == 1
+    assert value(text, "format_proxy_cache_misses_total") == 2
+
+
+async def test_service_wires_the_translating_handler_and_metrics(fake_s3: FakeS3, tmp_path: Any):
+    doc = {
+        "listen": "127.0.0.1:0",
+        "metrics_listen": "127.0.0.1:0",
+        "upstream": {"endpoint": fake_s3.url},
+        "app_version": "v2",
+        "routes": [route()],
+        "spool_dir": str(tmp_path),
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump(doc, f)
+    cfg = load_config(f.name, environ={}, compile_mappings=False)
+    cfg.routes[0]._compiled = FlatMapping()
+    fake_s3.put(BUCKET, "docs/a", xml_doc(a="1"), x_amz_meta_format="xml")
+    service = ProxyService(cfg, credentials=StaticCredentials("AK", "SK"))
+    await service.start()
+    try:
+        assert service.addresses is not None
+        base = "http://{}:{}".format(*service.addresses.data)
+        murl = "http://{}:{}/metrics".format(*service.addresses.metrics)
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{base}/{BUCKET}/docs/a") as r:
+                assert await r.read() == json_doc(a="1")
+            async with s.put(f"{base}/{BUCKET}/docs/b", data=json_doc(a="2")) as r:
+                assert r.status == 200
+            async with s.get(murl) as r:
+                text = await r.text()
+        assert fake_s3.objects[BUCKET, "docs/b"].body == xml_doc(a="2")
+        assert (
+            value(
+                text,
+                "format_proxy_translations_total",
+                route="docs",
+                direction="xml_to_json",
+                operation="get",
+            )
+            == 1
+        )
+        assert (
+            value(
+                text,
+                "format_proxy_translations_total",
+                route="docs",
+                direction="json_to_xml",
+                operation="put",
+            )
+            == 1
+        )
+        spool = list(tmp_path.iterdir())
+        assert len(spool) == 1  # the per-process upload spool
+    finally:
+        await service.stop()
+    assert list(tmp_path.iterdir()) == []  # removed at shutdown
