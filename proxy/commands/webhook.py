@@ -23,8 +23,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="serve the sidecar-injecting admission webhook (AdmissionReview v1 over TLS)",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
     )
-    parser.add_argument("--tls-cert", required=True, type=Path, metavar="FILE")
-    parser.add_argument("--tls-key", required=True, type=Path, metavar="FILE")
+    parser.add_argument(
+        "--tls-cert",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="serving certificate chain (PEM); re-read when the file changes",
+    )
+    parser.add_argument(
+        "--tls-key", required=True, type=Path, metavar="FILE", help="its private key (PEM)"
+    )
     parser.add_argument(
         "--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT", help=f"default {DEFAULT_LISTEN}"
     )
