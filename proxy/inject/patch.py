@@ -96,6 +96,11 @@ def plan_pod_patch(
     if any(c.get("name") == CONTAINER_NAME for c in [*containers, *inits]):
         return PodPatch(ops=(), skipped=f"already has a container named {CONTAINER_NAME!r}")
 
+    if spec.get("hostNetwork"):
+        raise InjectionError(
+            f"{where}: hostNetwork pods share the node's loopback, so two injected pods on one "
+            f"node would collide on the proxy's ports; run the app without hostNetwork"
+        )
     mode = _mode(annotations, options, where)
     native = mode == "native"
     restart = spec.get("restartPolicy", "Always")
@@ -131,10 +136,10 @@ def plan_pod_patch(
     # 1. Point the app at the proxy (before any insertion, so these indices still hold).
     upstreams: list[str] = []
     for i, container in enumerate(containers):
-        ops += _endpoint_ops(f"/spec/containers/{i}", container, upstreams, where)
+        ops += _endpoint_ops(f"/spec/containers/{i}", container, upstreams, warnings, where)
     if native:
         for i in range(insert_at, len(inits)):
-            ops += _endpoint_ops(f"/spec/initContainers/{i}", inits[i], upstreams, where)
+            ops += _endpoint_ops(f"/spec/initContainers/{i}", inits[i], upstreams, warnings, where)
     upstream = upstreams[0] if upstreams else None
     if len(set(upstreams)) > 1:
         warnings.append(
@@ -204,7 +209,11 @@ def plan_pod_patch(
 
 
 def _endpoint_ops(
-    path: str, container: Mapping[str, Any], upstreams: list[str], where: str
+    path: str,
+    container: Mapping[str, Any],
+    upstreams: list[str],
+    warnings: list[str],
+    where: str,
 ) -> list[Op]:
     entry = {"name": ENDPOINT_ENV, "value": ENDPOINT}
     env = container.get("env")
@@ -219,6 +228,11 @@ def _endpoint_ops(
                 return []
             if isinstance(value, str) and value:
                 upstreams.append(value)
+            elif "valueFrom" in var:
+                warnings.append(
+                    f"{where}: container {container.get('name')!r} took {ENDPOINT_ENV} from "
+                    "valueFrom, which the proxy cannot follow; set upstream.endpoint in its config"
+                )
             return [{"op": "replace", "path": f"{path}/env/{j}", "value": entry}]
     return [{"op": "add", "path": f"{path}/env/-", "value": entry}]
 

@@ -46,6 +46,8 @@ from tests.support.ports import free_port
 from tests.support.processes import ManagedProcess
 from tests.support.proxy import ProxyProcess
 
+pytestmark = pytest.mark.slow
+
 RULES = K8S / "monitoring" / "rules" / "format-proxy.rules.yaml"
 SCHEMA = ROOT / "config" / "examples" / "schemas" / "order.schema.json"
 #: The labels a PodMonitor's target gets (namespace, pod, app; job set by its relabeling).

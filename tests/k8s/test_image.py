@@ -34,6 +34,8 @@ from tests.support.clients import boto3_client
 from tests.support.ports import free_port
 from tests.support.processes import ManagedProcess
 
+pytestmark = pytest.mark.slow
+
 DOCKERFILE = ROOT / "Dockerfile"
 LOCK = ROOT / "k8s" / "image" / "constraints.txt"
 VENV_IN_IMAGE = "/opt/format-proxy"
@@ -194,7 +196,10 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> BuiltImage:
                 ["bash", "-euo", "pipefail", "-c", command],
                 cwd=workdir, env=env, capture_output=True, text=True, timeout=600, check=False,
             )  # fmt: skip
-            assert proc.returncode == 0, f"RUN {command}\n{proc.stdout}\n{proc.stderr}"
+            assert proc.returncode == 0, (
+                f"RUN {command}\n{proc.stdout}\n{proc.stderr}\n(a runtime dependency missing "
+                "from the lock? run .venv/bin/python tests/tools/lock_image.py)"
+            )
         elif ins.name != "FROM":
             raise AssertionError(f"the replay does not know {ins.name} in the build stage")
     runtime_env: dict[str, str] = {}
@@ -230,7 +235,7 @@ def test_installs_exactly_the_lock_and_no_extras(image: BuiltImage):
         if line and not line.startswith("#"):
             name, _, version = line.partition("==")
             locked[name] = version
-    assert installed == locked
+    assert installed == locked, "regenerate with .venv/bin/python tests/tools/lock_image.py"
     for absent in ("moto", "pytest", "boto3", "pip", "setuptools"):
         assert absent not in installed
     # Byte-compiled at build time: nothing to write at run time.

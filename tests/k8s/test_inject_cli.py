@@ -237,3 +237,28 @@ def test_library_and_cli_agree(native_output: str):
     result = inject_stream(WORKLOADS.read_text(), InjectOptions())
     assert result.text == native_output
     assert result.injected == len(OPTED_IN)
+
+
+def test_host_network_pods_are_refused():
+    doc = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels: {format-proxy.io/inject: 'true'}\nspec: {hostNetwork: true, containers: [{name: a, image: a}]}\n"  # noqa: E501
+    proc = run(stdin=doc)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "document 1 (Pod/p): hostNetwork pods share the node's loopback" in proc.stderr
+
+
+def test_an_endpoint_from_value_from_is_replaced_with_a_warning():
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "p", "labels": {"format-proxy.io/inject": "true",
+                                                "app.kubernetes.io/version": "v1"}},
+           "spec": {"containers": [{"name": "a", "image": "a", "env": [
+               {"name": "AWS_ENDPOINT_URL_S3",
+                "valueFrom": {"configMapKeyRef": {"name": "s3", "key": "url"}}}]}]}}  # fmt: skip
+    proc = run(stdin=yaml.safe_dump(pod))
+    assert proc.returncode == 0, proc.stderr
+    assert "took AWS_ENDPOINT_URL_S3 from valueFrom" in proc.stderr
+    out = yaml.safe_load(proc.stdout)
+    assert out["spec"]["containers"][0]["env"] == [
+        {"name": "AWS_ENDPOINT_URL_S3", "value": ENDPOINT}
+    ]
+    sidecar_env = {e["name"] for e in out["spec"]["initContainers"][0]["env"]}
+    assert "FORMAT_PROXY_UPSTREAM" not in sidecar_env
