@@ -263,6 +263,10 @@ def start_seaweedfs(
         f"-s3.port={s3}",
         "-volume.max=400",
         "-master.volumeSizeLimitMB=64",
+        # Extra listeners on fixed default ports (8181, 9101) would collide between two
+        # instances (a test run and a benchmark, two engineers): off.
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
         f"-s3.config={ids_path}",
     ]
     env = isolated_aws_env()
