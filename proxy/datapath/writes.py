@@ -176,6 +176,10 @@ class WritePath:
             ("Content-MD5", doc.content_md5),
             *((f"x-amz-checksum-{alg}", v) for alg, v in doc.checksums.items()),
         ]
+        if doc.checksums:
+            # Names the algorithm, as SDKs do (some backends store the checksum only then).
+            first = next(iter(doc.checksums))
+            upstream_headers.append(("x-amz-sdk-checksum-algorithm", first.upper()))
         reply = await forward.send(
             request,
             method="PUT",

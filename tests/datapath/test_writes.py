@@ -47,7 +47,7 @@ async def test_put_translates_to_store_format_with_metadata_and_digests(make_pro
     assert h["content-md5"] == md5_b64(stored.body)
     assert h["x-amz-checksum-crc32"] == crc32_b64(stored.body)
     assert h["x-amz-content-sha256"] == sha256_hex(stored.body)
-    assert "x-amz-sdk-checksum-algorithm" not in h
+    assert h["x-amz-sdk-checksum-algorithm"] == "CRC32"
     assert p.observer.translations == {("docs", "json_to_xml", "put"): 1}
     assert p.observer.outcomes == {("docs", "put", "translated"): 1}
 
