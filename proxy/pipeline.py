@@ -158,9 +158,15 @@ class UpstreamReply:
             self._resp.release()
 
     async def stream(self) -> AsyncIterator[bytes]:
-        """The body in pieces as they arrive (bounded by aiohttp's read buffer)."""
-        async for chunk in self._resp.content.iter_any():
-            yield chunk
+        """The body in pieces as they arrive (bounded by aiohttp's read buffer). ``readchunk``
+        hands over the received buffers without joining (copying) them."""
+        content = self._resp.content
+        while True:
+            chunk, end_of_http_chunk = await content.readchunk()
+            if chunk:
+                yield chunk
+            elif not end_of_http_chunk:  # (b"", False) is EOF; (b"", True) a chunk boundary
+                break
 
     def release(self) -> None:
         self._resp.release()

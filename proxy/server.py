@@ -30,6 +30,7 @@ from proxy.pipeline import Exchange, IncomingRequest, Pipeline, ProxyResponse
 __all__ = ["DataServer", "build_metrics_app", "error_document"]
 
 _log = get_logger("format_proxy.access")
+_WRITE_BUFFER = 1024 * 1024
 
 
 def new_request_id() -> str:
@@ -65,7 +66,12 @@ class _ClientStream:
             await writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             # Not part of the final response's size accounting.
             writer.output_size -= 25
-        return await self._request.content.readany()
+        # readchunk hands over received buffers without joining (copying) them.
+        content = self._request.content
+        while True:
+            chunk, end_of_http_chunk = await content.readchunk()
+            if chunk or not end_of_http_chunk:
+                return chunk
 
 
 class DataServer:
@@ -217,6 +223,10 @@ class DataServer:
             else:
                 await response.prepare(request)
                 if body is not None:
+                    transport = request.transport
+                    if transport is not None:
+                        # Fewer pause/resume round trips on large bodies; still bounded.
+                        transport.set_write_buffer_limits(high=_WRITE_BUFFER)
                     written = await _pump(body, response)
             await response.write_eof()
             return response, written

@@ -31,7 +31,7 @@ class UpstreamSettings:
     #: Maximum pooled connections (0 = unlimited).
     max_connections: int = 0
     #: Read buffer per response; bigger chunks mean fewer event-loop turns per byte.
-    read_bufsize: int = 256 * 1024
+    read_bufsize: int = 1024 * 1024
     ssl_verify: bool = True
 
 
