@@ -1,0 +1,540 @@
+"""JSON → XML: an exact JSON parse, then one walk over the value driven by the rule tables.
+
+The parse is the standard library's C scanner with hooks: numbers stay their literal text
+(:class:`Number`; ``0.10`` is never ``0.1``, big integers never round) and objects stay their
+key/value pairs (:class:`Pairs`), so duplicate keys are seen instead of silently collapsed.
+The walk writes XML text directly into a list of pieces, children in schema order. Anything
+outside the mapping's domain raises :class:`~proxy.errors.TranslationError` with a JSON
+Pointer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from proxy.errors import TranslationError
+from proxy.translate.checks import uniqueness_key
+from proxy.translate.lexical import (
+    SAFE_INTEGER,
+    cdata,
+    escape_attr,
+    escape_text,
+    find_invalid_xml_char,
+    is_integral,
+    is_plain_integer,
+    to_decimal,
+)
+from proxy.translate.rules import (
+    ANY,
+    ARRAY,
+    OBJECT,
+    SCALAR,
+    T_BOOLEAN,
+    T_INTEGER,
+    T_NULL,
+    T_NUMBER,
+    T_STRING,
+    TYPE_NAMES,
+    AnyRule,
+    ArrayRule,
+    ObjectRule,
+    Root,
+    Rule,
+    ScalarRule,
+)
+from proxy.translate.runtime import JsonFail, Runtime
+
+XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
+
+
+class Number(str):
+    """A JSON number, carried as its literal text."""
+
+    __slots__ = ()
+
+
+class Pairs(list):  # type: ignore[type-arg]
+    """A JSON object: its (key, value) pairs in document order."""
+
+    __slots__ = ()
+    is_object = True
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _decoder() -> json.JSONDecoder:
+    return json.JSONDecoder(
+        parse_float=Number,
+        parse_int=Number,
+        parse_constant=_reject_constant,
+        object_pairs_hook=Pairs,
+        strict=True,
+    )
+
+
+_tls = threading.local()
+
+
+def parse_exact(text: str) -> Any:
+    """Parse JSON text into str / :class:`Number` / bool / None / list / :class:`Pairs`."""
+    dec = getattr(_tls, "decoder", None)
+    if dec is None:
+        dec = _tls.decoder = _decoder()
+    return dec.decode(text)
+
+
+def _kind_of(value: Any) -> str:
+    t = type(value)
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return "a boolean"
+    if t is Number:
+        return "a number"
+    if t is str:
+        return "a string"
+    if t is Pairs:
+        return "an object"
+    return "an array"
+
+
+def decode_json(data: bytes, rt: Runtime) -> Any:
+    """Bytes → exact value tree, with the size limit and precise error reasons."""
+    if len(data) > rt.max_bytes:
+        raise TranslationError(
+            "too_large", "", f"document of {len(data)} bytes exceeds the limit of {rt.max_bytes}"
+        )
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TranslationError(
+            "invalid_character", "", f"not UTF-8 at byte {exc.start}: {exc.reason}"
+        ) from None
+    try:
+        value = parse_exact(text)
+    except json.JSONDecodeError as exc:
+        reason = "invalid_character" if "control character" in exc.msg else "not_well_formed"
+        raise TranslationError(
+            reason, "", f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    except RecursionError:
+        raise TranslationError(
+            "too_deep", "", "nesting deeper than the parser can follow"
+        ) from None
+    except ValueError as exc:  # NaN / Infinity
+        raise TranslationError("not_well_formed", "", str(exc)) from None
+    if len(data) > rt.max_text_bytes:
+        _check_string_sizes(value, rt.max_text_bytes)
+    return value
+
+
+def _check_string_sizes(value: Any, limit: int) -> None:
+    def walk(v: Any, path: list[str | int]) -> None:
+        t = type(v)
+        if t is str or t is Number:
+            if len(v) * 4 > limit and len(v.encode("utf-8", "surrogatepass")) > limit:
+                raise JsonFail("too_large", f"string longer than {limit} bytes")
+        elif t is Pairs:
+            for k, x in v:
+                try:
+                    if len(k) * 4 > limit and len(k.encode("utf-8", "surrogatepass")) > limit:
+                        raise JsonFail("too_large", f"key longer than {limit} bytes")
+                    walk(x, path)
+                except JsonFail as f:
+                    f.path.append(k)
+                    raise
+        elif t is list:
+            for i, x in enumerate(v):
+                try:
+                    walk(x, path)
+                except JsonFail as f:
+                    f.path.append(i)
+                    raise
+
+    try:
+        walk(value, [])
+    except JsonFail as f:
+        raise f.error() from None
+
+
+def find_invalid_character(value: Any) -> None:
+    """Raise (with its JSON Pointer) for the first string or key XML 1.0 cannot carry."""
+
+    def walk(v: Any) -> None:
+        t = type(v)
+        if t is str:
+            m = find_invalid_xml_char(v)
+            if m is not None:
+                raise JsonFail(
+                    "invalid_character",
+                    f"U+{ord(m.group()):04X} cannot be written in XML 1.0",
+                )
+        elif t is Pairs:
+            for k, x in v:
+                try:
+                    m = find_invalid_xml_char(k)
+                    if m is not None:
+                        raise JsonFail(
+                            "invalid_character",
+                            f"key contains U+{ord(m.group()):04X}, which XML 1.0 cannot carry",
+                        )
+                    walk(x)
+                except JsonFail as f:
+                    f.path.append(k)
+                    raise
+        elif t is list:
+            for i, x in enumerate(v):
+                try:
+                    walk(x)
+                except JsonFail as f:
+                    f.path.append(i)
+                    raise
+
+    try:
+        walk(value)
+    except JsonFail as f:
+        raise f.error() from None
+
+
+class _RootNames:
+    """Start/end tags of the root element, with the namespace declarations."""
+
+    def __init__(self, qname: str, decl: str) -> None:
+        self.qname = qname
+        self.open = f"<{qname}{decl}>"
+        self.close = f"</{qname}>"
+        self.empty = f"<{qname}{decl}/>"
+        self.nil = f'<{qname}{decl} xsi:nil="true"/>'
+
+
+class JsonWriter:
+    """Translate JSON documents of one mapping to XML. Thread-safe (no shared mutable state)."""
+
+    def __init__(self, root: Root, rt: Runtime) -> None:
+        self.root = root
+        self.rt = rt
+        self._root_names = _RootNames(root.qname, root.declarations)
+
+    def to_xml(self, data: bytes) -> bytes:
+        value = decode_json(data, self.rt)
+        return self.translate(value)
+
+    def translate(self, value: Any) -> bytes:
+        out: list[str] = [XML_DECLARATION]
+        try:
+            self.write_root(value, out)
+        except JsonFail as f:
+            raise f.error() from None
+        except RecursionError:
+            raise TranslationError(
+                "too_deep", "", "nesting deeper than the translator can follow"
+            ) from None
+        text = "".join(out)
+        if find_invalid_xml_char(text) is not None:
+            find_invalid_character(value)
+        return text.encode("utf-8")
+
+    def write_root(self, value: Any, out: list[str]) -> None:
+        spec = self.root
+        if not spec.tag:  # schemaless, no root name: {"qname": content}
+            from proxy.translate.convention import _qname, write_any
+
+            if type(value) is not Pairs or len(value) != 1:
+                raise JsonFail(
+                    "type_mismatch",
+                    "without mapping.root the document is an object with one key: the root "
+                    "element's name",
+                )
+            key, content = value[0]
+            try:
+                qname = _qname(key, self, attr=False)
+                opts = spec.rule.options if isinstance(spec.rule, AnyRule) else None
+                write_any(content, opts, qname, spec.declarations, self, out, 1)
+            except JsonFail as f:
+                f.path.append(key)
+                raise
+            return
+        self.element(spec.rule, value, self._root_names, out, 1, spec.declarations)
+
+    # --- values -------
+
+    def element(
+        self, rule: Rule, value: Any, names: Any, out: list[str], depth: int, decl: str = ""
+    ) -> None:
+        """Write the element ``names`` (a Prop / ArrayRule / root names) holding ``value``."""
+        if value is None:
+            if not rule.nullable:
+                raise JsonFail("type_mismatch", f"null is not allowed here ({_expects(rule)})")
+            out.append(names.nil)
+            return
+        kind = rule.kind
+        if kind == SCALAR:
+            text = self.scalar_text(value, rule)  # type: ignore[arg-type]
+            out.append(names.open + text + names.close if text else names.empty)
+        elif kind == OBJECT:
+            if depth > self.rt.max_depth:
+                raise JsonFail("too_deep", f"nesting deeper than {self.rt.max_depth} levels")
+            self.object(rule, value, names.qname, decl, out, depth)  # type: ignore[arg-type]
+        elif kind == ARRAY:
+            self.array(rule, value, names, out, depth)  # type: ignore[arg-type]
+        else:
+            from proxy.translate.convention import write_any
+
+            assert isinstance(rule, AnyRule)
+            write_any(value, rule.options, names.qname, decl, self, out, depth)
+
+    def scalar_value(self, value: Any, rule: ScalarRule) -> str:
+        """Check a JSON scalar against ``rule``; return its XML text, unescaped."""
+        t = rule.type
+        if t == T_STRING:
+            if type(value) is not str:
+                raise JsonFail("type_mismatch", f"expected a string, got {_kind_of(value)}")
+            s = value
+        elif t in (T_NUMBER, T_INTEGER):
+            if type(value) is not Number:
+                raise JsonFail(
+                    "type_mismatch",
+                    f"expected {'an integer' if t == T_INTEGER else 'a number'}, "
+                    f"got {_kind_of(value)}",
+                )
+            if t == T_INTEGER and is_plain_integer(value) is None and not is_integral(value):
+                raise JsonFail("type_mismatch", f"expected an integer, got {value}")
+            if (
+                self.rt.safe_integers
+                and len(value) > 15
+                and is_integral(value)
+                and abs(to_decimal(value)) > SAFE_INTEGER
+            ):
+                raise JsonFail(
+                    "number_out_of_range",
+                    f"{value[:40]} is beyond ±(2**53-1) (mapping.safe_integers)",
+                )
+            s = value
+        elif t == T_BOOLEAN:
+            if value is True:
+                s = "true"
+            elif value is False:
+                s = "false"
+            else:
+                raise JsonFail("type_mismatch", f"expected a boolean, got {_kind_of(value)}")
+        else:
+            raise JsonFail("type_mismatch", f"expected null, got {_kind_of(value)}")
+        if rule.check is not None:
+            problem = rule.check(s)
+            if problem is not None:
+                raise JsonFail("schema_violation", problem)
+        return s
+
+    def scalar_text(self, value: Any, rule: ScalarRule) -> str:
+        """Check a JSON scalar; return it as escaped element content."""
+        if rule.type == T_STRING and rule.check is None and type(value) is str and not rule.cdata:
+            return escape_text(value)  # the common case, inlined
+        s = self.scalar_value(value, rule)
+        if rule.type != T_STRING:
+            return s  # number and boolean literals need no escaping
+        return cdata(s) if rule.cdata and s else escape_text(s)
+
+    def object(
+        self, rule: ObjectRule, value: Any, qname: str, decl: str, out: list[str], depth: int
+    ) -> None:
+        if type(value) is not Pairs:
+            raise JsonFail("type_mismatch", f"expected an object, got {_kind_of(value)}")
+        d = dict(value)
+        if len(d) != len(value):
+            seen: set[str] = set()
+            for k, _ in value:
+                if k in seen:
+                    f = JsonFail("duplicate_key", f"key {k!r} appears more than once")
+                    f.path.append(k)
+                    raise f
+                seen.add(k)
+        by_key = rule.by_key
+        keys = d.keys()
+        extras: list[str] = []
+        if not keys <= by_key.keys():
+            extras = [k for k in d if k not in by_key]
+            if rule.extra is None:
+                self._unknown_key(extras[0])
+        if not rule.required <= keys:
+            missing = sorted(rule.required - keys)
+            raise JsonFail(
+                "schema_violation", f"required property {missing[0]!r} is missing (required)"
+            )
+        if rule.check is not None:
+            problem = rule.check(keys)
+            if problem is not None:
+                raise JsonFail("schema_violation", problem)
+        head = "<" + qname + decl
+        for p in rule.attr_props:
+            v = d.get(p.key, _MISSING)
+            if v is _MISSING:
+                continue
+            try:
+                if v is None:
+                    raise JsonFail("type_mismatch", "an attribute cannot be null")
+                head += " " + p.qname + '="' + escape_attr(self.scalar_value(v, p.rule)) + '"'  # type: ignore[arg-type]
+            except JsonFail as f:
+                f.path.append(p.key)
+                raise
+        tp = rule.text
+        if tp is not None:
+            v = d.get(tp.key, _MISSING)
+            if v is _MISSING:
+                out.append(head + "/>")
+                return
+            try:
+                if v is None:
+                    raise JsonFail("type_mismatch", "text content cannot be null")
+                text = self.scalar_text(v, tp.rule)  # type: ignore[arg-type]
+            except JsonFail as f:
+                f.path.append(tp.key)
+                raise
+            out.append(head + ">" + text + "</" + qname + ">" if text else head + "/>")
+            return
+        out.append(head + ">")
+        start = len(out)
+        depth += 1
+        for p in rule.elem_props:
+            v = d.get(p.key, _MISSING)
+            if v is _MISSING:
+                continue
+            try:
+                if p.unwrapped:
+                    arr = p.rule
+                    if type(v) is not list:
+                        raise JsonFail("type_mismatch", f"expected an array, got {_kind_of(v)}")
+                    self._array_checks(arr, v)  # type: ignore[arg-type]
+                    items = arr.items  # type: ignore[attr-defined]
+                    for i, item in enumerate(v):
+                        try:
+                            self.element(items, item, arr, out, depth)
+                        except JsonFail as f:
+                            f.path.append(i)
+                            raise
+                else:
+                    r = p.rule
+                    if r.kind == SCALAR and v is not None:
+                        text = self.scalar_text(v, r)  # type: ignore[arg-type]
+                        out.append(p.open + text + p.close if text else p.empty)
+                    else:
+                        self.element(r, v, p, out, depth)
+            except JsonFail as f:
+                f.path.append(p.key)
+                raise
+        if extras:
+            self._extras(rule, d, extras, out, depth)
+        if len(out) == start:
+            out[start - 1] = head + "/>"
+        else:
+            out.append("</" + qname + ">")
+
+    def _unknown_key(self, key: str) -> None:
+        if find_invalid_xml_char(key) is not None or any(ord(c) < 0x20 for c in key):
+            f = JsonFail("invalid_character", f"key {key!r} contains a control character")
+        else:
+            f = JsonFail(
+                "schema_violation",
+                f"property {key!r} is not in the schema (additionalProperties)",
+            )
+        f.path.append(key)
+        raise f
+
+    def _extras(
+        self, rule: ObjectRule, d: dict[str, Any], extras: list[str], out: list[str], depth: int
+    ) -> None:
+        from proxy.translate.lexical import is_ncname
+
+        assert rule.extra is not None
+        for k in extras:
+            try:
+                if find_invalid_xml_char(k) is not None or any(ord(c) < 0x20 for c in k):
+                    raise JsonFail("invalid_character", f"key {k!r} contains a control character")
+                if not is_ncname(k) or k.lower().startswith("xml"):
+                    raise JsonFail(
+                        "invalid_name",
+                        f"key {k!r} is not an XML element name (additionalProperties)",
+                    )
+                qname = f"{rule.extra_prefix}:{k}" if rule.extra_prefix else k
+                self.element(rule.extra, d[k], _RootNames(qname, ""), out, depth)
+            except JsonFail as f:
+                f.path.append(k)
+                raise
+
+    def _array_checks(self, arr: ArrayRule, items: list[Any]) -> None:
+        n = len(items)
+        if n < arr.min_items:
+            raise JsonFail(
+                "schema_violation",
+                f"{n} items; the schema wants at least {arr.min_items} (minItems)",
+            )
+        if arr.max_items is not None and n > arr.max_items:
+            raise JsonFail(
+                "schema_violation",
+                f"{n} items; the schema wants at most {arr.max_items} (maxItems)",
+            )
+        if arr.unique and n > 1:
+            seen: dict[Any, int] = {}
+            for i, item in enumerate(items):
+                key = uniqueness_key(item, Number)
+                if key in seen:
+                    f = JsonFail(
+                        "schema_violation", f"item {i} equals item {seen[key]} (uniqueItems)"
+                    )
+                    f.path.append(i)
+                    raise f
+                seen[key] = i
+
+    def array(self, rule: ArrayRule, value: Any, names: Any, out: list[str], depth: int) -> None:
+        """A wrapped array: the element ``names`` wraps one element per item."""
+        if type(value) is not list:
+            raise JsonFail("type_mismatch", f"expected an array, got {_kind_of(value)}")
+        self._array_checks(rule, value)
+        if not value:
+            out.append(names.empty)
+            return
+        if depth > self.rt.max_depth:
+            raise JsonFail("too_deep", f"nesting deeper than {self.rt.max_depth} levels")
+        out.append(names.open)
+        items = rule.items
+        assert items is not None
+        depth += 1
+        if items.kind == SCALAR:
+            open_, close, empty = rule.open, rule.close, rule.empty
+            for i, item in enumerate(value):
+                try:
+                    if item is None:
+                        self.element(items, item, rule, out, depth)
+                        continue
+                    text = self.scalar_text(item, items)  # type: ignore[arg-type]
+                    out.append(open_ + text + close if text else empty)
+                except JsonFail as f:
+                    f.path.append(i)
+                    raise
+        else:
+            for i, item in enumerate(value):
+                try:
+                    self.element(items, item, rule, out, depth)
+                except JsonFail as f:
+                    f.path.append(i)
+                    raise
+        out.append(names.close)
+
+
+_MISSING: Any = object()
+
+
+def _expects(rule: Rule) -> str:
+    if isinstance(rule, ScalarRule):
+        return f"the schema says {TYPE_NAMES[rule.type]}"
+    return {OBJECT: "the schema says object", ARRAY: "the schema says array", ANY: "no schema"}.get(
+        rule.kind, ""
+    )
+
+
+__all__ = ["T_NULL", "JsonWriter", "Number", "Pairs", "decode_json", "parse_exact"]

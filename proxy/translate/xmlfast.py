@@ -1,0 +1,360 @@
+"""XML → JSON fast path: the rule tables compiled to straight-line Python, once per mapping.
+
+For every object and wrapped-array rule a function is generated that matches the children
+against the schema's property sequence with plain comparisons, converts scalars inline and
+builds the JSON text. It handles only what is certainly valid: at the first thing it does not
+expect (an unknown or misplaced element, an attribute it has no slot for, a value failing a
+check) it hands the *whole element* to the table walker (:class:`XmlReader`), which is the
+authority: it either raises the precise error or returns the same JSON. So the fast path can
+only ever be slower than needed, never wrong in a different way; the property tests check
+both paths agree on every generated document.
+
+Generated source uses only names bound in its own namespace (tags, key fragments, converters);
+every value from the schema enters as a constant object, never as source text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxy.translate.lexical import BOOLEAN_IN, encode_basestring, is_integral, is_json_number
+from proxy.translate.rules import (
+    ANY,
+    ARRAY,
+    OBJECT,
+    SCALAR,
+    T_BOOLEAN,
+    T_INTEGER,
+    T_NUMBER,
+    T_STRING,
+    XSI_NIL,
+    ArrayRule,
+    ObjectRule,
+    Rule,
+    ScalarRule,
+)
+
+_WS = " \t\r\n"
+
+
+def _number_ok(text: str) -> bool:
+    s = text[1:] if text[:1] == "-" else text
+    i, dot, f = s.partition(".")
+    if (
+        s.isascii()
+        and i.isdecimal()
+        and (i[0] != "0" or len(i) == 1)
+        and (not dot or f.isdecimal())
+    ):
+        return True
+    return is_json_number(text) is not None
+
+
+def _integer_ok(text: str) -> bool:
+    s = text[1:] if text[:1] == "-" else text
+    if s.isascii() and s.isdecimal() and (s[0] != "0" or len(s) == 1):
+        return True
+    return is_json_number(text) is not None and is_integral(text)
+
+
+def _nil(c: Any) -> str | None:
+    """``null`` for exactly ``<x xsi:nil="true"/>`` (nothing else on it), else None."""
+    if c.text is None and not len(c):
+        items = c.items()
+        if len(items) == 1 and items[0][0] == XSI_NIL and items[0][1] in ("true", "1"):
+            return "null"
+    return None
+
+
+class _Emitter:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.indent = 0
+
+    def __call__(self, line: str) -> None:
+        self.lines.append("    " * self.indent + line)
+
+
+class FastPath:
+    """Generated functions for one mapping; ``root(elem)`` returns JSON text for the root."""
+
+    def __init__(self, root_rule: Rule, reader: Any, safe_integers: bool, max_depth: int) -> None:
+        self.reader = reader
+        self.safe = safe_integers
+        self.max_depth = max_depth
+        self.ns: dict[str, Any] = {
+            "enc": encode_basestring,
+            "NUM": _number_ok,
+            "INT": _integer_ok,
+            "BOOL": BOOLEAN_IN,
+            "NIL": _nil,
+            "WS": _WS,
+            "XSI_NIL": XSI_NIL,
+            "MAXD": max_depth,
+        }
+        self._names: dict[int, str] = {}
+        self._consts: dict[int, str] = {}
+        self._todo: list[Rule] = []
+        self._src: list[str] = []
+        self.root_fn = self._fn_for(root_rule)
+        while self._todo:
+            self._generate(self._todo.pop())
+        source = "\n".join(self._src)
+        self.source = source
+        exec(compile(source, "<format-proxy fast path>", "exec"), self.ns)
+        self.root: Any = self.ns[self.root_fn] if self.root_fn else None
+
+    # --- names -------
+
+    def _const(self, value: Any, prefix: str) -> str:
+        key = id(value) if not isinstance(value, str) else hash(("s", value))
+        name = self._consts.get(key)
+        if name is None or self.ns.get(name) != value:
+            name = f"{prefix}{len(self.ns)}"
+            self.ns[name] = value
+            self._consts[key] = name
+        return name
+
+    def _fn_for(self, rule: Rule) -> str | None:
+        """The generated function for an object/array rule, or None (table walker handles it)."""
+        if not self._eligible(rule):
+            return None
+        name = self._names.get(id(rule))
+        if name is None:
+            name = f"f{len(self._names)}"
+            self._names[id(rule)] = name
+            self._todo.append(rule)
+        return name
+
+    def _eligible(self, rule: Rule) -> bool:
+        if isinstance(rule, ObjectRule):
+            return rule.extra is None and rule.check is None
+        if isinstance(rule, ArrayRule):
+            return rule.items is not None and rule.items.kind != ANY
+        return False
+
+    # --- generation -------
+
+    def _generate(self, rule: Rule) -> None:
+        e = _Emitter()
+        name = self._names[id(rule)]
+        r = self._const(rule, "R")
+        e(f"def {name}(elem, depth):")
+        e.indent += 1
+        slow = "slow_object" if isinstance(rule, ObjectRule) else "slow_array"
+        self.ns.setdefault("slow_object", self.reader.object)
+        self.ns.setdefault("slow_array", self.reader.array)
+        self._slow = f"return {slow}(elem, {r}, depth)"
+        e(f"if depth > MAXD: {self._slow}")
+        if isinstance(rule, ObjectRule):
+            self._object(e, rule)
+        else:
+            assert isinstance(rule, ArrayRule)
+            self._array(e, rule)
+        self._src.extend(e.lines)
+        self._src.append("")
+
+    def _scalar(self, e: _Emitter, rule: ScalarRule, src: str, out: str) -> None:
+        """Code converting text ``src`` (may be None) into JSON literal ``out``, or slow."""
+        t = rule.type
+        chk = self._const(rule.check, "C") if rule.check is not None else None
+        if t == T_STRING:
+            if chk is None:
+                e(f"{out} = enc({src}) if {src} is not None else '\"\"'")
+                return
+            e(f"if {src} is None: {src} = ''")
+            e(f"if {chk}({src}) is not None: {self._slow}")
+            e(f"{out} = enc({src})")
+            return
+        if t in (T_NUMBER, T_INTEGER):
+            test = "NUM" if t == T_NUMBER else "INT"
+            e(f"if {src} is None or not {test}({src}): {self._slow}")
+            if self.safe:
+                e(f"if len({src}) > 15: {self._slow}")
+            if chk is not None:
+                e(f"if {chk}({src}) is not None: {self._slow}")
+            e(f"{out} = {src}")
+            return
+        if t == T_BOOLEAN:
+            e(f"{out} = BOOL.get({src})")
+            e(f"if {out} is None: {self._slow}")
+            if chk is not None:
+                e(f"if {chk}({out}) is not None: {self._slow}")
+            return
+        e(self._slow)  # null-only: only the nil branch is valid
+
+    def _leaf(self, e: _Emitter, rule: ScalarRule, c: str, out: str) -> None:
+        """``c`` is a leaf element for ``rule``; sets ``out`` or goes slow."""
+        e(f"if len({c}) or {c}.keys():")
+        e.indent += 1
+        if rule.nullable:
+            e(f"{out} = NIL({c})")
+            e(f"if {out} is None: {self._slow}")
+        else:
+            e(self._slow)
+        e.indent -= 1
+        e("else:")
+        e.indent += 1
+        e(f"t = {c}.text")
+        self._scalar(e, rule, "t", out)
+        e.indent -= 1
+
+    def _value(self, e: _Emitter, rule: Rule, c: str, out: str) -> None:
+        """Any child element ``c`` under ``rule`` into ``out``."""
+        if rule.kind == SCALAR:
+            assert isinstance(rule, ScalarRule)
+            self._leaf(e, rule, c, out)
+            return
+        fn = self._fn_for(rule)
+        if fn is not None:
+            e(f"{out} = {fn}({c}, depth + 1)")
+            return
+        r = self._const(rule, "R")
+        e(f"{out} = value({c}, {r}, depth + 1)")
+        self.ns.setdefault("value", self.reader.value)
+
+    def _advance(self, e: _Emitter) -> None:
+        e("c = next(it, None)")
+        e("if c is None:")
+        e("    tg = None")
+        e("else:")
+        e("    tg = c.tag")
+        e("    tl = c.tail")
+        e(f"    if tl is not None and tl.strip(WS): {self._slow}")
+
+    def _object(self, e: _Emitter, rule: ObjectRule) -> None:
+        # Attributes: one pass over what is there, slots in schema order.
+        attrs = rule.attr_props
+        e("items = elem.items()")
+        for i in range(len(attrs)):
+            e(f"a{i} = None")
+        if attrs or rule.nullable:
+            e("if items:")
+            e.indent += 1
+            e("for name, value in items:")
+            e.indent += 1
+            kw = "if"
+            for i, p in enumerate(attrs):
+                e(f"{kw} name == {self._const(p.tag, 'T')}:")
+                e.indent += 1
+                self._scalar(e, p.rule, "value", f"a{i}")  # type: ignore[arg-type]
+                e.indent -= 1
+                kw = "elif"
+            e(f"{kw} True: {self._slow}" if kw == "elif" else self._slow)
+            e.indent -= 2
+        else:
+            e(f"if items: {self._slow}")
+        parts: list[str] = []
+        for i, p in enumerate(attrs):
+            k = self._const(p.key_json, "K")
+            if p.required:
+                e(f"if a{i} is None: {self._slow}")
+                parts.append(f"',' + {k} + a{i}")
+            else:
+                parts.append(f"(',' + {k} + a{i} if a{i} is not None else '')")
+        tp = rule.text
+        if tp is not None:
+            e(f"if len(elem): {self._slow}")
+            e("t = elem.text")
+            k = self._const(tp.key_json, "K")
+            if tp.required:
+                e("if t is None: t = ''")
+                self._scalar(e, tp.rule, "t", "v")  # type: ignore[arg-type]
+                parts.append(f"',' + {k} + v")
+            else:
+                e("if t:")
+                e.indent += 1
+                self._scalar(e, tp.rule, "t", "v")  # type: ignore[arg-type]
+                e.indent -= 1
+                e("else:")
+                e("    v = None")
+                parts.append(f"(',' + {k} + v if v is not None else '')")
+            e(f"return {self._assemble(parts)}")
+            return
+        e("t = elem.text")
+        e(f"if t is not None and t.strip(WS): {self._slow}")
+        e("body = []")
+        if rule.elem_props:
+            e("it = iter(elem)")
+            self._advance(e)
+        else:
+            e(f"if len(elem): {self._slow}")
+        for p in rule.elem_props:
+            tag = self._const(p.tag, "T")
+            k = self._const(p.key_json, "K")
+            r = p.rule
+            if p.unwrapped:
+                assert isinstance(r, ArrayRule) and r.items is not None
+                e(f"if tg == {tag}:")
+                e.indent += 1
+                e("run = []")
+                e(f"while tg == {tag}:")
+                e.indent += 1
+                self._value(e, r.items, "c", "v")
+                e("run.append(v)")
+                self._advance(e)
+                e.indent -= 1
+                self._array_checks(e, r, "run")
+                e(f"body.append({k} + '[' + ','.join(run) + ']')")
+                e.indent -= 1
+                if p.required:
+                    e("else:")
+                    e.indent += 1
+                    if r.min_items > 0:
+                        e(self._slow)
+                    else:
+                        e(f"body.append({k} + '[]')")
+                    e.indent -= 1
+                continue
+            e(f"if tg == {tag}:")
+            e.indent += 1
+            self._value(e, r, "c", "v")
+            e(f"body.append({k} + v)")
+            self._advance(e)
+            e.indent -= 1
+            if p.required:
+                e(f"else: {self._slow}")
+        if rule.elem_props:
+            e(f"if c is not None: {self._slow}")
+        parts.append("(',' + ','.join(body) if body else '')")
+        e(f"return {self._assemble(parts)}")
+
+    def _assemble(self, parts: list[str]) -> str:
+        """``'{' + ... + '}'``: every piece carries a leading comma (optional ones only when
+        present); the first comma is cut."""
+        if not parts:
+            return "'{}'"
+        return "'{' + (" + " + ".join(parts) + ")[1:] + '}'"
+
+    def _array_checks(self, e: _Emitter, rule: ArrayRule, var: str) -> None:
+        if rule.min_items:
+            e(f"if len({var}) < {int(rule.min_items)}: {self._slow}")
+        if rule.max_items is not None:
+            e(f"if len({var}) > {int(rule.max_items)}: {self._slow}")
+        if rule.unique:
+            e(f"if len({var}) > 1: {self._slow}")  # uniqueness: the table walker decides
+
+    def _array(self, e: _Emitter, rule: ArrayRule) -> None:
+        assert rule.items is not None
+        e(f"if elem.keys(): {self._slow}")
+        e("t = elem.text")
+        e(f"if t is not None and t.strip(WS): {self._slow}")
+        tag = self._const(rule.item_tag, "T")
+        e("out = []")
+        e("for c in elem:")
+        e.indent += 1
+        e(f"if c.tag != {tag}: {self._slow}")
+        e("tl = c.tail")
+        e(f"if tl is not None and tl.strip(WS): {self._slow}")
+        self._value(e, rule.items, "c", "v")
+        e("out.append(v)")
+        e.indent -= 1
+        self._array_checks(e, rule, "out")
+        e("return '[' + ','.join(out) + ']'")
+
+
+def build(root_rule: Rule, reader: Any, safe_integers: bool, max_depth: int) -> FastPath | None:
+    if root_rule.kind not in (OBJECT, ARRAY):
+        return None
+    fp = FastPath(root_rule, reader, safe_integers, max_depth)
+    return fp if fp.root is not None else None
