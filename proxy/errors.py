@@ -120,6 +120,13 @@ TRANSLATION_REASONS: frozenset[str] = frozenset(
         "doctype_forbidden",
         "mixed_content",
         "interleaved_siblings",
+        # an element in another place than the schema's property order puts it (it would come
+        # back elsewhere, so the document would not round-trip)
+        "out_of_order",
+        # a non-array element twice, or (schemaless) an element named like an attribute key
+        "duplicate_element",
+        # the same key twice in one JSON object (parsers disagree on which one wins)
+        "duplicate_key",
         "unknown_element",
         "unknown_attribute",
         "unknown_namespace",
