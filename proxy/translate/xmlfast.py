@@ -141,9 +141,9 @@ class FastPath:
         r = self._const(rule, "R")
         e(f"def {name}(elem, depth):")
         e.indent += 1
-        slow = "slow_object" if isinstance(rule, ObjectRule) else "slow_array"
-        self.ns.setdefault("slow_object", self.reader.object)
-        self.ns.setdefault("slow_array", self.reader.array)
+        slow = "SLOW_OBJECT" if isinstance(rule, ObjectRule) else "SLOW_ARRAY"
+        self.ns.setdefault("SLOW_OBJECT", self.reader.object)
+        self.ns.setdefault("SLOW_ARRAY", self.reader.array)
         self._slow = f"return {slow}(elem, {r}, depth)"
         e(f"if depth > MAXD: {self._slow}")
         if isinstance(rule, ObjectRule):
@@ -210,8 +210,8 @@ class FastPath:
             e(f"{out} = {fn}({c}, depth + 1)")
             return
         r = self._const(rule, "R")
-        e(f"{out} = value({c}, {r}, depth + 1)")
-        self.ns.setdefault("value", self.reader.value)
+        e(f"{out} = VALUE({c}, {r}, depth + 1)")
+        self.ns.setdefault("VALUE", self.reader.value)
 
     def _advance(self, e: _Emitter) -> None:
         e("c = next(it, None)")
