@@ -121,7 +121,7 @@ def _value(elem: Any, opts: PathOptions | None, reader: XmlReader, depth: int) -
         for child in elem:
             tail = child.tail
             if tail is not None and tail.strip(_WS):
-                raise _Fail("mixed_content", child, "text next to child elements", text=True)
+                raise _Fail("mixed_content", child, "text next to child elements", tail=True)
             if not isinstance(child.tag, str):
                 reader._not_element(child)
             key = any_key(child, child.tag, reader, attr=False)

@@ -64,7 +64,12 @@ def _step(node: Any, prefix_of: dict[str, str]) -> str:
 
 
 def xpath(
-    node: Any, prefix_of: dict[str, str], *, attr: str | None = None, text: bool = False
+    node: Any,
+    prefix_of: dict[str, str],
+    *,
+    attr: str | None = None,
+    text: bool = False,
+    tail: bool = False,
 ) -> str:
     """``/order/items/item[3]/quantity`` for ``node``; names use the mapping's prefixes (the
     default namespace unprefixed), or ``Q{uri}local`` for namespaces the mapping lacks."""
@@ -82,6 +87,8 @@ def xpath(
         path += f"/@{attr}"
     elif text:
         path += "/text()"
+    elif tail:
+        path += "/following-sibling::text()[1]"  # the text right after the element
     return path
 
 

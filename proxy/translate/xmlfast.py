@@ -145,7 +145,8 @@ class FastPath:
         self.ns.setdefault("SLOW_OBJECT", self.reader.object)
         self.ns.setdefault("SLOW_ARRAY", self.reader.array)
         self._slow = f"return {slow}(elem, {r}, depth)"
-        e(f"if depth > MAXD: {self._slow}")
+        # At the depth limit the table walker decides (precisely) whether children exceed it.
+        e(f"if depth >= MAXD: {self._slow}")
         if isinstance(rule, ObjectRule):
             self._object(e, rule)
         else:

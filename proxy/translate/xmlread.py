@@ -63,7 +63,14 @@ class _Fail(Exception):
     """Raised deep in the walk; carries the node so the XPath is computed once, at the top."""
 
     def __init__(
-        self, reason: str, node: Any, detail: str, *, attr: str | None = None, text: bool = False
+        self,
+        reason: str,
+        node: Any,
+        detail: str,
+        *,
+        attr: str | None = None,
+        text: bool = False,
+        tail: bool = False,
     ) -> None:
         super().__init__(reason, detail)
         self.reason = reason
@@ -71,6 +78,11 @@ class _Fail(Exception):
         self.detail = detail
         self.attr = attr
         self.text = text
+        self.tail = tail
+
+    def error(self, prefix_of: dict[str, str]) -> TranslationError:
+        where = xpath(self.node, prefix_of, attr=self.attr, text=self.text, tail=self.tail)
+        return TranslationError(self.reason, where, self.detail)
 
 
 def _type_name(rule: ScalarRule) -> str:
@@ -331,9 +343,7 @@ class XmlReader:
         try:
             return self.translate_root(root).encode("utf-8")
         except _Fail as f:
-            raise TranslationError(
-                f.reason, xpath(f.node, self.rt.prefix_of, attr=f.attr, text=f.text), f.detail
-            ) from None
+            raise f.error(self.rt.prefix_of) from None
         except RecursionError:
             raise TranslationError(
                 "too_deep", "/", "nesting deeper than the translator can follow"
@@ -453,6 +463,8 @@ class XmlReader:
     # Objects -------------------------------------------------------------------------------------
 
     def object(self, elem: Any, rule: ObjectRule, depth: int) -> str:
+        if depth > self.rt.max_depth:
+            raise _Fail("too_deep", elem, f"nesting deeper than {self.rt.max_depth} elements")
         slots = rule.__dict__.get("_xml_slots")
         if slots is None:
             slots = _slots(rule, self.rt.safe_integers)
@@ -561,7 +573,7 @@ class XmlReader:
             for child in elem:
                 tail = child.tail
                 if tail is not None and tail.strip(_WS):
-                    raise _Fail("mixed_content", child, "text next to child elements", text=True)
+                    raise _Fail("mixed_content", child, "text next to child elements", tail=True)
                 s = get(child.tag)
                 if s is None:
                     if rule.extra is not None and isinstance(child.tag, str):
@@ -795,6 +807,8 @@ class XmlReader:
 
     def array(self, elem: Any, rule: ArrayRule, depth: int) -> str:
         """A wrapped array: ``elem`` is the wrapper, its children the items."""
+        if depth > self.rt.max_depth:
+            raise _Fail("too_deep", elem, f"nesting deeper than {self.rt.max_depth} elements")
         if elem.keys():
             nil = self._nil(elem, rule)
             if nil is not None:
@@ -820,7 +834,7 @@ class XmlReader:
             for child in elem:
                 tail = child.tail
                 if tail is not None and tail.strip(_WS):
-                    raise _Fail("mixed_content", child, "text next to child elements", text=True)
+                    raise _Fail("mixed_content", child, "text next to child elements", tail=True)
                 if child.tag != tag:
                     self._wrong_item(child, elem, tag)
                 if conv is None:
