@@ -1,0 +1,112 @@
+"""``format-proxy check --config CFG [SAMPLE ...]``: what a team runs in CI before a rollout.
+
+Compiles every route's mapping (a mapping error is a configuration error: exit 2), prints the
+mappings' warnings, then round-trips each sample (its format detected) and prints one line per
+file: ``OK``, ``OK (normalised: ...)`` or ``FAIL <reason> at <location>: ...``. Exit 1 if any
+sample fails (with ``--strict``, also if one only comes back normalised).
+
+A sample is checked against the only route, the ``--route`` given, or the route named in a
+``ROUTE=PATH`` argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from proxy.commands._routes import find_route, load_for_offline_use
+from proxy.config import Config, RouteConfig
+from proxy.errors import ConfigError, TranslationError
+
+EXIT_FAILED = 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "check",
+        help="compile every route's mapping and round-trip sample documents",
+        description="Compile every route's mapping and round-trip each SAMPLE (format "
+        "detected), one line per file. Exit 1 if a sample fails, 2 on configuration errors.",
+    )
+    p.add_argument("--config", metavar="PATH", help="YAML config file (env FORMAT_PROXY_CONFIG)")
+    p.add_argument("--route", metavar="NAME", help="check samples against this route")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="also fail samples that only come back normalised (e.g. 1 → true)",
+    )
+    p.add_argument(
+        "--app-version", metavar="V", default=None, help="declared version, if the config needs one"
+    )
+    p.add_argument("samples", nargs="*", metavar="SAMPLE", help="PATH or ROUTE=PATH")
+    p.set_defaults(func=run)
+
+
+def _route_for(config: Config, sample: str, default: str | None) -> tuple[RouteConfig, Path]:
+    name, sep, path = sample.partition("=")
+    if sep and any(r.name == name for r in config.routes):
+        return find_route(config, name), Path(path)
+    if default is not None:
+        return find_route(config, default), Path(sample)
+    if len(config.routes) == 1:
+        return config.routes[0], Path(sample)
+    if not config.routes:
+        raise ConfigError("routes", "the config has no routes to check samples against")
+    names = ", ".join(r.name for r in config.routes)
+    raise ConfigError(
+        "--route", f"several routes ({names}): give --route NAME or write the sample as NAME=PATH"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_for_offline_use(args.config, args.app_version)
+    out = sys.stdout
+    for route in config.routes:
+        mapping = route.compiled
+        schema = route.mapping.get("schema")
+        what = f"schema {schema}" if schema else "no schema (default convention)"
+        print(
+            f"route {route.name}: mapping compiled ({what}, root <{mapping.root_name or '*'}>)",
+            file=out,
+        )
+        for warning in mapping.warnings:
+            print(f"route {route.name}: warning: {warning}", file=out)
+    failed = 0
+    from proxy.translate import detect_format
+    from proxy.translate.roundtrip import round_trip
+
+    for sample in args.samples:
+        route, path = _route_for(config, sample, args.route)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            print(f"FAIL  {path}: cannot read: {exc.strerror or exc}", file=out)
+            failed += 1
+            continue
+        try:
+            fmt = detect_format(data)
+        except TranslationError as exc:
+            print(f"FAIL  {path}: {exc.reason} at {exc.location}: {exc.detail}", file=out)
+            failed += 1
+            continue
+        result = round_trip(route.compiled, data, fmt)
+        tag = f"{fmt}, route {route.name}"
+        if result.outcome == "exact":
+            print(f"OK    {path} ({tag})", file=out)
+        elif result.outcome == "normalised":
+            status = "FAIL " if args.strict else "OK   "
+            failed += args.strict
+            print(f"{status} {path} ({tag}; normalised: {result.detail})", file=out)
+        else:
+            failed += 1
+            err = result.error
+            if err is not None:
+                where = err.location if err.location else '""'
+                print(f"FAIL  {path} ({tag}): {err.reason} at {where}: {err.detail}", file=out)
+            else:
+                print(f"FAIL  {path} ({tag}): {result.detail}", file=out)
+    if args.samples:
+        total = len(args.samples)
+        print(f"{total - failed} of {total} sample(s) OK", file=out)
+    return EXIT_FAILED if failed else 0

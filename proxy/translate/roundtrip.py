@@ -1,0 +1,143 @@
+"""Round-trip a document through a mapping and say whether it comes back (``format-proxy
+check``). Pure: bytes in, a verdict out.
+
+- XML → JSON → XML is compared under C14N 2.0 with whitespace-only text between elements
+  ignored. Equal with the document's own prefixes: ``exact``. Equal only after rewriting
+  prefixes, or different in spelling while the JSON of both is the same (``1`` for ``true``,
+  ``xsi:nil="false"``): ``normalised`` — no data changed, but the XML bytes would.
+- JSON → XML → JSON is compared as values with number text (key order ignored). A difference
+  the mapping documents (``[]`` for an optional unwrapped array comes back absent): ``normalised``.
+Anything else is a failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from lxml import etree
+
+from proxy.errors import TranslationError
+
+if TYPE_CHECKING:
+    from proxy.translate import CompiledMapping
+
+_WS = " \t\r\n"
+
+Outcome = Literal["exact", "normalised", "failed"]
+
+
+@dataclass(frozen=True)
+class RoundTrip:
+    format: Literal["xml", "json"]
+    outcome: Outcome
+    #: For ``normalised`` / ``failed``: what differs or why it failed.
+    detail: str = ""
+    error: TranslationError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome != "failed"
+
+
+def canonical_xml(data: bytes, *, rewrite_prefixes: bool = False) -> str:
+    """C14N 2.0 with whitespace-only text in elements that have child elements removed."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    root = etree.fromstring(data, parser)
+    for el in root.iter():
+        if len(el):
+            if el.text is not None and not el.text.strip(_WS):
+                el.text = None
+            for child in el:
+                if child.tail is not None and not child.tail.strip(_WS):
+                    child.tail = None
+    text = etree.tostring(root, encoding="unicode")
+    return str(etree.canonicalize(text, rewrite_prefixes=rewrite_prefixes))
+
+
+def _first_difference(a: str, b: str) -> str:
+    i = next((n for n, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    start = max(0, i - 30)
+    return f"…{a[start : i + 30]}… became …{b[start : i + 30]}…"
+
+
+def _json_value(data: bytes) -> Any:
+    from proxy.translate.jsonread import Number, Pairs, parse_exact
+
+    def norm(v: Any) -> Any:
+        t = type(v)
+        if t is Pairs:
+            return ("object", tuple(sorted((k, norm(x)) for k, x in v)))
+        if t is list:
+            return ("array", tuple(norm(x) for x in v))
+        if t is Number:
+            return ("number", str(v))
+        if t is str:
+            return ("string", v)
+        return ("literal", v)
+
+    return norm(parse_exact(data.decode("utf-8")))
+
+
+def _json_difference(a: Any, b: Any, path: str = "") -> str:
+    if a == b:
+        return ""
+    if a[0] == b[0] == "object":
+        da, db = dict(a[1]), dict(b[1])
+        for k in sorted(set(da) | set(db)):
+            p = f"{path}/{k.replace('~', '~0').replace('/', '~1')}"
+            if k not in db:
+                return f"{p} is absent after the round trip"
+            if k not in da:
+                return f"{p} appears after the round trip"
+            d = _json_difference(da[k], db[k], p)
+            if d:
+                return d
+    if a[0] == b[0] == "array" and len(a[1]) == len(b[1]):
+        for i, (x, y) in enumerate(zip(a[1], b[1], strict=True)):
+            d = _json_difference(x, y, f"{path}/{i}")
+            if d:
+                return d
+    return f"{path or '(document)'}: {_show(a)} became {_show(b)}"
+
+
+def _show(v: Any) -> str:
+    kind, val = v[0], v[1]
+    if kind in ("object", "array"):
+        return f"an {kind}" if kind == "object" else f"an array of {len(val)}"
+    return repr(val)
+
+
+def round_trip(mapping: CompiledMapping, data: bytes, fmt: Literal["xml", "json"]) -> RoundTrip:
+    try:
+        if fmt == "xml":
+            j = mapping.xml_to_json(data)
+            x = mapping.json_to_xml(j)
+            before, after = canonical_xml(data), canonical_xml(x)
+            if before == after:
+                return RoundTrip("xml", "exact")
+            if canonical_xml(data, rewrite_prefixes=True) == canonical_xml(
+                x, rewrite_prefixes=True
+            ):
+                return RoundTrip(
+                    "xml", "normalised", "namespace prefixes are rewritten to the mapping's"
+                )
+            if _json_value(mapping.xml_to_json(x)) == _json_value(j):
+                a = canonical_xml(data, rewrite_prefixes=True)
+                b = canonical_xml(x, rewrite_prefixes=True)
+                return RoundTrip(
+                    "xml",
+                    "normalised",
+                    "same data, spelled differently: " + _first_difference(a, b),
+                )
+            return RoundTrip(
+                "xml", "failed", "the XML does not come back: " + _first_difference(before, after)
+            )
+        x = mapping.json_to_xml(data)
+        j = mapping.xml_to_json(x)
+        a, b = _json_value(data), _json_value(j)
+        if a == b:
+            return RoundTrip("json", "exact")
+        return RoundTrip("json", "normalised", _json_difference(a, b))
+    except TranslationError as exc:
+        return RoundTrip(fmt, "failed", str(exc), exc)
