@@ -138,7 +138,12 @@ class _View:
 
     @property
     def nullable(self) -> bool:
-        return self.add_null or (self.types is not None and "null" in self.types)
+        if self.add_null or (self.types is not None and "null" in self.types):
+            return True
+        # Untyped with an enum that lists null (``enum: [a, b, null]``).
+        return self.types is None and any(
+            kw == "enum" and isinstance(val, list) and None in val for kw, val, _ in self.checks
+        )
 
 
 @dataclass
@@ -769,7 +774,7 @@ class SchemaCompiler:
             if pov.attribute:
                 xml["attribute"] = True
                 pov.used = True
-        where = str(loc.child("xml")) if "xml" in v.xml else str(loc)
+        where = str(loc.child("xml")) if isinstance(sub, Mapping) and "xml" in sub else str(loc)
         node_type = xml.get("nodeType") or ("attribute" if xml.get("attribute") else None)
         kind, t = self._kind(v)
         if kind == ANY and pov is not None and pov.type is not None:
@@ -869,7 +874,7 @@ class SchemaCompiler:
         if iov is not None and iov.xml is not None:
             ixml.update(iov.xml)
             iov.used = True
-        where = str(iloc.child("xml")) if "xml" in iv.xml else str(iloc)
+        where = str(iloc.child("xml")) if isinstance(sub, Mapping) and "xml" in sub else str(iloc)
         if ixml.get("attribute") or ixml.get("nodeType") in ("attribute", "text", "cdata"):
             raise MappingError(where, "array items must be elements")
         name = ixml.get("name", default_item)
