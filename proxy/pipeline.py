@@ -165,7 +165,9 @@ class UpstreamReply:
             chunk, end_of_http_chunk = await content.readchunk()
             if chunk:
                 yield chunk
-            elif not end_of_http_chunk:  # (b"", False) is EOF; (b"", True) a chunk boundary
+            # (b"", False) is EOF, (b"", True) a chunk boundary — except that aiohttp's shared
+            # empty-payload reader answers (b"", True) forever after its first call.
+            elif not end_of_http_chunk or content.at_eof():
                 break
 
     def release(self) -> None:

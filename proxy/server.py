@@ -70,7 +70,9 @@ class _ClientStream:
         content = self._request.content
         while True:
             chunk, end_of_http_chunk = await content.readchunk()
-            if chunk or not end_of_http_chunk:
+            # (b"", False) is EOF, (b"", True) a chunk boundary — except that aiohttp's shared
+            # empty-payload reader answers (b"", True) forever after its first call.
+            if chunk or not end_of_http_chunk or content.at_eof():
                 return chunk
 
 

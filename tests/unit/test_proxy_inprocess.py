@@ -520,3 +520,19 @@ async def test_upstream_reply_error_for_a_bug_is_still_s3_shaped(
     assert status == 500
     assert parse_error(body)["Code"] == "InternalError"
     assert "x-amz-request-id" in headers
+
+
+async def test_empty_bodies_in_a_row(fake_upstream: FakeUpstream, start_proxy) -> None:
+    """aiohttp shares one empty-payload reader across requests; reading it twice must not
+    spin (it once hung every empty request after the first)."""
+    proxy = await start_proxy(fake_upstream.url)
+    for i in range(3):
+        status, _, _ = await asyncio.wait_for(
+            send(data_url(proxy), "PUT", f"/b/e{i}", data=b"", headers={"Content-Length": "0"}),
+            5,
+        )
+        assert status == 200
+        status, _, _ = await asyncio.wait_for(send(data_url(proxy), "POST", "/b/k?uploads"), 5)
+        assert status == 200
+    puts = [s for s in fake_upstream.seen if s.method == "PUT"]
+    assert [s.header("Content-Length") for s in puts] == ["0", "0", "0"]
