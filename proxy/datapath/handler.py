@@ -62,7 +62,7 @@ class TranslatingHandler:
         )
         self.uploads = UploadStore(config.spool_dir, config.limits.max_translate_bytes)
         self._reads = ReadPath(self.ctx)
-        self._writes = WritePath(self.ctx)
+        self._writes = WritePath(self.ctx, self._reads)
         scheme = "https" if config.tls.enabled else "http"
         self._multipart = UploadPath(self.ctx, self.uploads, self._writes, scheme)
 

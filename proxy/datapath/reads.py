@@ -376,7 +376,6 @@ class ReadPath:
         base = without_headers(request.headers.items(), _PROBE_DROP)
         address = address_without(request.address, "partNumber")
         plain_head = plain and op == "head"
-        bucket, key = request.address.bucket or "", request.address.key or ""
 
         for _ in range(_ATTEMPTS):
             probe = await forward.send(
@@ -414,36 +413,11 @@ class ReadPath:
                 ctx.observer.native(route.name, op)
                 return probe.to_response() if plain_head else await forward.passthrough(request)
 
-            cache_key: CacheKey | None = None
-            if etag:
-                cache_key = (bucket, key, etag, target)
-                ctx.cache.discard_stale(cache_key)
             source: Format = fmt
-
-            async def fill(etag: str | None = etag, source: Format = source) -> Representation:
-                headers = [*base, ("If-Match", etag)] if etag else base
-                reply = await forward.send(
-                    request,
-                    method="GET",
-                    address=address,
-                    headers=headers,
-                    body=None,
-                    payload_hash=EMPTY_SHA256,
-                )
-                if reply.status == 412:
-                    reply.release()
-                    raise Changed
-                if reply.status != 200:
-                    raise await _answer_of(reply)
-                limit = ctx.limits.max_translate_bytes
-                try:
-                    data = await reply.read(limit)
-                except EntityTooLarge:
-                    raise self._too_large(limit + 1) from None
-                return await ctx.worker.render(route.compiled, data, source, target)
-
             try:
-                rep = await self._lookup(cache_key, fill)
+                rep = await self._translation(
+                    request, route, forward, address, base, etag, source, target
+                )
             except Changed:
                 continue
             except UpstreamAnswer as answer:
@@ -455,6 +429,89 @@ class ReadPath:
             return self._represent(request, op, probe.headers, rep)
 
         raise UpstreamError("the object changed during every attempt to read it; try again")
+
+    async def _translation(
+        self,
+        request: S3Request,
+        route: RouteConfig,
+        forward: Forwarder,
+        address: S3Address,
+        base: list[tuple[str, str]],
+        etag: str | None,
+        source: Format,
+        target: Format,
+    ) -> Representation:
+        """The stored object (``etag``) in ``target`` format: from the cache, or read with
+        ``If-Match: <etag>`` and translated. Raises Changed, UpstreamAnswer, TranslationError."""
+        ctx = self._ctx
+        cache_key: CacheKey | None = None
+        if etag:
+            cache_key = (address.bucket or "", address.key or "", etag, target)
+            ctx.cache.discard_stale(cache_key)
+
+        async def fill() -> Representation:
+            headers = [*base, ("If-Match", etag)] if etag else base
+            reply = await forward.send(
+                request,
+                method="GET",
+                address=address,
+                headers=headers,
+                body=None,
+                payload_hash=EMPTY_SHA256,
+            )
+            if reply.status == 412:
+                reply.release()
+                raise Changed
+            if reply.status != 200:
+                raise await _answer_of(reply)
+            limit = ctx.limits.max_translate_bytes
+            try:
+                data = await reply.read(limit)
+            except EntityTooLarge:
+                raise self._too_large(limit + 1) from None
+            return await ctx.worker.render(route.compiled, data, source, target)
+
+        return await self._lookup(cache_key, fill)
+
+    async def visible_etag(
+        self,
+        request: S3Request,
+        route: RouteConfig,
+        forward: Forwarder,
+        address: S3Address,
+        base: list[tuple[str, str]],
+    ) -> tuple[str, str | None] | None:
+        """``(stored ETag, ETag this pod's version sees)`` of the object at ``address``, None if
+        it does not exist. The second is None when the object cannot be translated. Counts no
+        request outcome: it serves a conditional write, not a read."""
+        target = self._ctx.version_format(route)
+        probe = await forward.send(
+            request,
+            method="HEAD",
+            address=address,
+            headers=base,
+            body=None,
+            payload_hash=EMPTY_SHA256,
+        )
+        probe.release()
+        etag = probe.header("ETag")
+        if probe.status != 200 or not etag:
+            return None
+        meta, ctype = probe.header(META_HEADER), probe.header("Content-Type")
+        try:
+            fmt = format_from_metadata(meta) or format_from_content_type(ctype)
+            if fmt is None:
+                head = await fetch_prefix(request, forward, address, base, etag)
+                fmt = detect_stored_format(meta, ctype, head)
+            if fmt == target:
+                return etag, etag
+            size = _content_length(probe)
+            if size is not None and size > self._ctx.limits.max_translate_bytes:
+                return etag, None
+            rep = await self._translation(request, route, forward, address, base, etag, fmt, target)
+        except (TranslationError, Changed, UpstreamAnswer):
+            return etag, None
+        return etag, rep.etag
 
     # --- the translated response ---------------------------------------------------------------
 

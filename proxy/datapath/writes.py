@@ -30,8 +30,8 @@ from proxy.datapath.documents import (
     client_digests,
     other_format,
 )
-from proxy.datapath.reads import Changed, UpstreamAnswer, fetch_prefix
-from proxy.errors import InvalidDocument, TranslationError
+from proxy.datapath.reads import Changed, ReadPath, UpstreamAnswer, fetch_prefix
+from proxy.errors import InvalidDocument, PreconditionFailed, TranslationError
 from proxy.formats import (
     CONTENT_TYPES,
     META_HEADER,
@@ -65,6 +65,16 @@ _WRITE_DROP = frozenset(
 )
 _CHECKSUM_PREFIX = ("x-amz-checksum-",)
 _ATTEMPTS = 3
+# Headers a HEAD/GET of the written object needs (encryption keys, ownership, payer).
+_OBJECT_ACCESS_HEADERS = frozenset(
+    {
+        "x-amz-server-side-encryption-customer-algorithm",
+        "x-amz-server-side-encryption-customer-key",
+        "x-amz-server-side-encryption-customer-key-md5",
+        "x-amz-expected-bucket-owner",
+        "x-amz-request-payer",
+    }
+)
 
 # CopyObject source: the SSE-C and ownership headers a HEAD of the source needs.
 _SOURCE_HEADER_MAP = {
@@ -112,8 +122,9 @@ def parse_copy_source(value: str | None) -> S3Address | None:
 
 
 class WritePath:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, reads: ReadPath) -> None:
         self._ctx = ctx
+        self._reads = reads
 
     async def put(
         self, request: S3Request, route: RouteConfig, forward: Forwarder
@@ -166,6 +177,12 @@ class WritePath:
             raise InvalidDocument(err, expected=writer, route=route.name) from None
 
         headers = list(headers)
+        target = address or request.address
+        if_match = header_value(headers, "If-Match")
+        if if_match is not None:
+            headers = await self._resolve_if_match(
+                request, route, forward, target, headers, if_match
+            )
         ctype = header_value(headers, "Content-Type")
         if format_from_content_type(ctype) != doc.fmt:
             ctype = CONTENT_TYPES[doc.fmt]
@@ -183,7 +200,7 @@ class WritePath:
         reply = await forward.send(
             request,
             method="PUT",
-            address=address or request.address,
+            address=target,
             headers=upstream_headers,
             body=doc.body,
             payload_hash=doc.sha256,
@@ -194,6 +211,33 @@ class WritePath:
             else:
                 ctx.observer.native(route.name, "put")
         return reply, doc
+
+    async def _resolve_if_match(
+        self,
+        request: S3Request,
+        route: RouteConfig,
+        forward: Forwarder,
+        address: S3Address,
+        headers: list[tuple[str, str]],
+        if_match: str,
+    ) -> list[tuple[str, str]]:
+        """A conditional write names the ETag its writer *saw*, which for a translated object
+        is the translation's. Check it here and send the stored ETag upstream, which then
+        enforces it atomically (a change in between still fails with 412)."""
+        tags = [t.strip() for t in if_match.split(",") if t.strip()]
+        if "*" in tags:
+            return headers
+        base = [(k, v) for k, v in headers if k.lower() in _OBJECT_ACCESS_HEADERS]
+        current = await self._reads.visible_etag(request, route, forward, address, base)
+        if current is None:
+            return headers  # no such object: the upstream gives its own answer
+        stored, visible = current
+        seen = {t.removeprefix("W/").strip('"') for t in tags}
+        if stored.strip('"') in seen or (visible is not None and visible.strip('"') in seen):
+            return [*without_headers(headers, {"if-match"}), ("If-Match", stored)]
+        raise PreconditionFailed(
+            "At least one of the pre-conditions you specified did not hold (If-Match)"
+        )
 
     # --- CopyObject ------------------------------------------------------------------------------
 

@@ -167,6 +167,14 @@ class FakeS3:
             self.objects[bucket, key] = obj
             result = f"<CopyObjectResult><ETag>{obj.etag}</ETag></CopyObjectResult>"
             return web.Response(body=result.encode(), content_type="application/xml")
+        current = self.objects.get((bucket, key))
+        if "if-match" in h:
+            if current is None:
+                return _error(404, "NoSuchKey", "If-Match on a missing key")
+            if h["if-match"].strip('"') != current.etag.strip('"'):
+                return _error(412, "PreconditionFailed", "If-Match")
+        if h.get("if-none-match") == "*" and current is not None:
+            return _error(412, "PreconditionFailed", "If-None-Match")
         obj = StoredObject(seen.body, _object_headers(h))
         self.objects[bucket, key] = obj
         resp_headers = {"ETag": obj.etag}

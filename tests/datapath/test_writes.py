@@ -208,3 +208,27 @@ async def test_copy_replace_of_sniffed_and_undetectable_sources(make_proxy, fake
         "PUT", "docs/m", headers={"x-amz-copy-source": f"/{BUCKET}/other/missing", **replace}
     ) as r:
         assert r.status == 404 and "NoSuchKey" in await r.text()
+
+
+async def test_conditional_write_with_the_etag_the_writer_saw(make_proxy, fake_s3):
+    fake_s3.put(BUCKET, "docs/c", xml_doc(a="1"), x_amz_meta_format="xml")
+    p = await make_proxy()
+    async with p.request("GET", "docs/c") as r:
+        seen = r.headers["ETag"]  # the JSON representation's ETag
+    async with p.request("PUT", "docs/c", data=json_doc(a="2"), headers={"If-Match": seen}) as r:
+        assert r.status == 200, await r.text()
+    assert fake_s3.calls("PUT")[-1].headers["if-match"] != seen  # the stored ETag went up
+    assert fake_s3.objects[BUCKET, "docs/c"].body == xml_doc(a="2")
+    # The same ETag again: the object changed since, so the write is refused.
+    async with p.request("PUT", "docs/c", data=json_doc(a="3"), headers={"If-Match": seen}) as r:
+        assert r.status == 412 and "PreconditionFailed" in await r.text()
+    assert fake_s3.objects[BUCKET, "docs/c"].body == xml_doc(a="2")
+    async with p.request(
+        "PUT", "docs/new", data=json_doc(a="4"), headers={"If-None-Match": "*"}
+    ) as r:
+        assert r.status == 200
+    async with p.request(
+        "PUT", "docs/new", data=json_doc(a="5"), headers={"If-None-Match": "*"}
+    ) as r:
+        assert r.status == 412
+    assert fake_s3.objects[BUCKET, "docs/new"].body == xml_doc(a="4")

@@ -410,3 +410,18 @@ def test_objects_outside_the_prefix_are_untouched(
     v2.put_object(Bucket=route_bucket, Key="elsewhere/x.xml", Body=body)
     assert backend.read(route_bucket, "elsewhere/x.xml") == body
     assert v2.get_object(Bucket=route_bucket, Key="elsewhere/x.xml")["Body"].read() == body
+
+
+def test_conditional_write_uses_the_etag_the_writer_saw(
+    v2: Any, backend: Backend, route_bucket: str
+) -> None:
+    k = key("cas")
+    store_xml_directly(backend, route_bucket, k, order(12))
+    seen = v2.get_object(Bucket=route_bucket, Key=k)["ETag"]
+    changed = {**order(12), "status": "paid"}
+    v2.put_object(Bucket=route_bucket, Key=k, Body=json_bytes(changed), IfMatch=seen)
+    assert same_xml(backend.read(route_bucket, k), xml_bytes(changed))
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        v2.put_object(Bucket=route_bucket, Key=k, Body=json_bytes(order(13)), IfMatch=seen)
+    assert error_of(info)[:2] == (412, "PreconditionFailed")
+    assert same_xml(backend.read(route_bucket, k), xml_bytes(changed))
