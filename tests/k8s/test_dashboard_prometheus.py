@@ -6,9 +6,7 @@ rejected one). A real Prometheus (the Debian server) scrapes it every second wit
 PodMonitor would give it, and loads the alert rules file. Each query is then run with Grafana's
 variables substituted; it must return at least one finite sample.
 
-Queries over translation metrics can only have data once the data path translates (issue 4):
-they are marked ``xfail(strict=True)`` one by one in ``NEEDS_ISSUE_4``, so each flips to XPASS
-(a failure) the moment translation works; then remove its entry.
+The translated requests make every translation panel (issue 4's metrics) show data too.
 """
 
 from __future__ import annotations
@@ -39,7 +37,7 @@ from tests.k8s.dashboard import (
     substitute,
     variable_queries,
 )
-from tests.k8s.manifests import K8S, ROOT
+from tests.k8s.manifests import K8S
 from tests.support.backends import Backend
 from tests.support.clients import boto3_client
 from tests.support.ports import free_port
@@ -49,37 +47,12 @@ from tests.support.proxy import ProxyProcess
 pytestmark = pytest.mark.slow
 
 RULES = K8S / "monitoring" / "rules" / "format-proxy.rules.yaml"
-SCHEMA = ROOT / "config" / "examples" / "schemas" / "order.schema.json"
 #: The labels a PodMonitor's target gets (namespace, pod, app; job set by its relabeling).
 TARGET_LABELS = {
     "namespace": VARIABLES["namespace"],
     "pod": "orders-reader-0",
     "app": "orders-reader",
 }
-
-#: Translation metrics: only the translating data path (issue 4) produces them.
-TRANSLATION_METRICS = (
-    "format_proxy_translations_total",
-    "format_proxy_route_objects_total",
-    "format_proxy_translation_failures_total",
-    "format_proxy_translation_duration_seconds",
-    "format_proxy_translated_bytes_total",
-    "format_proxy_cache_hits_total",
-    "format_proxy_cache_misses_total",
-)
-NEEDS_ISSUE_4 = {
-    "Reads translated [A]",
-    "Translation failures/s [A]",
-    "Share of reads translated vs native, per route [A]",
-    "Share of reads translated vs native, per route [B]",
-    "Translations/s by route and direction [A]",
-    "Route objects by operation and outcome [A]",
-    "Translation failures by reason [A]",
-    "Translation time p99 and translated bytes/s [A]",
-    "Translation time p99 and translated bytes/s [B]",
-    "Translation cache hit ratio [A]",
-}
-XFAIL = pytest.mark.xfail(strict=True, reason="needs issue 4 data path")
 
 ORDER = {
     "id": "EU-1001",
@@ -91,10 +64,31 @@ ORDER = {
 }
 
 
-def _order_xml() -> bytes:
+#: What the engine makes of ORDER (used only while the translation engine is not built).
+_ORDER_XML = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<order xmlns="urn:example:shop:orders:1" '
+    b'id="EU-1001" status="paid"><placedAt>2026-11-20T10:15:00Z</placedAt><customer id="42">'
+    b'<name>Ada Lovelace</name></customer><items><item sku="A-1"><quantity>2</quantity>'
+    b'<unitPrice currency="EUR">9.5</unitPrice></item></items><total currency="EUR">19.0'
+    b"</total></order>"
+)
+
+
+def _proxy_config_dir(directory: Path) -> Path:
+    """The ConfigMap of k8s/base as the sidecar sees it: config.yaml + the schema, flat."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for source in (K8S / "base" / "proxy-config").iterdir():
+        (directory / source.name).write_text(source.read_text())
+    return directory
+
+
+def _order_xml(config_dir: Path) -> bytes:
     """The order as a v1 Writer stores it (translated by the engine itself)."""
-    config = load_config(ROOT / "config" / "examples" / "orders.yaml", environ={})
-    return config.routes[0].compiled.json_to_xml(json.dumps(ORDER).encode())
+    config = load_config(config_dir / "config.yaml", environ={"FORMAT_PROXY_APP_VERSION": "v1"})
+    try:
+        return config.routes[0].compiled.json_to_xml(json.dumps(ORDER).encode())
+    except NotImplementedError:
+        return _ORDER_XML
 
 
 @dataclass
@@ -180,10 +174,14 @@ class Observed:
 def observed(
     moto_backend: Backend, proxy_factory: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Observed]:
+    config_dir = _proxy_config_dir(tmp_path_factory.mktemp("configmap"))
     shop = moto_backend.new_bucket("shop-data")
     plain = moto_backend.new_bucket("plain")
     moto_backend.direct.put_object(
-        Bucket=shop, Key="orders/EU-1001.xml", Body=_order_xml(), ContentType="application/xml"
+        Bucket=shop,
+        Key="orders/EU-1001.xml",
+        Body=_order_xml(config_dir),
+        ContentType="application/xml",
     )
     moto_backend.direct.put_object(
         Bucket=shop,
@@ -191,14 +189,10 @@ def observed(
         Body=json.dumps({**ORDER, "id": "EU-1002"}).encode(),
         ContentType="application/json",
     )
-    route = {
-        "name": "orders",
-        "bucket": shop,
-        "prefix": "orders/",
-        "formats": {"v1": "xml", "v2": "json"},
-        "store": "xml",
-        "mapping": {"schema": str(SCHEMA), "root": "order"},
-    }
+    # The orders route of config/k8s.yaml (the ConfigMap), on this test's bucket.
+    (route,) = yaml.safe_load((config_dir / "config.yaml").read_text())["routes"]
+    route = {**route, "bucket": shop}
+    route["mapping"] = {**route["mapping"], "schema": str(config_dir / route["mapping"]["schema"])}
     proxy = proxy_factory(moto_backend, app_version="v2", routes=[route])
     prom = _start_prometheus(
         tmp_path_factory.mktemp("prometheus"), f"127.0.0.1:{proxy.metrics_port}"
@@ -221,34 +215,19 @@ def observed(
 QUERIES = queries()
 
 
-def _marks(q: Query) -> list[pytest.MarkDecorator]:
-    return [XFAIL] if q.id in NEEDS_ISSUE_4 else []
-
-
-def test_the_xfail_list_is_exactly_the_translation_queries():
-    translation = {q.id for q in QUERIES if any(m in q.expr for m in TRANSLATION_METRICS)}
-    assert translation == NEEDS_ISSUE_4
-
-
 def _assert_data(result: list[dict[str, Any]], what: str) -> None:
     assert result, f"no data: {what}"
     values = [float(s["value"][1]) for s in result]
     assert any(math.isfinite(v) for v in values), f"only NaN/Inf: {what}: {values}"
 
 
-@pytest.mark.parametrize("query", [pytest.param(q, id=q.id, marks=_marks(q)) for q in QUERIES])
+@pytest.mark.parametrize("query", QUERIES, ids=[q.id for q in QUERIES])
 def test_dashboard_query_returns_data(observed: Observed, query: Query):
     expr = query.substituted()
     _assert_data(observed.prometheus.query(expr), expr)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "namespace",
-        pytest.param("route", marks=XFAIL),  # from format_proxy_route_objects_total
-    ],
-)
+@pytest.mark.parametrize("name", ["namespace", "route"])
 def test_template_variable_has_values(observed: Observed, name: str):
     selector, label = parse_label_values(variable_queries()[name])
     params = {"match[]": substitute(selector, {"namespace": VARIABLES["namespace"]})}
@@ -280,7 +259,6 @@ def test_rules_load_and_evaluate_against_real_metrics(observed: Observed):
     assert observed.prometheus.query('up{job="format-proxy"}')[0]["value"][1] == "1"
 
 
-@pytest.mark.xfail(strict=True, reason="needs issue 4 data path")
 def test_transition_recording_rule_has_data(observed: Observed):
     _assert_data(
         observed.prometheus.query("route:format_proxy_reads_translated:ratio_rate5m"),
@@ -307,3 +285,50 @@ def test_promtool_check_metrics_does_complain_about_bad_metrics():
         timeout=60, check=False,
     )  # fmt: skip
     assert proc.returncode != 0 and "_total" in proc.stdout + proc.stderr
+
+
+def test_transition_panels_show_the_traffic_driven(observed: Observed):
+    """Three rounds of: one translated read, one native read, one translated write and one
+    refused write on the route; the dashboard's metrics count exactly those."""
+    prom = observed.prometheus
+    selector = '{job="format-proxy", route="orders"}'
+    objects = {
+        (s["metric"]["operation"], s["metric"]["outcome"]): float(s["value"][1])
+        for s in prom.query(
+            f"sum by (operation, outcome) (format_proxy_route_objects_total{selector})"
+        )
+        if float(s["value"][1]) > 0  # the proxy exports every outcome from the start, at 0
+    }
+    assert objects == {
+        ("get", "translated"): 3,
+        ("get", "native"): 3,
+        ("put", "translated"): 3,
+        ("put", "failed"): 3,
+    }
+    translations = {
+        (s["metric"]["direction"], s["metric"]["operation"]): float(s["value"][1])
+        for s in prom.query(
+            'sum by (direction, operation) (format_proxy_translations_total{job="format-proxy"})'
+        )
+        if float(s["value"][1]) > 0
+    }
+    assert translations == {("xml_to_json", "get"): 3, ("json_to_xml", "put"): 3}
+    failures = prom.query(
+        f"sum by (route, direction, reason) (format_proxy_translation_failures_total{selector})"
+    )
+    assert [
+        (f["metric"]["direction"], f["metric"]["reason"], float(f["value"][1]))
+        for f in failures
+        if float(f["value"][1]) > 0
+    ] == [("json_to_xml", "schema_violation", 3)]
+    # The transition curve: half of the reads needed translation.
+    (share,) = prom.query(
+        substitute(
+            next(
+                q for q in QUERIES if q.id == "Share of reads translated vs native, per route [A]"
+            ).expr,
+            VARIABLES,
+        )
+    )
+    assert share["metric"] == {"route": "orders"}
+    assert 0.3 < float(share["value"][1]) < 0.7
