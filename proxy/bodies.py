@@ -232,9 +232,12 @@ class _AwsChunkedBody(_StreamingBody):
 class _SpooledAwsChunkedBody(_AwsChunkedBody):
     """aws-chunked body with a trailing checksum: spooled and verified before forwarding."""
 
-    def __init__(self, *args: object, spool_memory_bytes: int, **kwargs: object) -> None:
+    def __init__(
+        self, *args: object, spool_memory_bytes: int, spool_dir: str | None, **kwargs: object
+    ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._spool_memory = spool_memory_bytes
+        self._spool_dir = spool_dir
         self._spool: tempfile.SpooledTemporaryFile[bytes] | None = None
 
     async def prepare(self) -> None:
@@ -242,7 +245,9 @@ class _SpooledAwsChunkedBody(_AwsChunkedBody):
             self._buffered = await self._collect(self._small)
         else:
             # Spool writes are small synchronous page-cache writes: cheaper than a thread hop.
-            spool = tempfile.SpooledTemporaryFile(max_size=self._spool_memory)  # noqa: SIM115
+            spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by close()
+                max_size=self._spool_memory, dir=self._spool_dir
+            )
             self._spool = spool
             async for piece in _AwsChunkedBody._pieces(self):
                 spool.write(piece)
@@ -300,6 +305,7 @@ def open_request_body(
     *,
     small_body_bytes: int = 64 * 1024,
     spool_memory_bytes: int = 1024**2,
+    spool_dir: str | None = None,
     max_line_bytes: int = 8192,
 ) -> RequestBody:
     """The right :class:`RequestBody` for a request's framing headers (case-insensitive)."""
@@ -339,6 +345,7 @@ def open_request_body(
                 drop,
                 ce,
                 spool_memory_bytes=spool_memory_bytes,
+                spool_dir=spool_dir,
             )
         return _AwsChunkedBody(stream, decoder, decoded, small_body_bytes, drop, ce)
 

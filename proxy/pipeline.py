@@ -238,6 +238,7 @@ class Pipeline:
         self._suffixes = config.virtual_host_suffixes
         self._small = 64 * 1024
         self._spool = config.limits.spool_memory_bytes
+        self._spool_dir = str(config.spool_dir) if config.spool_dir is not None else None
         self._max_line = config.limits.max_chunk_header_bytes
 
     async def handle(self, incoming: IncomingRequest, ex: Exchange) -> ProxyResponse:
@@ -251,6 +252,7 @@ class Pipeline:
             incoming.body,
             small_body_bytes=self._small,
             spool_memory_bytes=self._spool,
+            spool_dir=self._spool_dir,
             max_line_bytes=self._max_line,
         )
         ex.body = body
