@@ -58,7 +58,14 @@ HOP_BY_HOP: frozenset[str] = frozenset(
 #: is the SigV2 signing time; we sign with X-Amz-Date (botocore would otherwise rewrite Date and
 #: drop X-Amz-Date, which some backends require).
 CLIENT_AUTH_HEADERS: frozenset[str] = frozenset(
-    {"authorization", "x-amz-security-token", "x-amz-date", "x-amz-content-sha256", "date"}
+    {
+        "authorization",
+        "x-amz-security-token",
+        "x-amz-date",
+        "x-amz-content-sha256",
+        "date",
+        "x-amz-region-set",  # SigV4a scope; meaningless (and unsigned-looking) after re-signing
+    }
 )
 
 _DROP_REQUEST = HOP_BY_HOP | CLIENT_AUTH_HEADERS
