@@ -155,6 +155,23 @@ class ProxyService:
             data=_bound(self._data_runner), metrics=_bound(self._metrics_runner)
         )
 
+    async def _flush(self, deadline: float) -> None:
+        """Wait until responses already handed to the transports have been sent: a finished
+        handler can leave up to the write-buffer limit queued for a slow reader, which a
+        process exit would throw away."""
+        server = self._data_runner.server if self._data_runner is not None else None
+        if server is None:
+            return
+        loop = asyncio.get_running_loop()
+        while loop.time() < deadline:
+            if not any(
+                c.transport is not None and c.transport.get_write_buffer_size() > 0
+                for c in server.connections
+            ):
+                return
+            await asyncio.sleep(0.02)
+        _log.warning("shutdown_grace_expired", unsent_responses=True)
+
     async def _try_credentials(self) -> bool:
         assert self._credentials is not None
         try:
@@ -216,10 +233,13 @@ class ProxyService:
             self._retry_task.cancel()
             self._retry_task = None
         if self._data_runner is not None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.config.shutdown_grace_seconds
             for site in list(self._data_runner.sites):
                 await site.stop()
             if self._handler is not None:
                 await self._handler.drain(self.config.shutdown_grace_seconds)
+            await self._flush(deadline)
             await self._data_runner.cleanup()
             self._data_runner = None
         close_handler = getattr(self._route_handler, "close", None)

@@ -536,3 +536,60 @@ async def test_empty_bodies_in_a_row(fake_upstream: FakeUpstream, start_proxy) -
         assert status == 200
     puts = [s for s in fake_upstream.seen if s.method == "PUT"]
     assert [s.header("Content-Length") for s in puts] == ["0", "0", "0"]
+
+
+async def test_stop_drains_in_flight_transfers(fake_upstream: FakeUpstream, start_proxy) -> None:
+    """stop(): no new connections; a slow download and a slow upload in flight both complete
+    intact (including what was still queued in the transport for the slow reader)."""
+    payload = os.urandom(6 * 1024 * 1024)
+
+    async def respond(request: web.BaseRequest, seen: Seen) -> web.StreamResponse:
+        if request.method == "GET":
+            return web.Response(body=payload)
+        return web.Response()
+
+    fake_upstream.respond = respond
+    proxy = await start_proxy(fake_upstream.url, shutdown_grace_seconds=20)
+    host, port = proxy.addresses.data
+
+    # Slow download: read the headers and a first piece, then stall.
+    dreader, dwriter = await asyncio.open_connection(host, port)
+    dwriter.write(b"GET /b/big HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = await dreader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    got = bytearray(await dreader.readexactly(100_000))
+
+    # Slow upload: headers and part of the body.
+    ureader, uwriter = await asyncio.open_connection(host, port)
+    upload = os.urandom(3 * 1024 * 1024)
+    uwriter.write(
+        f"PUT /b/up HTTP/1.1\r\nHost: x\r\nContent-Length: {len(upload)}\r\n\r\n".encode()
+        + upload[:1_000_000]
+    )
+    await uwriter.drain()
+    await asyncio.sleep(0.1)
+
+    stopping = asyncio.create_task(proxy.stop())
+    await asyncio.sleep(0.3)
+    with pytest.raises(OSError):
+        await asyncio.open_connection(host, port)
+    assert not stopping.done()
+
+    for i in range(1_000_000, len(upload), 500_000):
+        uwriter.write(upload[i : i + 500_000])
+        await uwriter.drain()
+        await asyncio.sleep(0.02)
+    uhead = await asyncio.wait_for(ureader.readuntil(b"\r\n\r\n"), 10)
+    assert uhead.startswith(b"HTTP/1.1 200")
+    assert b"Connection: close" in uhead
+
+    while len(got) < len(payload):
+        chunk = await asyncio.wait_for(dreader.read(200_000), 10)
+        assert chunk, f"download cut short at {len(got)} bytes"
+        got += chunk
+        await asyncio.sleep(0.01)
+    assert bytes(got) == payload
+    await asyncio.wait_for(stopping, 20)
+    assert [s.body for s in fake_upstream.seen if s.method == "PUT"] == [upload]
+    dwriter.close()
+    uwriter.close()
