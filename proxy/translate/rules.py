@@ -63,6 +63,8 @@ class ScalarRule(Rule):
     check: Check | None = None
     #: Write string content as CDATA (``nodeType: cdata``).
     cdata: bool = False
+    #: The validation keywords ``check`` was compiled from (for ``describe`` and tests).
+    keywords: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(eq=False)

@@ -135,6 +135,9 @@ class _View:
     xml: dict[str, Any] = field(default_factory=dict)
     fallback: list[str] = field(default_factory=list)
     structural: bool = False  # anything besides annotations
+    #: Identity of the schema that gives this view its content: a bare ``$ref`` (plus xml or
+    #: annotations) shares its target's, so every reference to a definition shares one rule.
+    origin: int = 0
 
     @property
     def nullable(self) -> bool:
@@ -193,7 +196,8 @@ class SchemaCompiler:
         root = self._root(root_rule_view, schema, registry)
         self._check_unused()
         namespaces = self._finalise(root)
-        return Compiled(root, self.warnings, namespaces, schema, registry, self.fallback)
+        warnings = list(dict.fromkeys(self.warnings))
+        return Compiled(root, warnings, namespaces, schema, registry, self.fallback)
 
     # --- loading and references -------
 
@@ -320,11 +324,15 @@ class SchemaCompiler:
             )
             resolver = resolver.in_subresource(sub)
             loc = _Loc(loc.doc, loc.pointer, urljoin(loc.base, str(schema["$id"])))
-        v = _View(loc)
+        v = _View(loc, origin=id(schema))
         self._local(v, schema, loc, resolver)
         if "$ref" in schema:
             target, tloc, tres = self._lookup(schema["$ref"], loc, resolver)
-            self._merge(v, self.view(target, tloc, tres, stack), loc)
+            w = self.view(target, tloc, tres, stack)
+            bare = not v.structural and not any(k in schema for k in ("allOf", "anyOf", "oneOf"))
+            self._merge(v, w, loc)
+            if bare:
+                v.origin = w.origin
         if "allOf" in schema:
             branches = schema["allOf"]
             if not isinstance(branches, list) or not branches:
@@ -540,7 +548,11 @@ class SchemaCompiler:
         """The content rule of an element (its attributes, text and children)."""
         self._note_fallback(v)
         kind, t = self._kind(v)
-        memo_key = (id(node), ns, item_name) if ov is None else None
+        if ov is not None and not any(n.has_settings for n in ov.walk()):
+            ov = None  # nothing set below this path: the rule can be shared (and memoised)
+        # The default item name only shapes arrays; objects and scalars share across uses.
+        named = item_name if kind == ARRAY else ""
+        memo_key = (v.origin or id(node), ns, named) if ov is None else None
         if memo_key is not None and memo_key in self._memo:
             return self._memo[memo_key]
         if kind == SCALAR:
@@ -552,7 +564,12 @@ class SchemaCompiler:
                 return ScalarRule(SCALAR, str(v.loc), True, T_NULL)
             checks = [(k, val) for k, val, _ in v.checks]
             rule: Rule = ScalarRule(
-                SCALAR, str(v.loc), v.nullable, t, compile_scalar_checks(t, checks)
+                SCALAR,
+                str(v.loc),
+                v.nullable,
+                t,
+                compile_scalar_checks(t, checks),
+                keywords=tuple(checks),
             )
             if v.nullable:
                 self.uses_nil = True

@@ -15,7 +15,7 @@ from proxy.translate.lexical import encode_basestring
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
-CORPUS = ("orders", "rss", "s3-listing", "maven-pom", "schemaless")
+CORPUS = ("orders", "rss", "s3-listing", "maven-pom", "schemaless", "kitchen-sink")
 WS = " \t\r\n"
 
 

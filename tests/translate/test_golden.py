@@ -24,7 +24,7 @@ PAIRS = corpus_pairs()
 
 def test_corpus_is_complete() -> None:
     names = {name for name, _ in PAIRS}
-    assert names == {"orders", "rss", "s3-listing", "maven-pom", "schemaless"}
+    assert names == {"orders", "rss", "s3-listing", "maven-pom", "schemaless", "kitchen-sink"}
     assert len(PAIRS) >= 9
 
 
