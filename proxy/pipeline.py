@@ -29,7 +29,13 @@ forwarder offers:
   (``read(limit)``), streamed, or turned into a ``ProxyResponse`` with ``to_response()``.
 
 The default handler, :class:`PassthroughHandler`, forwards unchanged. Translation plugs in by
-passing another handler to :class:`Pipeline`; nothing else in the pipeline changes.
+passing another handler to :class:`Pipeline` (``ProxyService(config, route_handler=...)``;
+the service builds the translating handler itself when routes are configured), which gets the
+validated config (routes with compiled mappings, limits, ``app_version``) and the
+:class:`~proxy.metrics.Metrics` families it must count; nothing else in the pipeline changes.
+Errors a handler raises from :mod:`proxy.errors` (``TranslationError``, ``EntityTooLarge``,
+``InvalidRange``, ``PreconditionFailed``, ...) become S3 XML error responses in the server;
+fields it puts in ``request.log_fields`` are added to the request's log line.
 """
 
 from __future__ import annotations
@@ -81,6 +87,8 @@ class Exchange:
     upstream_seconds: float | None = None
     upstream_request_id: str | None = None
     body: RequestBody | None = None
+    #: Extra fields for this request's log line (route handlers add e.g. direction, outcome).
+    log_fields: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +113,8 @@ class S3Request:
     headers: Mapping[str, str]
     body: RequestBody
     request_id: str
+    #: Added to the request's log line (the same dict as ``Exchange.log_fields``).
+    log_fields: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -263,6 +273,7 @@ class Pipeline:
             headers=headers,
             body=body,
             request_id=ex.request_id,
+            log_fields=ex.log_fields,
         )
         route = self._router.match(address.bucket, address.key) if self._router else None
         forwarder = _PipelineForwarder(self, ex)

@@ -179,6 +179,8 @@ class DataServer:
             fields["route"] = ex.route
         if failed is not None:
             fields["error"] = failed
+        if ex.log_fields:
+            fields.update(ex.log_fields)
         if status >= 500:
             _log.warning("request", **fields)
         else:
