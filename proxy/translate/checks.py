@@ -171,10 +171,10 @@ def is_multiple(d: Decimal, divisor: Decimal) -> bool:
     v_p(c1) + e1 - e2 >= v_p(c2)."""
     if not d.is_finite() or not divisor.is_finite() or divisor == 0:
         return False
-    c1, e1 = _split(abs(d))
+    c1, e1 = _split(d.copy_abs())
     if c1 == 0:
         return True
-    c2, e2 = _split(abs(divisor))
+    c2, e2 = _split(divisor.copy_abs())
     a2, rest = _valuation(c2, 2)
     a5, rest = _valuation(rest, 5)
     if c1 % rest:

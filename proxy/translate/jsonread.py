@@ -309,7 +309,7 @@ class JsonWriter:
                 self.rt.safe_integers
                 and len(value) > 15
                 and is_integral(value)
-                and abs(to_decimal(value)) > SAFE_INTEGER
+                and to_decimal(value).copy_abs() > SAFE_INTEGER
             ):
                 raise JsonFail(
                     "number_out_of_range",

@@ -154,7 +154,7 @@ def make_converter(rule: ScalarRule, safe_integers: bool) -> Any:
                 safe_integers
                 and len(text) > 15
                 and is_integral(text)
-                and abs(to_decimal(text)) > SAFE_INTEGER
+                and to_decimal(text).copy_abs() > SAFE_INTEGER
             ):
                 raise _Bad(
                     "number_out_of_range",
