@@ -127,6 +127,31 @@ def test_aws_cli_multipart_upload_and_parallel_ranged_download(
     v1.run("s3", "cp", url, "back.xml")
     assert (tmp_path / "back.xml").read_bytes() == stored
 
+    # A recursive download takes size and ETag from the listing (the stored ones) and sends
+    # ranged GETs with If-Match: <stored ETag>. The proxy refuses those (412) rather than let
+    # the file be cut at the stored size: a loud failure, never a truncated document.
+    proc = v2.run(
+        "s3", "cp", "--recursive", f"s3://{cli_bucket}/orders/", "tree",
+        "--exclude", "*", "--include", "big.json", check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "did not match expected ETag" in proc.stderr, proc.stderr  # aws-cli's word for 412
+    assert not (tmp_path / "tree" / "big.json").exists()
+
+
+def test_aws_cli_recursive_download_of_small_documents(
+    v2_proxy: ProxyProcess, backend: Backend, cli_bucket: str, tmp_path: Path
+) -> None:
+    docs = {f"orders/tree/{n}.json": order(30 + n, 4) for n in range(3)}
+    for k, doc in docs.items():
+        backend.direct.put_object(
+            Bucket=cli_bucket, Key=k, Body=xml_bytes(doc), Metadata={"format": "xml"}
+        )
+    aws = AwsCli.for_target(v2_proxy, cwd=tmp_path)
+    aws.run("s3", "cp", "--recursive", f"s3://{cli_bucket}/orders/tree/", "tree")
+    for k, doc in docs.items():
+        assert json.loads((tmp_path / "tree" / k.rsplit("/", 1)[1]).read_bytes()) == doc
+
 
 def test_s3fs(
     v2_proxy: ProxyProcess, v1_proxy: ProxyProcess, backend: Backend, cli_bucket: str
