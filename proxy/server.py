@@ -132,7 +132,7 @@ class DataServer:
                 status = err.status
                 return await self._write_error(request, err, ex)
             status = presp.status
-            response, bytes_out = await self._write(request, presp)
+            response, bytes_out, failed = await self._write(request, presp)
             return response
         finally:
             m.inflight.dec()
@@ -181,7 +181,7 @@ class DataServer:
             fields["error"] = failed
         if ex.log_fields:
             fields.update(ex.log_fields)
-        if status >= 500:
+        if status >= 500 or (failed is not None and status < 400):
             _log.warning("request", **fields)
         else:
             _log.info("request", **fields)
@@ -207,11 +207,15 @@ class DataServer:
 
     async def _write(
         self, request: web.BaseRequest, presp: ProxyResponse
-    ) -> tuple[web.StreamResponse, int]:
+    ) -> tuple[web.StreamResponse, int, str | None]:
+        """Write the response; returns it, the body bytes written and, if the body could not be
+        completed after the status line went out (upstream failed mid-body, client went away),
+        why — the connection is then closed so the client sees a truncated response, never a
+        silently short one."""
         release: Callable[[], None] | None = presp.release  # type: ignore[assignment]
-        written = 0
+        written = _Counter()
+        response = web.StreamResponse(status=presp.status)
         try:
-            response = web.StreamResponse(status=presp.status)
             if self._draining:
                 response.force_close()
             hdrs = response.headers
@@ -223,7 +227,7 @@ class DataServer:
                 await response.prepare(request)
                 if body:
                     await response.write(body)
-                    written = len(body)
+                    written.n = len(body)
             else:
                 await response.prepare(request)
                 if body is not None:
@@ -231,20 +235,34 @@ class DataServer:
                     if transport is not None:
                         # Fewer pause/resume round trips on large bodies; still bounded.
                         transport.set_write_buffer_limits(high=_WRITE_BUFFER)
-                    written = await _pump(body, response)
+                    await _pump(body, response, written)
             await response.write_eof()
-            return response, written
+            return response, written.n, None
+        except Exception as exc:
+            if not response.prepared:
+                raise
+            transport = request.transport
+            if transport is not None:
+                transport.close()
+            return response, written.n, f"response aborted: {type(exc).__name__}: {exc}"
         finally:
             if release is not None:
                 release()
 
 
-async def _pump(body: AsyncIterator[bytes], response: web.StreamResponse) -> int:
-    written = 0
+class _Counter:
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+async def _pump(
+    body: AsyncIterator[bytes], response: web.StreamResponse, written: _Counter
+) -> None:
     async for chunk in body:
         await response.write(chunk)
-        written += len(chunk)
-    return written
+        written.n += len(chunk)
 
 
 def build_metrics_app(

@@ -593,3 +593,33 @@ async def test_stop_drains_in_flight_transfers(fake_upstream: FakeUpstream, star
     assert [s.body for s in fake_upstream.seen if s.method == "PUT"] == [upload]
     dwriter.close()
     uwriter.close()
+
+
+async def test_upstream_dying_mid_body_truncates_the_client_response(
+    fake_upstream: FakeUpstream, start_proxy
+) -> None:
+    async def dies(request: web.BaseRequest, _s: Seen) -> web.StreamResponse:
+        resp = web.StreamResponse(status=200)
+        resp.content_length = 1_000_000
+        await resp.prepare(request)
+        await resp.write(b"x" * 100_000)
+        assert request.transport is not None
+        request.transport.abort()
+        return resp
+
+    fake_upstream.respond = dies
+    proxy = await start_proxy(fake_upstream.url)
+    host, port = proxy.addresses.data
+    answer = await raw_exchange(host, port, b"GET /b/k HTTP/1.1\r\nHost: x\r\n\r\n", [])
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: 1000000" in head
+    # The proxy closed the connection: the client can tell the body is incomplete.
+    assert len(body) < 1_000_000
+    # And it keeps serving new requests.
+    fake_upstream.respond = lambda _r, _s: _ok_response()
+    status, _, _ = await send(data_url(proxy), "GET", "/b/k2")
+    assert status == 200
+
+
+async def _ok_response() -> web.StreamResponse:
+    return web.Response(body=b"fine")
