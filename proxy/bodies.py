@@ -21,6 +21,7 @@ a request body generator and reports a connection error instead.
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
@@ -103,6 +104,13 @@ class _StreamingBody(RequestBody):
     @property
     def present(self) -> bool:
         return True
+
+    def payload_hash(self, client_hash: str | None) -> str:
+        # A decoded body we hold whole anyway (small aws-chunked bodies): sign its real digest,
+        # so the upstream verifies it end to end. Cheap at this size.
+        if not self.unchanged and self._buffered is not None:
+            return hashlib.sha256(self._buffered).hexdigest()
+        return super().payload_hash(client_hash)
 
     async def _read(self) -> bytes:
         try:

@@ -623,3 +623,29 @@ async def test_upstream_dying_mid_body_truncates_the_client_response(
 
 async def _ok_response() -> web.StreamResponse:
     return web.Response(body=b"fine")
+
+
+async def test_small_aws_chunked_body_is_signed_with_its_real_digest(
+    fake_upstream: FakeUpstream, start_proxy
+) -> None:
+    proxy = await start_proxy(fake_upstream.url)
+    data = b"small aws-chunked body"
+    sig = ";chunk-signature=" + "0" * 64
+    body = f"{len(data):x}{sig}\r\n".encode() + data + f"\r\n0{sig}\r\n\r\n".encode()
+    status, _, _ = await send(
+        data_url(proxy),
+        "PUT",
+        "/b/small",
+        data=body,
+        headers={
+            "Content-Encoding": "aws-chunked",
+            "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+            "x-amz-decoded-content-length": str(len(data)),
+        },
+    )
+    assert status == 200
+    seen = fake_upstream.seen[-1]
+    assert seen.body == data
+    assert seen.header("x-amz-content-sha256") == hashlib.sha256(data).hexdigest()
+    assert "content-encoding" not in seen.names()
+    verify_sigv4(seen)
