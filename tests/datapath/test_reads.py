@@ -379,3 +379,20 @@ async def test_outside_routes_nothing_changes(make_proxy, fake_s3):
     async with p.request("GET", "elsewhere/a.xml") as r:
         assert await r.read() == xml_doc(a="1")
     assert p.observer.outcomes == {}
+
+
+async def test_sniffed_large_object_is_read_whole_after_the_peek(make_proxy, fake_s3):
+    body = b" " * 60_000 + b"<doc><a>" + b"x" * 3_000_000 + b"</a></doc>"
+    fake_s3.put(BUCKET, "docs/big-sniff", body, content_type="binary/octet-stream")
+    native = b"\n" * 60_000 + b'{"a":"' + b"y" * 3_000_000 + b'"}'
+    fake_s3.put(BUCKET, "docs/big-native", native, content_type="binary/octet-stream")
+    blank = b" " * 70_000 + b"<doc/>"  # beyond the 64 KiB sniff window: not guessed
+    fake_s3.put(BUCKET, "docs/blank", blank, content_type="binary/octet-stream")
+    p = await make_proxy()
+    async with p.request("GET", "docs/big-sniff") as r:
+        assert r.status == 200
+        assert json.loads(await r.read()) == {"a": "x" * 3_000_000}
+    async with p.request("GET", "docs/big-native") as r:
+        assert await r.read() == native
+    async with p.request("GET", "docs/blank") as r:
+        assert r.status == 422 and "undetectable_format" in await r.text()
