@@ -71,6 +71,7 @@ __all__ = [
 
 _NO_BODY_STATUS = frozenset({204, 304})
 _IDEMPOTENT_NO_BODY = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+_IDEMPOTENT = _IDEMPOTENT_NO_BODY | {"PUT"}
 
 
 @dataclass(slots=True)
@@ -311,7 +312,9 @@ class Pipeline:
                 signed,
                 data,
                 body_error=(lambda: body.error) if body is not None else (lambda: None),
-                retry_safe=not isinstance(data, AsyncIterator),
+                # Replayable body and an idempotent S3 method (not POST: a repeated
+                # CompleteMultipartUpload or DeleteObjects could answer differently).
+                retry_safe=not isinstance(data, AsyncIterator) and method in _IDEMPOTENT,
             )
         finally:
             ex.upstream_seconds = time.perf_counter() - started
