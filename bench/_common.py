@@ -32,6 +32,18 @@ KiB = 1024
 MiB = 1024 * 1024
 
 
+class _FixedPayloadAuth(S3SigV4Auth):
+    """SigV4 with a payload hash given by the caller: the body isn't in the AWSRequest (it is
+    sent later by aiohttp), and botocore would otherwise sign the empty body's hash."""
+
+    def __init__(self, credentials: BotoCredentials, service: str, region: str, h: str) -> None:
+        super().__init__(credentials, service, region)
+        self._payload_hash = h
+
+    def payload(self, request: AWSRequest) -> str:
+        return self._payload_hash
+
+
 def sign(
     method: str,
     url: str,
@@ -47,9 +59,11 @@ def sign(
     before it starts the clock: the client then costs only what its HTTP stack costs.
     """
     req = AWSRequest(method=method, url=url, headers=dict(headers or {}))
-    req.headers["X-Amz-Content-SHA256"] = payload_hash
-    S3SigV4Auth(
-        BotoCredentials(creds.access_key, creds.secret_key, creds.session_token), "s3", region
+    _FixedPayloadAuth(
+        BotoCredentials(creds.access_key, creds.secret_key, creds.session_token),
+        "s3",
+        region,
+        payload_hash,
     ).add_auth(req)
     return {k: v for k, v in req.headers.items() if k.lower() != "host"}
 
