@@ -198,10 +198,7 @@ class DataServer:
             # web.Response computes Content-Length itself (its setter raises): say 0 up front.
             headers["Content-Length"] = "0"
         response = web.Response(status=err.status, body=body, headers=headers)
-        if self._draining:
-            response.force_close()
-        # A client body we did not read (or that was bad) makes the connection unusable.
-        if ex.body is not None and ex.body.present and ex.body.error is not None:
+        if self._draining or not _body_consumed(request):
             response.force_close()
         return response
 
@@ -216,12 +213,13 @@ class DataServer:
         written = _Counter()
         response = web.StreamResponse(status=presp.status)
         try:
-            if self._draining:
-                response.force_close()
             hdrs = response.headers
             for name, value in presp.headers:
                 hdrs.add(name, value)
             body = presp.body
+            # Decided at prepare time: the client body may still be streaming upstream.
+            if self._draining or not _body_consumed(request):
+                response.force_close()
             if isinstance(body, bytes):
                 response.content_length = len(body)
                 await response.prepare(request)
@@ -248,6 +246,13 @@ class DataServer:
         finally:
             if release is not None:
                 release()
+
+
+def _body_consumed(request: web.BaseRequest) -> bool:
+    """False if part of the client's body is still unread (we answered early, e.g. an error
+    while the client waits for 100-continue): the connection must not be reused, or the
+    client's next request would be read as the rest of this body."""
+    return request.content.at_eof()
 
 
 class _Counter:

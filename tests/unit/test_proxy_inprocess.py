@@ -649,3 +649,27 @@ async def test_small_aws_chunked_body_is_signed_with_its_real_digest(
     assert seen.header("x-amz-content-sha256") == hashlib.sha256(data).hexdigest()
     assert "content-encoding" not in seen.names()
     verify_sigv4(seen)
+
+
+async def test_early_answer_with_unread_body_closes_the_connection(
+    fake_upstream: FakeUpstream, start_proxy
+) -> None:
+    """An error sent while the client still waits for 100-continue: the unread body must not
+    be taken for the next request on the connection."""
+    proxy = await start_proxy(fake_upstream.url)
+    host, port = proxy.addresses.data
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(
+        b"PUT /b/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nExpect: 100-continue\r\n"
+        b"Content-Encoding: aws-chunked\r\n"
+        b"x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD\r\n\r\n"
+    )
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 400")
+    assert b"Connection: close" in head
+    writer.close()
+    assert fake_upstream.seen == []
+    # A normal request keeps its connection.
+    status, headers, _ = await send(data_url(proxy), "PUT", "/b/k", data=b"abc")
+    assert status == 200 and headers.get("Connection") != "close"
