@@ -673,3 +673,44 @@ async def test_early_answer_with_unread_body_closes_the_connection(
     # A normal request keeps its connection.
     status, headers, _ = await send(data_url(proxy), "PUT", "/b/k", data=b"abc")
     assert status == 200 and headers.get("Connection") != "close"
+
+
+@pytest.mark.parametrize("size", [10, 200_000])
+async def test_boto3_over_tls_sends_aws_chunked_and_upstream_gets_decoded_bytes(
+    fake_upstream: FakeUpstream, start_proxy, tmp_path, size: int
+) -> None:
+    import boto3
+    import trustme
+    from botocore.config import Config
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    pem = tmp_path / "proxy.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(pem)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(ca_file)
+    proxy = await start_proxy(fake_upstream.url, tls={"cert": str(pem), "key": str(pem)})
+    host, port = proxy.addresses.data
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=f"https://{host}:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="client",
+        aws_secret_access_key="client",
+        verify=str(ca_file),
+        config=Config(retries={"max_attempts": 1}),
+    )
+    data = os.urandom(size)
+    await asyncio.to_thread(s3.put_object, Bucket="b", Key="k", Body=data)
+    seen = fake_upstream.seen[-1]
+    assert seen.body == data
+    assert seen.header("Content-Length") == str(size)
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    assert seen.header("x-amz-checksum-crc32") == crc
+    assert seen.header("x-amz-sdk-checksum-algorithm") == "CRC32"
+    for gone in ("x-amz-trailer", "x-amz-decoded-content-length", "content-encoding"):
+        assert gone not in seen.names()
+    verify_sigv4(seen)
+    # The client really sent aws-chunked framing: more raw bytes than the object.
+    received = proxy.metrics.request_bytes.labels("PutObject")._value.get()
+    assert received > size + len("0\r\nx-amz-checksum-crc32:\r\n")
