@@ -40,6 +40,7 @@ fields it puts in ``request.log_fields`` are added to the request's log line.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -72,6 +73,16 @@ __all__ = [
 _NO_BODY_STATUS = frozenset({204, 304})
 _IDEMPOTENT_NO_BODY = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 _IDEMPOTENT = _IDEMPOTENT_NO_BODY | {"PUT"}
+#: Headers that describe the client's body; not forwarded with a replaced body.
+_BODY_HEADERS = frozenset(
+    {
+        "content-md5",
+        "content-encoding",
+        "x-amz-sdk-checksum-algorithm",
+        "x-amz-decoded-content-length",
+        "x-amz-trailer",
+    }
+)
 
 
 @dataclass(slots=True)
@@ -377,9 +388,10 @@ class _PipelineForwarder:
         if body is _UNCHANGED:
             raise ProxyError("send(): a replaced request needs an explicit body (bytes or None)")
         if headers is None:
+            # The client's headers minus everything that describes the client's own body.
             headers = forwardable_request_headers(
                 request.headers.items(),
-                drop=frozenset({"content-md5", "content-encoding"})
+                drop=_BODY_HEADERS
                 | {
                     k.lower()
                     for k, _ in request.headers.items()
@@ -412,6 +424,4 @@ def _text(raw: bytes) -> str:
 
 
 def _sha256_hex(data: bytes) -> str:
-    import hashlib
-
     return hashlib.sha256(data).hexdigest()

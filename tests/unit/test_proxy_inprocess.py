@@ -714,3 +714,80 @@ async def test_boto3_over_tls_sends_aws_chunked_and_upstream_gets_decoded_bytes(
     # The client really sent aws-chunked framing: more raw bytes than the object.
     received = proxy.metrics.request_bytes.labels("PutObject")._value.get()
     assert received > size + len("0\r\nx-amz-checksum-crc32:\r\n")
+
+
+async def test_route_handler_seam(fake_upstream: FakeUpstream, tmp_path) -> None:
+    """A route handler sees the decoded client body and sends a replaced request through the
+    forwarder; unrouted requests never reach it."""
+    import yaml
+
+    from proxy.config import load_config
+    from proxy.credentials import StaticCredentials
+    from proxy.pipeline import Forwarder, ProxyResponse, S3Request
+    from proxy.service import ProxyService
+    from tests.unit.conftest import SECRET_KEY
+
+    calls: list[tuple[str, str, bytes]] = []
+
+    class Upper:
+        async def handle(self, request: S3Request, route: Any, forward: Forwarder) -> ProxyResponse:
+            data = await request.body.read_all(1 << 20)
+            calls.append((route.name, request.operation, data))
+            request.log_fields["seam"] = "used"
+            reply = await forward.send(request, body=data.upper())  # client headers
+            return reply.to_response()
+
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "listen": "127.0.0.1:0",
+                "metrics_listen": "127.0.0.1:0",
+                "app_version": "v1",
+                "upstream": {"endpoint": fake_upstream.url, "region": "eu-west-3"},
+                "routes": [
+                    {
+                        "name": "docs",
+                        "bucket": "b",
+                        "prefix": "docs/",
+                        "formats": {"v1": "xml"},
+                        "store": "xml",
+                    }
+                ],
+            }
+        )
+    )
+    cfg = load_config(path, environ={}, compile_mappings=False)
+    service = ProxyService(
+        cfg, credentials=StaticCredentials(ACCESS_KEY, SECRET_KEY), route_handler=Upper()
+    )
+    await service.start()
+    try:
+        crc = base64.b64encode(zlib.crc32(b"hello").to_bytes(4, "big")).decode()
+        status, _, _ = await send(
+            data_url(service),
+            "PUT",
+            "/b/docs/a.xml",
+            data=b"hello",
+            headers={
+                "x-amz-checksum-crc32": crc,
+                "Content-MD5": "x",
+                "x-amz-sdk-checksum-algorithm": "CRC32",
+                "x-amz-meta-owner": "me",
+            },
+        )
+        assert status == 200
+        status, _, _ = await send(data_url(service), "PUT", "/b/other/a.xml", data=b"plain")
+        assert status == 200
+    finally:
+        await service.stop()
+    assert calls == [("docs", "PutObject", b"hello")]
+    routed, plain = fake_upstream.seen
+    assert routed.body == b"HELLO" and plain.body == b"plain"
+    assert routed.header("x-amz-meta-owner") == "me"
+    assert routed.header("Content-Length") == "5"
+    assert routed.header("x-amz-content-sha256") == hashlib.sha256(b"HELLO").hexdigest()
+    assert {"x-amz-checksum-crc32", "content-md5", "x-amz-sdk-checksum-algorithm"}.isdisjoint(
+        routed.names()
+    )
+    verify_sigv4(routed)
