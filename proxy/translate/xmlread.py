@@ -45,6 +45,11 @@ from proxy.translate.rules import (
 )
 from proxy.translate.runtime import Runtime, xpath
 
+#: libxml2 without XML_PARSE_HUGE refuses any text node or attribute value longer than this
+#: (XML_MAX_TEXT_LENGTH) while parsing, as "too_large": a configured limit at or above it
+#: needs no check of its own.
+_LIBXML2_VALUE_CAP = 10_000_000
+
 _COMMENT = etree.Comment
 _PI = etree.ProcessingInstruction
 _WS = " \t\r\n"
@@ -313,18 +318,24 @@ class XmlReader:
                     f"processing instruction <?{sib.target}?> is not accepted "
                     "(mapping.processing_instructions)",
                 )
-        if len(data) > rt.max_text_bytes:
+        if len(data) > rt.max_text_bytes and rt.max_text_bytes < _LIBXML2_VALUE_CAP:
             self._check_text_sizes(root)
         return root
 
     def _check_text_sizes(self, root: Any) -> None:
-        # One pass in C over text and attribute values; exact byte counts only for suspects.
+        # Two passes in C (a union of both would be sorted in document order: quadratic);
+        # exact byte counts only for suspects.
         limit = self.rt.max_text_bytes
-        suspects = root.xpath("(//text() | //@*)[string-length(.) > $n]", n=max(0, limit // 4))
-        for s in suspects:
-            if len(str(s).encode("utf-8")) > limit:
+        n = max(0, limit // 4)
+        for query, is_attr in (
+            ("//text()[string-length(.) > $n]", False),
+            ("//@*[string-length(.) > $n]", True),
+        ):
+            for s in root.xpath(query, n=n):
+                if len(str(s).encode("utf-8")) <= limit:
+                    continue
                 node = s.getparent()
-                if s.is_attribute:
+                if is_attr:
                     raise TranslationError(
                         "too_large",
                         xpath(node, self.rt.prefix_of, attr=s.attrname),
