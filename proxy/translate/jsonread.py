@@ -134,16 +134,25 @@ def decode_json(data: bytes, rt: Runtime) -> Any:
     return value
 
 
+def _longer_than(s: str, limit: int) -> bool:
+    """UTF-8 length of ``s`` > ``limit``, encoding only when the character count can't tell
+    (1 to 4 bytes per character)."""
+    n = len(s)
+    if n > limit:
+        return True
+    return n * 4 > limit and len(s.encode("utf-8", "surrogatepass")) > limit
+
+
 def _check_string_sizes(value: Any, limit: int) -> None:
     def walk(v: Any, path: list[str | int]) -> None:
         t = type(v)
         if t is str or t is Number:
-            if len(v) * 4 > limit and len(v.encode("utf-8", "surrogatepass")) > limit:
+            if _longer_than(v, limit):
                 raise JsonFail("too_large", f"string longer than {limit} bytes")
         elif t is Pairs:
             for k, x in v:
                 try:
-                    if len(k) * 4 > limit and len(k.encode("utf-8", "surrogatepass")) > limit:
+                    if _longer_than(k, limit):
                         raise JsonFail("too_large", f"key longer than {limit} bytes")
                     walk(x, path)
                 except JsonFail as f:

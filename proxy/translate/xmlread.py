@@ -332,7 +332,7 @@ class XmlReader:
             ("//@*[string-length(.) > $n]", True),
         ):
             for s in root.xpath(query, n=n):
-                if len(str(s).encode("utf-8")) <= limit:
+                if len(s) <= limit and len(str(s).encode("utf-8")) <= limit:
                     continue
                 node = s.getparent()
                 if is_attr:
