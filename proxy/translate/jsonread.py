@@ -47,6 +47,7 @@ from proxy.translate.rules import (
 from proxy.translate.runtime import JsonFail, Runtime
 
 XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
+_FORBIDDEN_BYTES = bytes(c for c in range(0x20) if c not in (0x09, 0x0A, 0x0D))
 
 
 class Number(str):
@@ -229,27 +230,44 @@ class JsonWriter:
         self.root = root
         self.rt = rt
         self._root_names = _RootNames(root.qname, root.declarations)
+        from proxy.translate.jsonfast import build
+
+        #: Generated straight-line code for the valid case (None: tables only).
+        self.fast = build(root.rule, root.qname, self, rt.max_depth) if root.tag else None
 
     def to_xml(self, data: bytes) -> bytes:
         value = decode_json(data, self.rt)
         return self.translate(value)
 
-    def translate(self, value: Any) -> bytes:
+    def translate(self, value: Any, *, fast: bool = True) -> bytes:
+        """XML bytes for the parsed JSON ``value``. ``fast=False`` uses the rule tables only
+        (the tests compare both paths)."""
         out: list[str] = [XML_DECLARATION]
         try:
-            self.write_root(value, out)
+            self.write_root(value, out, fast=fast)
         except JsonFail as f:
             raise f.error() from None
         except RecursionError:
             raise TranslationError(
                 "too_deep", "", "nesting deeper than the translator can follow"
             ) from None
-        text = "".join(out)
-        if find_invalid_xml_char(text) is not None:
+        try:
+            data = "".join(out).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
             find_invalid_character(value)
-        return text.encode("utf-8")
+            raise
+        # XML 1.0 cannot carry C0 controls (but TAB, LF, CR) nor U+FFFE/U+FFFF: one pass over
+        # the bytes (deleting the forbidden bytes changes the length iff there is one) is
+        # cheaper than checking every string; the slow walk then finds where.
+        if (
+            len(data.translate(None, _FORBIDDEN_BYTES)) != len(data)
+            or b"\xef\xbf\xbe" in data
+            or b"\xef\xbf\xbf" in data
+        ):
+            find_invalid_character(value)
+        return data
 
-    def write_root(self, value: Any, out: list[str]) -> None:
+    def write_root(self, value: Any, out: list[str], *, fast: bool = True) -> None:
         spec = self.root
         if not spec.tag:  # schemaless, no root name: {"qname": content}
             from proxy.translate.convention import _qname, write_any
@@ -269,6 +287,9 @@ class JsonWriter:
                 f.path.append(key)
                 raise
             return
+        if fast and self.fast is not None and value is not None:
+            self.fast.root(value, self._root_names, out, 1, spec.declarations)
+            return
         self.element(spec.rule, value, self._root_names, out, 1, spec.declarations)
 
     # --- values -------
@@ -287,8 +308,6 @@ class JsonWriter:
             text = self.scalar_text(value, rule)  # type: ignore[arg-type]
             out.append(names.open + text + names.close if text else names.empty)
         elif kind == OBJECT:
-            if depth > self.rt.max_depth:
-                raise JsonFail("too_deep", f"nesting deeper than {self.rt.max_depth} levels")
             self.object(rule, value, names.qname, decl, out, depth)  # type: ignore[arg-type]
         elif kind == ARRAY:
             self.array(rule, value, names, out, depth)  # type: ignore[arg-type]
@@ -354,6 +373,8 @@ class JsonWriter:
     ) -> None:
         if type(value) is not Pairs:
             raise JsonFail("type_mismatch", f"expected an object, got {_kind_of(value)}")
+        if depth > self.rt.max_depth:
+            raise JsonFail("too_deep", f"nesting deeper than {self.rt.max_depth} levels")
         d = dict(value)
         if len(d) != len(value):
             seen: set[str] = set()

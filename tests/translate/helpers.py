@@ -132,3 +132,11 @@ def corpus_pairs() -> list[tuple[str, Path]]:
             if xml.with_suffix(".json").exists():
                 out.append((name, xml))
     return out
+
+
+def json_both_paths(m: CompiledMapping, data: bytes) -> tuple[bytes, bytes]:
+    """(fast path XML, table walker XML) for one JSON document: they must agree."""
+    from proxy.translate.jsonread import decode_json
+
+    value = decode_json(data, m.runtime)
+    return m._writer.translate(value), m._writer.translate(value, fast=False)

@@ -15,6 +15,7 @@ from tests.translate.helpers import (
     compact,
     corpus_pairs,
     exact,
+    json_both_paths,
     load_mapping,
     same_json,
 )
@@ -95,3 +96,9 @@ def test_output_conventions() -> None:
     # prefixes are the mapping's: the producer's never leak into JSON keys
     variant = m.xml_to_json((DATA / "orders" / "variants" / "full.xml").read_bytes())
     assert b"o:" not in variant.replace(b"c/o", b"") and b"s:" not in variant
+
+
+@pytest.mark.parametrize(("name", "xml"), PAIRS, ids=[f"{n}/{p.name}" for n, p in PAIRS])
+def test_json_fast_path_agrees_with_table_walker(name: str, xml: Path) -> None:
+    fast, table = json_both_paths(load_mapping(name), xml.with_suffix(".json").read_bytes())
+    assert fast == table

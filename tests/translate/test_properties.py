@@ -40,6 +40,7 @@ from tests.translate.helpers import (
     both_paths,
     canonical,
     compact,
+    json_both_paths,
     load_mapping,
     unordered,
 )
@@ -84,6 +85,8 @@ def test_json_round_trip(name: str, data: st.DataObject) -> None:
         errors = list(validator.iter_errors(json.loads(text)))
         assert not errors, f"generator produced an invalid document: {errors[0].message}"
     xml = m.json_to_xml(text.encode("utf-8"))
+    fast, table = json_both_paths(m, text.encode("utf-8"))
+    assert fast == table == xml
     back = m.xml_to_json(xml)
     assert unordered(parse_exact(back.decode("utf-8"))) == unordered(
         after_round_trip(m.root.rule, value)

@@ -1,0 +1,275 @@
+"""JSON → XML fast path: the rule tables compiled to straight-line Python, once per mapping.
+
+The counterpart of :mod:`proxy.translate.xmlfast`. For every object and wrapped-array rule a
+function is generated that looks each property up once, checks and escapes scalars inline and
+appends the XML text. At the first thing it does not expect it drops what it appended for its
+own element and hands the element's value to the table walker (:class:`JsonWriter`), which is
+the authority: it raises the precise error (with its JSON Pointer) or writes the same XML. A
+failure below propagates the same way, each level re-walking its subtree with the tables, so
+errors carry their full pointer while the valid case never pays for bookkeeping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxy.translate.jsonread import Number, Pairs
+from proxy.translate.lexical import escape_attr, escape_text, is_integral
+from proxy.translate.rules import (
+    ANY,
+    OBJECT,
+    SCALAR,
+    T_BOOLEAN,
+    T_INTEGER,
+    T_NUMBER,
+    T_STRING,
+    ArrayRule,
+    ObjectRule,
+    Rule,
+    ScalarRule,
+)
+from proxy.translate.runtime import JsonFail
+
+_MISSING: Any = object()
+
+
+def _integer_ok(text: str) -> bool:
+    s = text[1:] if text[:1] == "-" else text
+    return (s.isascii() and s.isdecimal()) or is_integral(text)
+
+
+class _Emitter:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.indent = 0
+
+    def __call__(self, line: str) -> None:
+        self.lines.append("    " * self.indent + line)
+
+
+class JsonFastPath:
+    """Generated writers; ``root(value, out, depth, decl)`` appends the root element."""
+
+    def __init__(self, root_rule: Rule, root_qname: str, writer: Any, max_depth: int) -> None:
+        self.writer = writer
+        self.ns: dict[str, Any] = {
+            "Pairs": Pairs,
+            "Number": Number,
+            "M": _MISSING,
+            "esc": escape_text,
+            "esc_attr": escape_attr,
+            "INT": _integer_ok,
+            "JsonFail": JsonFail,
+            "MAXD": max_depth,
+            "SLOW_OBJECT": writer.object,
+            "SLOW_ARRAY": writer.array,
+            "ELEMENT": writer.element,
+        }
+        self._names: dict[int, str] = {}
+        self._todo: list[Rule] = []
+        self._src: list[str] = []
+        self._n = 0
+        self.root_fn = self._fn_for(root_rule)
+        while self._todo:
+            self._generate(self._todo.pop())
+        self.source = "\n".join(self._src)
+        exec(compile(self.source, "<format-proxy json fast path>", "exec"), self.ns)  # noqa: S102
+        self.root: Any = self.ns[self.root_fn] if self.root_fn else None
+
+    def _const(self, value: Any, prefix: str) -> str:
+        self._n += 1
+        name = f"{prefix}{self._n}"
+        self.ns[name] = value
+        return name
+
+    def _fn_for(self, rule: Rule) -> str | None:
+        if isinstance(rule, ObjectRule):
+            if rule.extra is not None or rule.check is not None:
+                return None
+        elif not (
+            isinstance(rule, ArrayRule) and rule.items is not None and rule.items.kind != ANY
+        ):
+            return None
+        name = self._names.get(id(rule))
+        if name is None:
+            name = f"g{len(self._names)}"
+            self._names[id(rule)] = name
+            self._todo.append(rule)
+        return name
+
+    # --- generation ------------------------------------------------------------------------------
+
+    def _generate(self, rule: Rule) -> None:
+        e = _Emitter()
+        name = self._names[id(rule)]
+        r = self._const(rule, "R")
+        # names: the element's start/end/empty/nil strings and qname, passed by the caller
+        e(f"def {name}(value, names, out, depth, decl):")
+        e.indent += 1
+        e("mark = len(out)")
+        e("try:")
+        e.indent += 1
+        if isinstance(rule, ObjectRule):
+            self._slow = f"SLOW_OBJECT({r}, value, names.qname, decl, out, depth)"
+            self._object(e, rule)
+        else:
+            assert isinstance(rule, ArrayRule)
+            self._slow = f"SLOW_ARRAY({r}, value, names, out, depth)"
+            self._array(e, rule)
+        e.indent -= 1
+        e("except JsonFail:")
+        e("    pass  # the tables re-walk this element and raise with the full pointer")
+        e("del out[mark:]")
+        e(f"{self._slow}")
+        self._src.extend(e.lines)
+        self._src.append("")
+
+    def _bail(self, e: _Emitter) -> None:
+        e("raise JsonFail('type_mismatch', '')")
+
+    def _scalar(self, e: _Emitter, rule: ScalarRule, v: str, out: str, *, attr: bool) -> None:
+        """Code turning JSON scalar ``v`` (not None) into escaped XML text ``out``, or bail."""
+        t = rule.type
+        chk = self._const(rule.check, "C") if rule.check is not None else None
+        if t == T_STRING:
+            e(f"if type({v}) is not str: raise JsonFail('type_mismatch', '')")
+            if chk is not None:
+                e(f"if {chk}({v}) is not None: raise JsonFail('schema_violation', '')")
+            if rule.cdata and not attr:
+                e("raise JsonFail('type_mismatch', '')")  # CDATA: the table walker writes it
+            elif attr:
+                e(f"{out} = esc_attr({v})")
+            else:
+                e(
+                    f'{out} = esc({v}) if ("&" in {v} or "<" in {v} or ">" in {v} or "\\r" in {v}) else {v}'
+                )
+            return
+        if t in (T_NUMBER, T_INTEGER):
+            e(f"if type({v}) is not Number: raise JsonFail('type_mismatch', '')")
+            if t == T_INTEGER:
+                e(f"if not INT({v}): raise JsonFail('type_mismatch', '')")
+            if self.writer.rt.safe_integers:
+                e(f"if len({v}) > 15: raise JsonFail('number_out_of_range', '')")
+            if chk is not None:
+                e(f"if {chk}({v}) is not None: raise JsonFail('schema_violation', '')")
+            e(f"{out} = {v}")
+            return
+        if t == T_BOOLEAN:
+            e(f"if {v} is True: {out} = 'true'")
+            e(f"elif {v} is False: {out} = 'false'")
+            e("else: raise JsonFail('type_mismatch', '')")
+            if chk is not None:
+                e(f"if {chk}({out}) is not None: raise JsonFail('schema_violation', '')")
+            return
+        e("raise JsonFail('type_mismatch', '')")
+
+    def _element(self, e: _Emitter, rule: Rule, v: str, names: str) -> None:
+        """Append the element ``names`` for JSON value ``v``."""
+        e(f"if {v} is None:")
+        if rule.nullable:
+            e(f"    out.append({names}.nil)")
+        else:
+            e("    raise JsonFail('type_mismatch', '')")
+        e("else:")
+        e.indent += 1
+        if rule.kind == SCALAR:
+            assert isinstance(rule, ScalarRule)
+            self._scalar(e, rule, v, "t", attr=False)
+            e(f"out.append({names}.open + t + {names}.close if t else {names}.empty)")
+        else:
+            fn = self._fn_for(rule)
+            if fn is not None:
+                e(f"{fn}({v}, {names}, out, depth + 1, '')")
+            else:
+                r = self._const(rule, "R")
+                e(f"ELEMENT({r}, {v}, {names}, out, depth + 1)")
+        e.indent -= 1
+
+    def _object(self, e: _Emitter, rule: ObjectRule) -> None:
+        keys = self._const(frozenset(rule.by_key), "KEYS")
+        e("if type(value) is not Pairs or depth > MAXD: raise JsonFail('type_mismatch', '')")
+        e("d = dict(value)")
+        e("if len(d) != len(value): raise JsonFail('duplicate_key', '')")
+        e(f"if not d.keys() <= {keys}: raise JsonFail('schema_violation', '')")
+        if rule.required:
+            req = self._const(rule.required, "REQ")
+            e(f"if not {req} <= d.keys(): raise JsonFail('schema_violation', '')")
+        e("head = '<' + names.qname + decl")
+        for p in rule.attr_props:
+            k = self._const(p.key, "K")
+            e(f"v = d.get({k}, M)")
+            e("if v is not M:")
+            e.indent += 1
+            e("if v is None: raise JsonFail('type_mismatch', '')")
+            self._scalar(e, p.rule, "v", "t", attr=True)  # type: ignore[arg-type]
+            a = self._const(" " + p.qname + '="', "A")
+            e(f"head += {a} + t + '\"'")
+            e.indent -= 1
+        tp = rule.text
+        if tp is not None:
+            k = self._const(tp.key, "K")
+            e(f"v = d.get({k}, M)")
+            e("if v is M:")
+            e("    out.append(head + '/>')")
+            e("    return")
+            e("if v is None: raise JsonFail('type_mismatch', '')")
+            self._scalar(e, tp.rule, "v", "t", attr=False)  # type: ignore[arg-type]
+            e("out.append(head + '>' + t + '</' + names.qname + '>' if t else head + '/>')")
+            e("return")
+            return
+        e("out.append(head + '>')")
+        e("start = len(out)")
+        for p in rule.elem_props:
+            k = self._const(p.key, "K")
+            pn = self._const(p, "P")
+            e(f"v = d.get({k}, M)")
+            e("if v is not M:")
+            e.indent += 1
+            r = p.rule
+            if p.unwrapped:
+                assert isinstance(r, ArrayRule) and r.items is not None
+                e("if type(v) is not list: raise JsonFail('type_mismatch', '')")
+                self._array_checks(e, r, "v")
+                e("for x in v:")
+                e.indent += 1
+                self._element(e, r.items, "x", pn)
+                e.indent -= 1
+            else:
+                self._element(e, r, "v", pn)
+            e.indent -= 1
+        e("if len(out) == start:")
+        e("    out[start - 1] = head + '/>'")
+        e("else:")
+        e("    out.append('</' + names.qname + '>')")
+        e("return")
+
+    def _array_checks(self, e: _Emitter, rule: ArrayRule, v: str) -> None:
+        if rule.min_items:
+            e(f"if len({v}) < {int(rule.min_items)}: raise JsonFail('schema_violation', '')")
+        if rule.max_items is not None:
+            e(f"if len({v}) > {int(rule.max_items)}: raise JsonFail('schema_violation', '')")
+        if rule.unique:
+            e(f"if len({v}) > 1: raise JsonFail('schema_violation', '')")  # the tables decide
+
+    def _array(self, e: _Emitter, rule: ArrayRule) -> None:
+        assert rule.items is not None
+        an = self._const(rule, "P")  # the ArrayRule carries the item element's tags
+        e("if type(value) is not list or depth > MAXD: raise JsonFail('type_mismatch', '')")
+        self._array_checks(e, rule, "value")
+        e("if not value:")
+        e("    out.append(names.empty)")
+        e("    return")
+        e("out.append(names.open)")
+        e("for x in value:")
+        e.indent += 1
+        self._element(e, rule.items, "x", an)
+        e.indent -= 1
+        e("out.append(names.close)")
+        e("return")
+
+
+def build(root_rule: Rule, root_qname: str, writer: Any, max_depth: int) -> JsonFastPath | None:
+    if root_rule.kind not in (OBJECT,) and not isinstance(root_rule, ArrayRule):
+        return None
+    fp = JsonFastPath(root_rule, root_qname, writer, max_depth)
+    return fp if fp.root is not None else None
