@@ -73,7 +73,7 @@ class JsonFastPath:
         while self._todo:
             self._generate(self._todo.pop())
         self.source = "\n".join(self._src)
-        exec(compile(self.source, "<format-proxy json fast path>", "exec"), self.ns)  # noqa: S102
+        exec(compile(self.source, "<format-proxy json fast path>", "exec"), self.ns)
         self.root: Any = self.ns[self.root_fn] if self.root_fn else None
 
     def _const(self, value: Any, prefix: str) -> str:
@@ -140,9 +140,8 @@ class JsonFastPath:
             elif attr:
                 e(f"{out} = esc_attr({v})")
             else:
-                e(
-                    f'{out} = esc({v}) if ("&" in {v} or "<" in {v} or ">" in {v} or "\\r" in {v}) else {v}'
-                )
+                special = f'"&" in {v} or "<" in {v} or ">" in {v} or "\\r" in {v}'
+                e(f"{out} = esc({v}) if ({special}) else {v}")
             return
         if t in (T_NUMBER, T_INTEGER):
             e(f"if type({v}) is not Number: raise JsonFail('type_mismatch', '')")
