@@ -199,16 +199,44 @@ def compile_scalar_checks(type_: int, keywords: Sequence[tuple[str, Any]]) -> Sc
     if not checks:
         return None
     if len(checks) == 1:
-        return checks[0]
+        check = checks[0]
+    else:
 
-    def all_checks(v: str) -> str | None:
-        for c in checks:
-            problem = c(v)
-            if problem is not None:
-                return problem
-        return None
+        def check(v: str) -> str | None:
+            for c in checks:
+                problem = c(v)
+                if problem is not None:
+                    return problem
+            return None
 
-    return all_checks
+    # A regular expression costs ten times a dict lookup and documents repeat such values
+    # (currencies, country codes); the numeric checks are cheaper than remembering them.
+    if type_ == T_STRING and any(kw == "pattern" for kw, _ in keywords):
+        return _memoised(check)
+    return check
+
+
+_MISS: Any = object()
+_MEMO_SIZE = 4096
+_MEMO_VALUE_LEN = 64
+
+
+def _memoised(check: ScalarCheck) -> ScalarCheck:
+    """Remember verdicts for short values. Documents repeat them (currencies, statuses,
+    quantities), and a regex or Decimal comparison costs ten times a dict lookup. Pure
+    function of the value, bounded size; dict operations are atomic, so threads may share it."""
+    memo: dict[str, str | None] = {}
+    get = memo.get
+
+    def cached(v: str) -> str | None:
+        verdict = get(v, _MISS)
+        if verdict is _MISS:
+            verdict = check(v)
+            if len(v) <= _MEMO_VALUE_LEN and len(memo) < _MEMO_SIZE:
+                memo[v] = verdict
+        return verdict  # type: ignore[no-any-return]
+
+    return cached
 
 
 # Tags for canonical values (kept distinct so that "1" the string never equals 1 the number).

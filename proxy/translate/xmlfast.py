@@ -75,8 +75,16 @@ class _Emitter:
         self.lines.append("    " * self.indent + line)
 
 
+def _bail(out: list[str], mark: int, slow: Any, elem: Any, rule: Rule, depth: int) -> None:
+    """Drop what the fast path appended for ``elem`` and let the table walker do it."""
+    del out[mark:]
+    out.append(slow(elem, rule, depth))
+
+
 class FastPath:
-    """Generated functions for one mapping; ``root(elem)`` returns JSON text for the root."""
+    """Generated functions for one mapping; ``root(elem, depth, out)`` appends the JSON text
+    of the root's content to ``out`` (one flat list: no intermediate strings per object, one
+    join at the end)."""
 
     def __init__(self, root_rule: Rule, reader: Any, safe_integers: bool, max_depth: int) -> None:
         self.reader = reader
@@ -91,9 +99,13 @@ class FastPath:
             "WS": _WS,
             "XSI_NIL": XSI_NIL,
             "MAXD": max_depth,
+            "BAIL": _bail,
+            "SLOW_OBJECT": reader.object,
+            "SLOW_ARRAY": reader.array,
+            "VALUE": reader.value,
         }
         self._names: dict[int, str] = {}
-        self._consts: dict[int, str] = {}
+        self._consts: dict[Any, str] = {}
         self._todo: list[Rule] = []
         self._src: list[str] = []
         self.root_fn = self._fn_for(root_rule)
@@ -104,12 +116,12 @@ class FastPath:
         exec(compile(source, "<format-proxy fast path>", "exec"), self.ns)
         self.root: Any = self.ns[self.root_fn] if self.root_fn else None
 
-    # --- names -------
+    # --- names ---------------------------------------------------------------------------
 
     def _const(self, value: Any, prefix: str) -> str:
-        key = id(value) if not isinstance(value, str) else hash(("s", value))
+        key = ("s", value) if isinstance(value, str) else ("o", id(value))
         name = self._consts.get(key)
-        if name is None or self.ns.get(name) != value:
+        if name is None:
             name = f"{prefix}{len(self.ns)}"
             self.ns[name] = value
             self._consts[key] = name
@@ -133,18 +145,17 @@ class FastPath:
             return rule.items is not None and rule.items.kind != ANY
         return False
 
-    # --- generation -------
+    # --- generation ----------------------------------------------------------------------
 
     def _generate(self, rule: Rule) -> None:
         e = _Emitter()
         name = self._names[id(rule)]
         r = self._const(rule, "R")
-        e(f"def {name}(elem, depth):")
+        e(f"def {name}(elem, depth, out):")
         e.indent += 1
         slow = "SLOW_OBJECT" if isinstance(rule, ObjectRule) else "SLOW_ARRAY"
-        self.ns.setdefault("SLOW_OBJECT", self.reader.object)
-        self.ns.setdefault("SLOW_ARRAY", self.reader.array)
-        self._slow = f"return {slow}(elem, {r}, depth)"
+        self._slow = f"return BAIL(out, mark, {slow}, elem, {r}, depth)"
+        e("mark = len(out)")
         # At the depth limit the table walker decides (precisely) whether children exceed it.
         e(f"if depth >= MAXD: {self._slow}")
         if isinstance(rule, ObjectRule):
@@ -168,8 +179,21 @@ class FastPath:
             e(f"{out} = enc({src})")
             return
         if t in (T_NUMBER, T_INTEGER):
-            test = "NUM" if t == T_NUMBER else "INT"
-            e(f"if {src} is None or not {test}({src}): {self._slow}")
+            # The common spellings (12, -3, 0.10) checked inline; the full grammar (1e3, -0.0,
+            # integers written 2.0) by the function.
+            e(f"if {src} is None: {self._slow}")
+            e(f"s = {src}[1:] if {src}[:1] == '-' else {src}")
+            if t == T_NUMBER:
+                e("i, dot, f = s.partition('.')")
+                e(
+                    "if not (s.isascii() and i.isdecimal() and (i[0] != '0' or len(i) == 1) "
+                    f"and (not dot or f.isdecimal())) and not NUM({src}): {self._slow}"
+                )
+            else:
+                e(
+                    "if not (s.isascii() and s.isdecimal() and (s[0] != '0' or len(s) == 1)) "
+                    f"and not INT({src}): {self._slow}"
+                )
             if self.safe:
                 e(f"if len({src}) > 15: {self._slow}")
             if chk is not None:
@@ -185,7 +209,7 @@ class FastPath:
         e(self._slow)  # null-only: only the nil branch is valid
 
     def _leaf(self, e: _Emitter, rule: ScalarRule, c: str, out: str) -> None:
-        """``c`` is a leaf element for ``rule``; sets ``out`` or goes slow."""
+        """``c`` is a leaf element for ``rule``; sets ``out`` (a JSON literal) or goes slow."""
         e(f"if len({c}) or {c}.keys():")
         e.indent += 1
         if rule.nullable:
@@ -200,19 +224,21 @@ class FastPath:
         self._scalar(e, rule, "t", out)
         e.indent -= 1
 
-    def _value(self, e: _Emitter, rule: Rule, c: str, out: str) -> None:
-        """Any child element ``c`` under ``rule`` into ``out``."""
+    def _emit_value(self, e: _Emitter, rule: Rule, c: str, prefix: str | None) -> None:
+        """Append ``prefix`` (a constant's name, e.g. the key) then child ``c``'s JSON."""
         if rule.kind == SCALAR:
             assert isinstance(rule, ScalarRule)
-            self._leaf(e, rule, c, out)
+            self._leaf(e, rule, c, "v")
+            e(f"out.append({prefix} + v)" if prefix else "out.append(v)")
             return
+        if prefix:
+            e(f"out.append({prefix})")
         fn = self._fn_for(rule)
         if fn is not None:
-            e(f"{out} = {fn}({c}, depth + 1)")
+            e(f"{fn}({c}, depth + 1, out)")
             return
         r = self._const(rule, "R")
-        e(f"{out} = VALUE({c}, {r}, depth + 1)")
-        self.ns.setdefault("VALUE", self.reader.value)
+        e(f"out.append(VALUE({c}, {r}, depth + 1))")
 
     def _advance(self, e: _Emitter) -> None:
         e("c = next(it, None)")
@@ -223,8 +249,8 @@ class FastPath:
         e("    tl = c.tail")
         e(f"    if tl is not None and tl.strip(WS): {self._slow}")
 
-    def _object(self, e: _Emitter, rule: ObjectRule) -> None:
-        # Attributes: one pass over what is there, slots in schema order.
+    def _attributes(self, e: _Emitter, rule: ObjectRule) -> None:
+        """Attributes: one pass over what is there, slots in schema order (a0, a1, ...)."""
         attrs = rule.attr_props
         e("items = elem.items()")
         for i in range(len(attrs)):
@@ -241,27 +267,33 @@ class FastPath:
                 self._scalar(e, p.rule, "value", f"a{i}")  # type: ignore[arg-type]
                 e.indent -= 1
                 kw = "elif"
-            e(f"{kw} True: {self._slow}" if kw == "elif" else self._slow)
+            e(f"else: {self._slow}" if kw == "elif" else self._slow)
             e.indent -= 2
         else:
             e(f"if items: {self._slow}")
-        parts: list[str] = []
         for i, p in enumerate(attrs):
-            k = self._const(p.key_json, "K")
             if p.required:
                 e(f"if a{i} is None: {self._slow}")
-                parts.append(f"',' + {k} + a{i}")
-            else:
-                parts.append(f"(',' + {k} + a{i} if a{i} is not None else '')")
+
+    def _object(self, e: _Emitter, rule: ObjectRule) -> None:
+        self._attributes(e, rule)
+        attrs = rule.attr_props
         tp = rule.text
         if tp is not None:
+            # A small object (attributes and text): one string.
             e(f"if len(elem): {self._slow}")
             e("t = elem.text")
-            k = self._const(tp.key_json, "K")
+            pieces = []
+            for i, p in enumerate(attrs):
+                k = self._const("," + p.key_json, "K")
+                pieces.append(
+                    f"{k} + a{i}" if p.required else f"({k} + a{i} if a{i} is not None else '')"
+                )
+            k = self._const("," + tp.key_json, "K")
             if tp.required:
                 e("if t is None: t = ''")
                 self._scalar(e, tp.rule, "t", "v")  # type: ignore[arg-type]
-                parts.append(f"',' + {k} + v")
+                pieces.append(f"{k} + v")
             else:
                 e("if t:")
                 e.indent += 1
@@ -269,12 +301,20 @@ class FastPath:
                 e.indent -= 1
                 e("else:")
                 e("    v = None")
-                parts.append(f"(',' + {k} + v if v is not None else '')")
-            e(f"return {self._assemble(parts)}")
+                pieces.append(f"({k} + v if v is not None else '')")
+            e(f"out.append('{{' + ({' + '.join(pieces)})[1:] + '}}')")
             return
         e("t = elem.text")
         e(f"if t is not None and t.strip(WS): {self._slow}")
-        e("body = []")
+        # Every key fragment carries a leading comma; the first one's is cut at the end.
+        e("out.append('{')")
+        e("n0 = len(out)")
+        for i, p in enumerate(attrs):
+            k = self._const("," + p.key_json, "K")
+            if p.required:
+                e(f"out.append({k} + a{i})")
+            else:
+                e(f"if a{i} is not None: out.append({k} + a{i})")
         if rule.elem_props:
             e("it = iter(elem)")
             self._advance(e)
@@ -282,58 +322,50 @@ class FastPath:
             e(f"if len(elem): {self._slow}")
         for p in rule.elem_props:
             tag = self._const(p.tag, "T")
-            k = self._const(p.key_json, "K")
+            k = self._const("," + p.key_json, "K")
             r = p.rule
             if p.unwrapped:
                 assert isinstance(r, ArrayRule) and r.items is not None
                 e(f"if tg == {tag}:")
                 e.indent += 1
-                e("run = []")
+                e(f"out.append({k} + '[')")
+                e("n1 = len(out)")
+                e("k = 0")
                 e(f"while tg == {tag}:")
                 e.indent += 1
-                self._value(e, r.items, "c", "v")
-                e("run.append(v)")
+                self._emit_value(e, r.items, "c", "','")
+                e("k += 1")
                 self._advance(e)
                 e.indent -= 1
-                self._array_checks(e, r, "run")
-                e(f"body.append({k} + '[' + ','.join(run) + ']')")
+                e("out[n1] = out[n1][1:]")  # the first item's comma
+                self._array_checks(e, r, "k")
+                e("out.append(']')")
                 e.indent -= 1
                 if p.required:
                     e("else:")
                     e.indent += 1
-                    if r.min_items > 0:
-                        e(self._slow)
-                    else:
-                        e(f"body.append({k} + '[]')")
+                    e(self._slow if r.min_items > 0 else f"out.append({k} + '[]')")
                     e.indent -= 1
                 continue
             e(f"if tg == {tag}:")
             e.indent += 1
-            self._value(e, r, "c", "v")
-            e(f"body.append({k} + v)")
+            self._emit_value(e, r, "c", k)
             self._advance(e)
             e.indent -= 1
             if p.required:
                 e(f"else: {self._slow}")
         if rule.elem_props:
             e(f"if c is not None: {self._slow}")
-        parts.append("(',' + ','.join(body) if body else '')")
-        e(f"return {self._assemble(parts)}")
+        e("if len(out) > n0: out[n0] = out[n0][1:]")
+        e("out.append('}')")
 
-    def _assemble(self, parts: list[str]) -> str:
-        """``'{' + ... + '}'``: every piece carries a leading comma (optional ones only when
-        present); the first comma is cut."""
-        if not parts:
-            return "'{}'"
-        return "'{' + (" + " + ".join(parts) + ")[1:] + '}'"
-
-    def _array_checks(self, e: _Emitter, rule: ArrayRule, var: str) -> None:
+    def _array_checks(self, e: _Emitter, rule: ArrayRule, n: str) -> None:
         if rule.min_items:
-            e(f"if len({var}) < {int(rule.min_items)}: {self._slow}")
+            e(f"if {n} < {int(rule.min_items)}: {self._slow}")
         if rule.max_items is not None:
-            e(f"if len({var}) > {int(rule.max_items)}: {self._slow}")
+            e(f"if {n} > {int(rule.max_items)}: {self._slow}")
         if rule.unique:
-            e(f"if len({var}) > 1: {self._slow}")  # uniqueness: the table walker decides
+            e(f"if {n} > 1: {self._slow}")  # uniqueness: the table walker decides
 
     def _array(self, e: _Emitter, rule: ArrayRule) -> None:
         assert rule.items is not None
@@ -341,17 +373,20 @@ class FastPath:
         e("t = elem.text")
         e(f"if t is not None and t.strip(WS): {self._slow}")
         tag = self._const(rule.item_tag, "T")
-        e("out = []")
+        e("out.append('[')")
+        e("n1 = len(out)")
+        e("k = 0")
         e("for c in elem:")
         e.indent += 1
         e(f"if c.tag != {tag}: {self._slow}")
         e("tl = c.tail")
         e(f"if tl is not None and tl.strip(WS): {self._slow}")
-        self._value(e, rule.items, "c", "v")
-        e("out.append(v)")
+        self._emit_value(e, rule.items, "c", "','")
+        e("k += 1")
         e.indent -= 1
-        self._array_checks(e, rule, "out")
-        e("return '[' + ','.join(out) + ']'")
+        e("if k: out[n1] = out[n1][1:]")
+        self._array_checks(e, rule, "k")
+        e("out.append(']')")
 
 
 def build(root_rule: Rule, reader: Any, safe_integers: bool, max_depth: int) -> FastPath | None:

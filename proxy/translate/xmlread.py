@@ -380,7 +380,9 @@ class XmlReader:
                 ),
             )
         if self.fast is not None:
-            return self.fast.root(root, 1)  # type: ignore[no-any-return]
+            out: list[str] = []
+            self.fast.root(root, 1, out)
+            return "".join(out)
         return self.value(root, spec.rule, 1)
 
     def value(self, elem: Any, rule: Rule, depth: int) -> str:

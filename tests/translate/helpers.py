@@ -120,7 +120,7 @@ def both_paths(m: CompiledMapping, xml: bytes) -> tuple[str, str]:
     reader = m._reader
     root = reader.parse(xml)
     table = reader.value(root, m.root.rule, 1) if m.root.tag else reader.translate_root(root)
-    fast = reader.fast.root(root, 1) if reader.fast is not None else table
+    fast = reader.translate_root(root) if reader.fast is not None else table
     return fast, table
 
 
