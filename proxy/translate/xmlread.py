@@ -277,7 +277,15 @@ class XmlReader:
         element or an end tag is never dropped from a value. Documents containing any of those
         constructs take the exact parser (memchr-speed scans).
         """
-        return b"\r" in data or b"<![CDATA[" in data or b"<!--" in data or data.find(b"<?", 6) != -1
+        # "<!" finds CDATA and comments (a DOCTYPE was refused already); "<?" after the XML
+        # declaration finds PIs. A two-byte search costs ~1 ms/MB ('<' is everywhere), a
+        # one-byte one (memchr) ~100x less: look for the rarer byte first.
+        if b"\r" in data:
+            return True
+        if b"!" in data and data.find(b"<!") != -1:
+            return True
+        start = data.find(b"?>") + 2 if data.startswith((b"<?xml", b"\xef\xbb\xbf<?xml")) else 0
+        return data.find(b"?", start) != -1 and data.find(b"<?", start) != -1
 
     def parse(self, data: bytes) -> Any:
         rt = self.rt
