@@ -31,7 +31,7 @@ class Runtime:
     drop_pis: bool
 
 
-def _step(node: Any, prefix_of: dict[str, str]) -> str:
+def _step(node: Any, prefix_of: dict[str, str], always_index: Any = frozenset()) -> str:
     tag = node.tag
     if tag is etree.Comment:
         name, same = "comment()", etree.Comment
@@ -60,7 +60,8 @@ def _step(node: Any, prefix_of: dict[str, str]) -> str:
             count += 1
             if sib is node:
                 index = count
-    return f"{name}[{index}]" if count > 1 else name
+    # While streaming, later siblings are not parsed yet: records always carry their index.
+    return f"{name}[{index}]" if count > 1 or tag in always_index else name
 
 
 def xpath(
@@ -70,13 +71,14 @@ def xpath(
     attr: str | None = None,
     text: bool = False,
     tail: bool = False,
+    always_index: Any = frozenset(),
 ) -> str:
     """``/order/items/item[3]/quantity`` for ``node``; names use the mapping's prefixes (the
     default namespace unprefixed), or ``Q{uri}local`` for namespaces the mapping lacks."""
     steps = []
     n = node
     while n is not None:
-        steps.append(_step(n, prefix_of))
+        steps.append(_step(n, prefix_of, always_index))
         n = n.getparent()
     path = "/" + "/".join(reversed(steps))
     if attr is not None:

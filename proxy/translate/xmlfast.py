@@ -86,7 +86,17 @@ class FastPath:
     of the root's content to ``out`` (one flat list: no intermediate strings per object, one
     join at the end)."""
 
-    def __init__(self, root_rule: Rule, reader: Any, safe_integers: bool, max_depth: int) -> None:
+    def __init__(
+        self,
+        root_rule: Rule,
+        reader: Any,
+        safe_integers: bool,
+        max_depth: int,
+        records: set[int] = frozenset(),  # type: ignore[assignment]
+    ) -> None:
+        from proxy.translate.xmlstream import FRAGS
+
+        self.records = records
         self.reader = reader
         self.safe = safe_integers
         self.max_depth = max_depth
@@ -103,6 +113,7 @@ class FastPath:
             "SLOW_OBJECT": reader.object,
             "SLOW_ARRAY": reader.array,
             "VALUE": reader.value,
+            "FRAGS": FRAGS,
         }
         self._names: dict[int, str] = {}
         self._consts: dict[Any, str] = {}
@@ -115,6 +126,11 @@ class FastPath:
         self.source = source
         exec(compile(source, "<format-proxy fast path>", "exec"), self.ns)
         self.root: Any = self.ns[self.root_fn] if self.root_fn else None
+
+    def function(self, rule: Rule) -> Any:
+        """The generated function of ``rule`` (None: the table walker handles it)."""
+        name = self._names.get(id(rule))
+        return self.ns[name] if name is not None else None
 
     # --- names ---------------------------------------------------------------------------
 
@@ -153,6 +169,14 @@ class FastPath:
         r = self._const(rule, "R")
         e(f"def {name}(elem, depth, out):")
         e.indent += 1
+        if id(rule) in self.records:
+            # A record translated while streaming (proxy.translate.xmlstream): its bytes.
+            e("fr = FRAGS.frags")
+            e("if fr:")
+            e("    b = fr.get(elem)")
+            e("    if b is not None:")
+            e("        out.append(b)")
+            e("        return")
         slow = "SLOW_OBJECT" if isinstance(rule, ObjectRule) else "SLOW_ARRAY"
         self._slow = f"return BAIL(out, mark, {slow}, elem, {r}, depth)"
         e("mark = len(out)")
@@ -389,8 +413,14 @@ class FastPath:
         e("out.append(']')")
 
 
-def build(root_rule: Rule, reader: Any, safe_integers: bool, max_depth: int) -> FastPath | None:
+def build(
+    root_rule: Rule,
+    reader: Any,
+    safe_integers: bool,
+    max_depth: int,
+    records: set[int] = frozenset(),  # type: ignore[assignment]
+) -> FastPath | None:
     if root_rule.kind not in (OBJECT, ARRAY):
         return None
-    fp = FastPath(root_rule, reader, safe_integers, max_depth)
+    fp = FastPath(root_rule, reader, safe_integers, max_depth, records)
     return fp if fp.root is not None else None

@@ -44,6 +44,11 @@ from proxy.translate.rules import (
     ScalarRule,
 )
 from proxy.translate.runtime import Runtime, xpath
+from proxy.translate.xmlstream import FRAGS
+
+#: Documents larger than this are translated as they are parsed (bounded memory), if their
+#: mapping has arrays of objects to stream (see proxy.translate.xmlstream).
+STREAM_THRESHOLD = 2 * 1024 * 1024
 
 #: libxml2 without XML_PARSE_HUGE refuses any text node or attribute value longer than this
 #: (XML_MAX_TEXT_LENGTH) while parsing, as "too_large": a configured limit at or above it
@@ -85,8 +90,15 @@ class _Fail(Exception):
         self.text = text
         self.tail = tail
 
-    def error(self, prefix_of: dict[str, str]) -> TranslationError:
-        where = xpath(self.node, prefix_of, attr=self.attr, text=self.text, tail=self.tail)
+    def error(self, prefix_of: dict[str, str], always_index: Any = frozenset()) -> TranslationError:
+        where = xpath(
+            self.node,
+            prefix_of,
+            attr=self.attr,
+            text=self.text,
+            tail=self.tail,
+            always_index=always_index,
+        )
         return TranslationError(self.reason, where, self.detail)
 
 
@@ -240,9 +252,11 @@ class XmlReader:
         self._local = threading.local()
         self.known_ns = frozenset(rt.uri_of.values())
         from proxy.translate.xmlfast import build
+        from proxy.translate.xmlstream import StreamingReader
 
+        self.stream = StreamingReader(self)
         #: Generated straight-line code for the valid case (None: tables only).
-        self.fast = build(root.rule, self, rt.safe_integers, rt.max_depth)
+        self.fast = build(root.rule, self, rt.safe_integers, rt.max_depth, self.stream.rules)
 
     # --- parsing -------
 
@@ -287,7 +301,7 @@ class XmlReader:
         start = data.find(b"?>") + 2 if data.startswith((b"<?xml", b"\xef\xbb\xbf<?xml")) else 0
         return data.find(b"?", start) != -1 and data.find(b"<?", start) != -1
 
-    def parse(self, data: bytes) -> Any:
+    def _refuse_early(self, data: bytes) -> None:
         rt = self.rt
         if len(data) > rt.max_bytes:
             raise TranslationError(
@@ -299,6 +313,9 @@ class XmlReader:
             raise TranslationError(
                 "doctype_forbidden", "/", "a DOCTYPE declaration is not accepted"
             )
+
+    def parse(self, data: bytes) -> Any:
+        self._refuse_early(data)
         parser = self._parser(self._blanks_matter(data))
         try:
             root = etree.fromstring(data, parser)
@@ -306,6 +323,13 @@ class XmlReader:
             raise _syntax_error(exc) from None
         except ValueError as exc:  # e.g. unicode strings with encoding declarations
             raise TranslationError("not_well_formed", "/", str(exc)) from None
+        self.check_parsed(root, data)
+        return root
+
+    def check_parsed(self, root: Any, data: bytes) -> None:
+        """What can only be seen on the parsed document: a DOCTYPE in an encoding the byte scan
+        cannot read, comments and PIs around the root, over-long values."""
+        rt = self.rt
         tree = root.getroottree()
         if tree.docinfo.doctype:
             raise TranslationError(
@@ -328,7 +352,6 @@ class XmlReader:
                 )
         if len(data) > rt.max_text_bytes and rt.max_text_bytes < _LIBXML2_VALUE_CAP:
             self._check_text_sizes(root)
-        return root
 
     def _check_text_sizes(self, root: Any) -> None:
         # Two passes in C (a union of both would be sorted in document order: quadratic);
@@ -358,6 +381,9 @@ class XmlReader:
     # --- translation -------
 
     def to_json(self, data: bytes) -> bytes:
+        if len(data) > STREAM_THRESHOLD and self.stream.useful:
+            self._refuse_early(data)
+            return self.stream.to_json(data, self._blanks_matter(data))
         root = self.parse(data)
         try:
             return self.translate_root(root).encode("utf-8")
@@ -484,6 +510,11 @@ class XmlReader:
     # Objects -------------------------------------------------------------------------------------
 
     def object(self, elem: Any, rule: ObjectRule, depth: int) -> str:
+        frags = FRAGS.frags
+        if frags:  # a record already translated while streaming (see xmlstream)
+            done = frags.get(elem)
+            if done is not None:
+                return done.decode("utf-8")
         if depth > self.rt.max_depth:
             raise _Fail("too_deep", elem, f"nesting deeper than {self.rt.max_depth} elements")
         slots = rule.__dict__.get("_xml_slots")

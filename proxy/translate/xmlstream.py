@@ -1,0 +1,178 @@
+"""XML → JSON for large documents in bounded memory: records translated as they are parsed.
+
+A parsed lxml tree costs about six times the document; a large document is almost always a
+long array of records (order lines, listing entries). Here the document is fed to a pull
+parser that reports the *end* of every element that can be a record (an item of an array of
+objects). Each record, complete at that moment, is translated at once by the same code as
+always (the fast path, the tables behind it) into UTF-8 bytes, and its subtree is cleared. The
+parent keeps the emptied element (with its tail), so the final walk over the remaining
+skeleton checks order, adjacency and mixed content exactly as for a small document, and takes
+each record's bytes instead of walking it. Memory: the input, the records' JSON, the skeleton.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from lxml import etree
+
+from proxy.errors import TranslationError
+from proxy.translate.rules import ArrayRule, ObjectRule, Rule
+
+#: Feed size: big enough to keep lxml's per-call overhead negligible, small enough that the
+#: pending (not yet translated) part of the tree stays small.
+CHUNK = 256 * 1024
+
+
+class _Frags(threading.local):
+    """The current document's translated records, per thread (the generated code and the
+    table walker look placeholders up here). Empty (falsy) outside a streaming translation."""
+
+    frags: dict[Any, bytes] = {}  # noqa: RUF012 - never mutated: a per-thread dict replaces it
+
+
+FRAGS = _Frags()
+
+
+def join(out: list[Any]) -> bytes:
+    """UTF-8 bytes of a list of str pieces and (already encoded) record fragments."""
+    try:
+        return "".join(out).encode("utf-8")  # no nested record in it: the common case
+    except TypeError:
+        return b"".join(p if type(p) is bytes else p.encode("utf-8") for p in out)
+
+
+def record_rules(root_rule: Rule) -> tuple[dict[str, None], set[int]]:
+    """(record element tags, ids of record rules): items of arrays whose items are objects."""
+    tags: dict[str, None] = {}
+    rules: set[int] = set()
+    seen: set[int] = set()
+    stack = [root_rule]
+    while stack:
+        rule = stack.pop()
+        if id(rule) in seen:
+            continue
+        seen.add(id(rule))
+        if isinstance(rule, ObjectRule):
+            for p in rule.props:
+                stack.append(p.rule)
+            if rule.extra is not None:
+                stack.append(rule.extra)
+        elif isinstance(rule, ArrayRule) and rule.items is not None:
+            if isinstance(rule.items, ObjectRule):
+                tags[rule.item_tag] = None
+                rules.add(id(rule.items))
+            stack.append(rule.items)
+    return tags, rules
+
+
+class StreamingReader:
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+        self.tags, self.rules = record_rules(reader.root.rule)
+        self._cache: dict[tuple[str, ...], Rule | None] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def useful(self) -> bool:
+        return bool(self.tags)
+
+    def _rule_at(self, tags: tuple[str, ...]) -> Rule | None:
+        rule = self._cache.get(tags, _UNSET)
+        if rule is not _UNSET:
+            return rule  # type: ignore[no-any-return]
+        root = self.reader.root
+        found: Rule | None = root.rule if tags[0] == root.tag else None
+        for tag in tags[1:]:
+            if isinstance(found, ObjectRule):
+                p = found.elems.get(tag)
+                found = None if p is None else (p.rule.items if p.unwrapped else p.rule)  # type: ignore[attr-defined]
+            elif isinstance(found, ArrayRule) and tag == found.item_tag:
+                found = found.items
+            else:
+                found = None
+            if found is None:
+                break
+        with self._lock:
+            if len(self._cache) < 10_000:
+                self._cache[tags] = found
+        return found
+
+    def to_json(self, data: bytes, blanks: bool) -> bytes:
+        from proxy.translate.xmlread import _Fail, _syntax_error
+
+        reader = self.reader
+        rt = reader.rt
+        parser = etree.XMLPullParser(
+            events=("end",),
+            tag=list(self.tags),
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            dtd_validation=False,
+            huge_tree=False,
+            remove_comments=rt.drop_comments,
+            remove_pis=rt.drop_pis,
+            remove_blank_text=not blanks,
+            collect_ids=False,
+            strip_cdata=True,
+        )
+        frags: dict[Any, bytes] = {}
+        FRAGS.frags = frags
+        try:
+            try:
+                for start in range(0, len(data), CHUNK):
+                    parser.feed(data[start : start + CHUNK])
+                    for _, el in parser.read_events():
+                        self._record(el, frags)
+                root = parser.close()
+            except etree.XMLSyntaxError as exc:
+                raise _syntax_error(exc) from None
+            except _Fail as f:
+                raise f.error(rt.prefix_of, always_index=self.tags) from None
+            reader.check_parsed(root, data)
+            try:
+                return self._final(root)
+            except _Fail as f:
+                raise f.error(rt.prefix_of, always_index=self.tags) from None
+            except RecursionError:
+                raise TranslationError(
+                    "too_deep", "/", "nesting deeper than the translator can follow"
+                ) from None
+        finally:
+            FRAGS.frags = _EMPTY
+
+    def _record(self, el: Any, frags: dict[Any, bytes]) -> None:
+        tags = [el.tag]
+        depth = 1
+        for anc in el.iterancestors():
+            tags.append(anc.tag)
+            depth += 1
+        tags.reverse()
+        rule = self._rule_at(tuple(tags))
+        if rule is None or id(rule) not in self.rules:
+            return  # not a record here: the final walk judges it in place
+        reader = self.reader
+        assert isinstance(rule, ObjectRule)
+        out: list[Any] = []
+        fn = reader.fast.function(rule) if reader.fast is not None else None
+        if fn is not None:
+            fn(el, depth, out)
+        else:
+            out.append(reader.object(el, rule, depth))
+        frags[el] = join(out)
+        el.clear(keep_tail=True)
+
+    def _final(self, root: Any) -> bytes:
+        reader = self.reader
+        spec = reader.root
+        if reader.fast is not None and root.tag == spec.tag:
+            out: list[Any] = []
+            reader.fast.root(root, 1, out)
+            return join(out)
+        return reader.translate_root(root).encode("utf-8")
+
+
+_UNSET: Any = object()
+_EMPTY: dict[Any, bytes] = {}

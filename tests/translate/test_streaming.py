@@ -1,0 +1,140 @@
+"""Large XML documents are translated while they are parsed (bounded memory): the result and the
+errors must be exactly those of the whole-tree path. The threshold is lowered to 0 here so that
+every document, small ones included, takes the streaming path."""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import proxy.translate.xmlread as xmlread
+from proxy.errors import TranslationError
+from tests.translate.generators import mapping_style, style_for, write_xml, xml_document
+from tests.translate.helpers import CORPUS, REPO, corpus_pairs, load_mapping
+
+
+def _bench_module() -> object:
+    """The benchmark's document generator (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_translate", REPO / "bench" / "translate.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+orders_xml = _bench_module().orders_xml  # type: ignore[attr-defined]
+
+MAPPINGS = {name: load_mapping(name) for name in CORPUS}
+PAIRS = corpus_pairs()
+
+
+def tree_and_stream(name: str, data: bytes) -> tuple[object, object]:
+    """(tree result, stream result), each the JSON bytes or the (reason, location) error."""
+    m = MAPPINGS[name]
+    out = []
+    for threshold in (10**12, 0):
+        old = xmlread.STREAM_THRESHOLD
+        xmlread.STREAM_THRESHOLD = threshold
+        try:
+            out.append(m.xml_to_json(data))
+        except TranslationError as exc:
+            out.append((exc.reason, exc.location))
+        finally:
+            xmlread.STREAM_THRESHOLD = old
+    return out[0], out[1]
+
+
+@pytest.fixture
+def streaming() -> Iterator[None]:
+    old = xmlread.STREAM_THRESHOLD
+    xmlread.STREAM_THRESHOLD = 0
+    yield
+    xmlread.STREAM_THRESHOLD = old
+
+
+@pytest.mark.parametrize(("name", "xml"), PAIRS, ids=[f"{n}/{p.name}" for n, p in PAIRS])
+def test_corpus_same_in_both_paths(name: str, xml: Path) -> None:
+    tree, stream = tree_and_stream(name, xml.read_bytes())
+    assert isinstance(tree, bytes)
+    assert stream == tree
+
+
+def test_streaming_is_used_and_frees_records(streaming: None) -> None:
+    m = MAPPINGS["orders"]
+    assert m._reader.stream.useful
+    seen: list[int] = []
+    original = m._reader.stream._record
+
+    def spy(el: object, frags: dict[object, bytes]) -> None:
+        original(el, frags)
+        seen.append(len(el))  # type: ignore[arg-type]
+
+    m._reader.stream._record = spy  # type: ignore[method-assign]
+    try:
+        m.xml_to_json(orders_xml(50_000))
+    finally:
+        del m._reader.stream._record
+    assert len(seen) > 50 and set(seen) == {0}  # every record was cleared once translated
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda x: x.replace(b"<quantity>", b"<quantity>x", 1),
+            ("type_mismatch", "/order/items/item[1]/quantity/text()"),
+        ),
+        (
+            lambda x: x.replace(b"</item>", b"</item><bogus/>", 1),
+            ("unknown_element", "/order/items/bogus"),
+        ),
+        (
+            lambda x: x.replace(b"<coupon>", b"<placedAt>again</placedAt><coupon>", 1),
+            ("out_of_order", "/order/placedAt[2]"),
+        ),
+        (
+            lambda x: x.replace(b"</items>", b"</items>stray text", 1),
+            ("mixed_content", "/order/items/following-sibling::text()[1]"),
+        ),
+        (
+            lambda x: x[: len(x) // 2],
+            ("not_well_formed", "/"),
+        ),
+    ],
+    ids=["in-a-record", "between-records", "in-the-skeleton", "tail-text", "truncated"],
+)
+def test_errors_are_the_same_in_both_paths(mutate: object, expected: tuple[str, str]) -> None:
+    doc = mutate(orders_xml(200_000))  # type: ignore[operator]
+    tree, stream = tree_and_stream("orders", doc)
+    assert tree == expected
+    assert stream == expected
+
+
+def test_error_deep_in_a_long_array_has_its_index() -> None:
+    doc = orders_xml(300_000)
+    n = doc.count(b"<item ")
+    cut = doc.rfind(b"<quantity>")
+    bad = doc[:cut] + b"<quantity>-" + doc[cut + len(b"<quantity>") :]  # last item: minimum 1
+    tree, stream = tree_and_stream("orders", bad)
+    assert tree == stream == ("schema_violation", f"/order/items/item[{n}]/quantity/text()")
+
+
+@pytest.mark.parametrize("name", CORPUS)
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_generated_documents_same_in_both_paths(name: str, data: st.DataObject, seed: int) -> None:
+    m = MAPPINGS[name]
+    node = data.draw(xml_document(m), label="xml tree")
+    xml = write_xml(
+        node, style_for(node, mapping_style(m, random.Random(seed), indent=True, cdata=True))
+    )
+    tree, stream = tree_and_stream(name, xml)
+    assert stream == tree
