@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from proxy.errors import TranslationError
-from proxy.translate.jsonread import JsonWriter, decode_json
+from proxy.translate.jsonread import JsonWriter
 from proxy.translate.options import parse_options
 from proxy.translate.rules import XML_NS, Root
 from proxy.translate.runtime import Runtime, pointer
@@ -76,8 +76,7 @@ class CompiledMapping:
 
     def json_to_xml(self, data: bytes) -> bytes:
         """Translate a JSON document to UTF-8 XML with an XML declaration."""
-        value = decode_json(data, self.runtime)
-        out = self._writer.translate(value)
+        out = self._writer.to_xml(data)
         if self._validator is not None:
             self._fallback_validate(data)
         return out

@@ -76,6 +76,11 @@ class JsonFastPath:
         exec(compile(self.source, "<format-proxy json fast path>", "exec"), self.ns)
         self.root: Any = self.ns[self.root_fn] if self.root_fn else None
 
+    def function(self, rule: Rule) -> Any:
+        """The generated writer of ``rule`` (None: the table walker handles it)."""
+        name = self._names.get(id(rule))
+        return self.ns[name] if name is not None else None
+
     def _const(self, value: Any, prefix: str) -> str:
         self._n += 1
         name = f"{prefix}{self._n}"

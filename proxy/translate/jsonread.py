@@ -56,6 +56,15 @@ class Number(str):
     __slots__ = ()
 
 
+class Streamed:
+    """A member written already as XML pieces (str / bytes) while streaming."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: list[Any]) -> None:
+        self.data = data
+
+
 class Pairs(list):  # type: ignore[type-arg]
     """A JSON object: its (key, value) pairs in document order."""
 
@@ -103,20 +112,14 @@ def _kind_of(value: Any) -> str:
     return "an array"
 
 
+#: JSON documents larger than this are parsed record by record (bounded memory), if their
+#: mapping has arrays of objects to stream (see proxy.translate.jsonstream).
+STREAM_THRESHOLD = 2 * 1024 * 1024
+
+
 def decode_json(data: bytes, rt: Runtime) -> Any:
     """Bytes → exact value tree, with the size limit and precise error reasons."""
-    if len(data) > rt.max_bytes:
-        raise TranslationError(
-            "too_large", "", f"document of {len(data)} bytes exceeds the limit of {rt.max_bytes}"
-        )
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise TranslationError(
-            "invalid_character", "", f"not UTF-8 at byte {exc.start}: {exc.reason}"
-        ) from None
+    text = decode_text(data, rt)
     try:
         value = parse_exact(text)
     except json.JSONDecodeError as exc:
@@ -133,6 +136,36 @@ def decode_json(data: bytes, rt: Runtime) -> Any:
     if len(data) > rt.max_text_bytes:
         _check_string_sizes(value, rt.max_text_bytes)
     return value
+
+
+def decode_text(data: bytes, rt: Runtime) -> str:
+    """The document as text: size limit, optional UTF-8 BOM, strict UTF-8."""
+    if len(data) > rt.max_bytes:
+        raise TranslationError(
+            "too_large", "", f"document of {len(data)} bytes exceeds the limit of {rt.max_bytes}"
+        )
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TranslationError(
+            "invalid_character", "", f"not UTF-8 at byte {exc.start}: {exc.reason}"
+        ) from None
+
+
+def forbidden_in_xml(data: bytes) -> bool:
+    """Whether UTF-8 ``data`` holds a character XML 1.0 cannot carry: a C0 control other than
+    TAB, LF, CR, or U+FFFE/U+FFFF. One pass over the bytes (deleting the forbidden bytes
+    changes the length iff there is one) is cheaper than checking every string."""
+    if b"\xef\xbf\xbe" in data or b"\xef\xbf\xbf" in data:
+        return True
+    step = 1 << 20  # translate() copies: chunk it, so a large output is not held twice
+    for start in range(0, len(data), step):
+        chunk = data[start : start + step]
+        if len(chunk.translate(None, _FORBIDDEN_BYTES)) != len(chunk):
+            return True
+    return False
 
 
 def _longer_than(s: str, limit: int) -> bool:
@@ -234,8 +267,14 @@ class JsonWriter:
 
         #: Generated straight-line code for the valid case (None: tables only).
         self.fast = build(root.rule, root.qname, self, rt.max_depth) if root.tag else None
+        from proxy.translate.jsonstream import JsonStreamer
+
+        self.stream = JsonStreamer(self)
 
     def to_xml(self, data: bytes) -> bytes:
+        if len(data) > STREAM_THRESHOLD and self.stream.useful:
+            text = decode_text(data, self.rt)
+            return self.stream.to_xml(text, check_sizes=len(data) > self.rt.max_text_bytes)
         value = decode_json(data, self.rt)
         return self.translate(value)
 
@@ -256,15 +295,8 @@ class JsonWriter:
         except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
             find_invalid_character(value)
             raise
-        # XML 1.0 cannot carry C0 controls (but TAB, LF, CR) nor U+FFFE/U+FFFF: one pass over
-        # the bytes (deleting the forbidden bytes changes the length iff there is one) is
-        # cheaper than checking every string; the slow walk then finds where.
-        if (
-            len(data.translate(None, _FORBIDDEN_BYTES)) != len(data)
-            or b"\xef\xbf\xbe" in data
-            or b"\xef\xbf\xbf" in data
-        ):
-            find_invalid_character(value)
+        if forbidden_in_xml(data):
+            find_invalid_character(value)  # the slow walk names the place
         return data
 
     def write_root(self, value: Any, out: list[str], *, fast: bool = True) -> None:
@@ -433,6 +465,10 @@ class JsonWriter:
         for p in rule.elem_props:
             v = d.get(p.key, _MISSING)
             if v is _MISSING:
+                continue
+            if type(v) is Streamed:  # written already, record by record (jsonstream)
+                out.extend(v.data)
+                v.data = []  # ``out`` holds the pieces alone (released as they are joined)
                 continue
             try:
                 if p.unwrapped:

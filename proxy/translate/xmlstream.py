@@ -12,6 +12,7 @@ each record's bytes instead of walking it. Memory: the input, the records' JSON,
 
 from __future__ import annotations
 
+import io
 import threading
 from typing import Any
 
@@ -33,6 +34,17 @@ class _Frags(threading.local):
 
 
 FRAGS = _Frags()
+
+
+def join_releasing(out: list[Any]) -> bytes:
+    """Like :func:`join` for a large output whose pieces nothing else references: each piece
+    is released as soon as it is copied, so the pieces and the result never coexist whole."""
+    buf = io.BytesIO()
+    write = buf.write
+    for i, p in enumerate(out):
+        write(p if type(p) is bytes else p.encode("utf-8"))
+        out[i] = None
+    return buf.getvalue()  # no copy: BytesIO hands over its buffer
 
 
 def join(out: list[Any]) -> bytes:
@@ -133,7 +145,7 @@ class StreamingReader:
                 raise f.error(rt.prefix_of, always_index=self.tags) from None
             reader.check_parsed(root, data)
             try:
-                return self._final(root)
+                return self._final(root, frags)
             except _Fail as f:
                 raise f.error(rt.prefix_of, always_index=self.tags) from None
             except RecursionError:
@@ -164,13 +176,14 @@ class StreamingReader:
         frags[el] = join(out)
         el.clear(keep_tail=True)
 
-    def _final(self, root: Any) -> bytes:
+    def _final(self, root: Any, frags: dict[Any, bytes]) -> bytes:
         reader = self.reader
         spec = reader.root
         if reader.fast is not None and root.tag == spec.tag:
             out: list[Any] = []
             reader.fast.root(root, 1, out)
-            return join(out)
+            frags.clear()  # the records' bytes are referenced by ``out`` alone now
+            return join_releasing(out)
         return reader.translate_root(root).encode("utf-8")
 
 

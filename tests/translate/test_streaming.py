@@ -138,3 +138,113 @@ def test_generated_documents_same_in_both_paths(name: str, data: st.DataObject, 
     )
     tree, stream = tree_and_stream(name, xml)
     assert stream == tree
+
+
+# --- JSON → XML --------------------------------------------------------------------------------
+
+
+def json_tree_and_stream(name: str, data: bytes) -> tuple[object, object]:
+    """(whole-value result, streaming result) for a JSON document."""
+    import proxy.translate.jsonread as jsonread
+
+    m = MAPPINGS[name]
+    out = []
+    for threshold in (10**12, 0):
+        old = jsonread.STREAM_THRESHOLD
+        jsonread.STREAM_THRESHOLD = threshold
+        try:
+            out.append(m.json_to_xml(data))
+        except TranslationError as exc:
+            out.append((exc.reason, exc.location))
+        finally:
+            jsonread.STREAM_THRESHOLD = old
+    return out[0], out[1]
+
+
+def test_json_streaming_is_used() -> None:
+    for name in ("orders", "rss", "s3-listing", "maven-pom", "kitchen-sink"):
+        assert MAPPINGS[name]._writer.stream.useful, name
+    assert not MAPPINGS["schemaless"]._writer.stream.useful
+
+
+@pytest.mark.parametrize(("name", "xml"), PAIRS, ids=[f"{n}/{p.name}" for n, p in PAIRS])
+def test_json_corpus_same_in_both_paths(name: str, xml: Path) -> None:
+    tree, stream = json_tree_and_stream(name, xml.with_suffix(".json").read_bytes())
+    assert isinstance(tree, bytes)
+    assert stream == tree
+
+
+ORDER_JSON = MAPPINGS["orders"].xml_to_json(orders_xml(200_000))
+
+
+def _quantity_as_string(j: bytes) -> bytes:
+    return j.replace(b'"quantity":', b'"quantity":"', 1).replace(
+        b',"unitPrice"', b'","unitPrice"', 1
+    )
+
+
+JSON_MUTATIONS = {
+    "in-a-record": (_quantity_as_string, ("type_mismatch", "/items/0/quantity")),
+    "unknown-key-in-record": (
+        lambda j: j.replace(b'"sku":', b'"bogus":1,"sku":', 1),
+        ("schema_violation", "/items/0/bogus"),
+    ),
+    "duplicate-root-key": (
+        lambda j: j.replace(b'{"id"', b'{"id":"X","id"', 1),
+        ("duplicate_key", "/id"),
+    ),
+    "array-is-object": (
+        lambda j: j.replace(b'"items":[', b'"items":{', 1),
+        ("not_well_formed", ""),
+    ),
+    "unknown-root-key": (
+        lambda j: j.replace(b'"items":[', b'"items":7,"x":[', 1),
+        ("schema_violation", "/x"),
+    ),
+    "duplicate-streamed-key": (
+        lambda j: j.replace(b'"placedAt":', b'"items":[],"placedAt":', 1),
+        ("duplicate_key", "/items"),
+    ),
+    "truncated": (lambda j: j[: len(j) // 2], ("not_well_formed", "")),
+    "trailing-data": (lambda j: j + b" x", ("not_well_formed", "")),
+    "control-character": (
+        lambda j: j.replace(b'"description":"', b'"description":"\\u0001', 1),
+        ("invalid_character", "/items/0/description"),
+    ),
+    "null-object": (
+        lambda j: j.replace(b'"customer":', b'"customer":null,"c2":', 1),
+        ("schema_violation", "/c2"),
+    ),
+}
+
+
+@pytest.mark.parametrize(("mutate", "expected"), JSON_MUTATIONS.values(), ids=JSON_MUTATIONS.keys())
+def test_json_errors_are_the_same_in_both_paths(mutate: object, expected: tuple[str, str]) -> None:
+    doc = mutate(ORDER_JSON)  # type: ignore[operator]
+    tree, stream = json_tree_and_stream("orders", doc)
+    assert tree == stream, (tree, stream)
+    assert tree == expected
+
+
+def test_json_root_key_order_does_not_matter() -> None:
+    """Records first, scalars after: the XML still comes out in schema order."""
+    from proxy.translate.jsonread import parse_exact
+    from tests.translate.helpers import compact
+
+    value = parse_exact(ORDER_JSON.decode())
+    value.sort(key=lambda kv: kv[0] != "items")  # "items" first
+    tree, stream = json_tree_and_stream("orders", compact(value).encode())
+    assert isinstance(tree, bytes) and stream == tree
+
+
+@pytest.mark.parametrize("name", CORPUS)
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_generated_json_same_in_both_paths(name: str, data: st.DataObject) -> None:
+    from tests.translate.generators import json_document
+    from tests.translate.helpers import compact
+
+    m = MAPPINGS[name]
+    doc = compact(data.draw(json_document(m), label="json")).encode()
+    tree, stream = json_tree_and_stream(name, doc)
+    assert stream == tree
