@@ -167,6 +167,9 @@ class Limits(_Strict):
     #: aws-chunked bodies with a trailing checksum are spooled (in memory up to this size, then
     #: in a temporary file) so the checksum is verified before anything goes upstream.
     spool_memory_bytes: ByteSize = 1024**2
+    #: Unmodified passthrough GET bodies at least this large move socket to socket inside the
+    #: kernel (splice) when client and upstream are plain HTTP; 0 = never.
+    zero_copy_min_bytes: ByteSize = 1024**2
 
 
 class RouteConfig(_Strict):
