@@ -56,7 +56,7 @@ from proxy.operations import detect_operation
 from proxy.routing import Router
 from proxy.s3address import Endpoint, S3Address, build_upstream, parse_request
 from proxy.signing import Signer, forwardable_request_headers, forwardable_response_headers
-from proxy.upstream import Upstream
+from proxy.upstream import DetachedBody, Upstream, detach_body
 
 __all__ = [
     "Exchange",
@@ -67,6 +67,7 @@ __all__ = [
     "ProxyResponse",
     "RouteHandler",
     "S3Request",
+    "UpstreamBody",
     "UpstreamReply",
 ]
 
@@ -196,13 +197,45 @@ class UpstreamReply:
         self._resp.release()
 
     def to_response(self) -> ProxyResponse:
-        """Pass this reply to the client as is (streamed)."""
+        """Pass this reply to the client as is (streamed, or relayed kernel-side: see
+        :class:`UpstreamBody`)."""
         return ProxyResponse(
             status=self.status,
             headers=self.headers,
-            body=self.stream() if self.has_body else None,
+            body=UpstreamBody(self) if self.has_body else None,
             release=self._resp.release,
         )
+
+
+class UpstreamBody:
+    """An upstream reply's body, unmodified: an async iterator of the pieces as they arrive.
+
+    For a GET, the server may instead :meth:`detach` it before iterating, and move the rest of
+    the body from the upstream socket to the client's without reading it (zero-copy relay).
+    Whoever replaces a response's body drops this capability with it.
+    """
+
+    __slots__ = ("_it", "_reply")
+
+    def __init__(self, reply: UpstreamReply) -> None:
+        self._reply = reply
+        self._it: AsyncIterator[bytes] | None = None
+
+    def __aiter__(self) -> UpstreamBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._it is None:
+            self._it = self._reply.stream()
+        return await self._it.__anext__()
+
+    def detach(self, length: int) -> DetachedBody | None:
+        """The untouched rest of the body, if the upstream declared exactly ``length`` bytes
+        and both sockets are plain; None otherwise, and then the body is still intact for
+        iteration."""
+        if self._it is not None or self._reply._method != "GET":
+            return None
+        return detach_body(self._reply._resp, length)
 
 
 _UNCHANGED: object = object()

@@ -20,12 +20,14 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http import HttpVersion11
 
 from proxy.errors import ProxyError
 from proxy.logging import get_logger
 from proxy.metrics import CONTENT_TYPE_LATEST, Metrics
-from proxy.pipeline import Exchange, IncomingRequest, Pipeline, ProxyResponse
+from proxy.pipeline import Exchange, IncomingRequest, Pipeline, ProxyResponse, UpstreamBody
+from proxy.zerocopy import RelayAborted, relay, socket_fd
 
 __all__ = ["DataServer", "build_metrics_app", "error_document"]
 
@@ -77,11 +79,19 @@ class _ClientStream:
 
 
 class DataServer:
-    """The S3 request handler: pipeline + error rendering + metrics + access log."""
+    """The S3 request handler: pipeline + error rendering + metrics + access log.
 
-    def __init__(self, pipeline: Pipeline, metrics: Metrics) -> None:
+    ``zero_copy_min_bytes``: an unmodified upstream GET body at least this large is moved from
+    the upstream socket to the client's inside the kernel (:mod:`proxy.zerocopy`) when both
+    sides are plain sockets; 0 turns that off.
+    """
+
+    def __init__(
+        self, pipeline: Pipeline, metrics: Metrics, *, zero_copy_min_bytes: int = 0
+    ) -> None:
         self._pipeline = pipeline
         self._m = metrics
+        self._zero_copy_min = zero_copy_min_bytes
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -132,7 +142,7 @@ class DataServer:
                 status = err.status
                 return await self._write_error(request, err, ex)
             status = presp.status
-            response, bytes_out, failed = await self._write(request, presp)
+            response, bytes_out, failed = await self._write(request, presp, ex)
             return response
         finally:
             m.inflight.dec()
@@ -203,7 +213,7 @@ class DataServer:
         return response
 
     async def _write(
-        self, request: web.BaseRequest, presp: ProxyResponse
+        self, request: web.BaseRequest, presp: ProxyResponse, ex: Exchange
     ) -> tuple[web.StreamResponse, int, str | None]:
         """Write the response; returns it, the body bytes written and, if the body could not be
         completed after the status line went out (upstream failed mid-body, client went away),
@@ -227,8 +237,12 @@ class DataServer:
                     await response.write(body)
                     written.n = len(body)
             else:
-                await response.prepare(request)
-                if body is not None:
+                writer = await response.prepare(request)
+                if body is not None and not (
+                    isinstance(body, UpstreamBody)
+                    and writer is not None
+                    and await self._relay(request, response, writer, body, written, ex)
+                ):
                     transport = request.transport
                     if transport is not None:
                         # Fewer pause/resume round trips on large bodies; still bounded.
@@ -242,10 +256,70 @@ class DataServer:
             transport = request.transport
             if transport is not None:
                 transport.close()
+            if isinstance(exc, RelayAborted):
+                return response, written.n, f"response aborted: {exc.reason}"
             return response, written.n, f"response aborted: {type(exc).__name__}: {exc}"
         finally:
             if release is not None:
                 release()
+
+    async def _relay(
+        self,
+        request: web.BaseRequest,
+        response: web.StreamResponse,
+        writer: AbstractStreamWriter,
+        body: UpstreamBody,
+        written: _Counter,
+        ex: Exchange,
+    ) -> bool:
+        """Send an unmodified upstream GET body with a zero-copy relay; False (body untouched,
+        nothing sent) where that does not apply: off, below the threshold, TLS on either side,
+        no Content-Length (chunked), or a declared length that is not the upstream's.
+
+        Order on the client socket: the buffered status line and headers together with the
+        body bytes aiohttp had already received, flushed completely out of the transport;
+        then the rest, socket to socket. aiohttp's writer is then told the body went out, so
+        the connection stays reusable. A body that cannot be completed raises: the caller
+        closes the connection, so the client sees a truncated response, never a short one.
+        """
+        length = writer.length
+        if (
+            not self._zero_copy_min
+            or length is None
+            or length < self._zero_copy_min
+            or getattr(writer, "chunked", True)
+            or socket_fd(request.transport) is None
+        ):
+            return False
+        detached = body.detach(length)
+        if detached is None:
+            return False
+        try:
+            await response.write(detached.received)  # also sends the held-back headers
+            written.n += len(detached.received)
+            transport = request.transport
+            await _flushed(transport, writer)
+            client_fd = socket_fd(transport)
+            if client_fd is None:
+                raise ConnectionResetError("the client connection closed")
+
+            def progress(n: int) -> None:
+                written.n += n
+
+            ex.log_fields["relay"] = "zero-copy"
+            moved = await relay(
+                detached.fd,
+                client_fd,
+                detached.remaining,
+                read_timeout=detached.read_timeout,
+                progress=progress,
+            )
+            # What aiohttp would have counted had it written these bytes itself.
+            writer.output_size += moved
+            writer.length = 0
+        finally:
+            detached.close()
+        return True
 
 
 class _Response(web.StreamResponse):
@@ -259,6 +333,26 @@ def _body_consumed(request: web.BaseRequest) -> bool:
     while the client waits for 100-continue): the connection must not be reused, or the
     client's next request would be read as the rest of this body."""
     return request.content.at_eof()
+
+
+async def _flushed(transport: Any, writer: AbstractStreamWriter) -> None:
+    """Wait until the transport's write buffer is empty: bytes written around it must not
+    overtake bytes still queued in it."""
+    if transport is None or transport.is_closing():
+        raise ConnectionResetError("the client connection closed")
+    if not transport.get_write_buffer_size():
+        return
+    low, high = transport.get_write_buffer_limits()
+    # With both limits at 0 the protocol is paused until the buffer is empty, and drain()
+    # waits for exactly that.
+    transport.set_write_buffer_limits(high=0, low=0)
+    try:
+        await writer.drain()
+    finally:
+        if not transport.is_closing():
+            transport.set_write_buffer_limits(high=high, low=low)
+    if transport.is_closing() or transport.get_write_buffer_size():
+        raise ConnectionResetError("the client connection closed")
 
 
 class _Counter:

@@ -127,7 +127,9 @@ class ProxyService:
             credentials=self._credentials,
             route_handler=self._route_handler,
         )
-        handler = self._handler = DataServer(pipeline, self.metrics)
+        handler = self._handler = DataServer(
+            pipeline, self.metrics, zero_copy_min_bytes=cfg.limits.zero_copy_min_bytes
+        )
         self._data_runner = web.ServerRunner(
             handler.make_server(),
             handle_signals=False,

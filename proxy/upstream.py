@@ -10,6 +10,7 @@ decompressed: a ``Content-Encoding: gzip`` object is passed through as stored.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
 
@@ -17,8 +18,9 @@ import aiohttp
 from yarl import URL
 
 from proxy.errors import ProxyError, UpstreamError
+from proxy.zerocopy import socket_fd
 
-__all__ = ["Upstream", "UpstreamSettings"]
+__all__ = ["DetachedBody", "Upstream", "UpstreamSettings", "detach_body"]
 
 # aiohttp must not add headers after signing; Host is set explicitly by the signer.
 _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
@@ -129,3 +131,75 @@ def _describe(exc: BaseException, url: str) -> str:
         return f"upstream {origin} is unreachable: {exc.os_error.strerror or exc.os_error}"
     text = str(exc) or type(exc).__name__
     return f"upstream {origin} failed: {text}"
+
+
+class DetachedBody:
+    """The rest of an upstream response body, taken away from aiohttp for a zero-copy relay.
+
+    ``received`` are the body bytes aiohttp had already read (they go to the client first);
+    ``remaining`` more are still on the socket ``fd`` (a duplicate owned by this object).
+    ``close()`` closes the duplicate and the upstream connection: its HTTP parser still expects
+    the body it never saw, so the connection cannot go back to the pool.
+    """
+
+    __slots__ = ("_resp", "fd", "read_timeout", "received", "remaining")
+
+    def __init__(
+        self,
+        resp: aiohttp.ClientResponse,
+        fd: int,
+        received: bytes,
+        remaining: int,
+        read_timeout: float | None,
+    ) -> None:
+        self._resp: aiohttp.ClientResponse | None = resp
+        self.fd = fd
+        self.received = received
+        self.remaining = remaining
+        self.read_timeout = read_timeout
+
+    def close(self) -> None:
+        resp, self._resp = self._resp, None
+        if resp is not None:
+            os.close(self.fd)
+            resp.close()
+
+
+def detach_body(resp: aiohttp.ClientResponse, length: int) -> DetachedBody | None:
+    """Take the rest of ``resp``'s body away from aiohttp, if it is a plain-socket response
+    whose Content-Length is ``length`` and whose body nobody has read yet; None (and ``resp``
+    untouched) otherwise.
+
+    Everything aiohttp holds is collected: the StreamReader's buffer and what its parser held
+    back while the buffer was over its limit (reading the buffer resumes the parser, which
+    feeds the held bytes in; repeat until empty). Reading is then paused on the transport, so
+    the loop never reads the socket again; the bytes still to come are exactly ``remaining``.
+    """
+    conn = resp.connection
+    if resp.content_length != length or conn is None:
+        return None
+    transport, protocol = conn.transport, conn.protocol
+    fd = socket_fd(transport)
+    if fd is None or protocol is None or not hasattr(transport, "is_reading"):
+        return None
+    content = resp.content
+    if content.exception() is not None or content.is_eof() or content.total_bytes > length:
+        return None
+    parts: list[bytes] = []
+    while chunk := content.read_nowait(-1):
+        parts.append(chunk)
+    protocol.pause_reading()
+    if transport is None or transport.is_reading():  # no flow control: cannot stop the loop
+        raise UpstreamError("cannot take over the upstream connection (reading not paused)")
+    received = b"".join(parts) if len(parts) != 1 else parts[0]
+    if len(received) != content.total_bytes:
+        # Someone had already read part of the body: what is left is not the whole body.
+        resp.close()
+        raise UpstreamError("upstream body was partly consumed before the relay")
+    return DetachedBody(
+        resp,
+        os.dup(fd),
+        received,
+        length - len(received),
+        getattr(protocol, "read_timeout", None),  # aiohttp's sock_read, as on the normal path
+    )
