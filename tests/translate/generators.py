@@ -19,6 +19,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from proxy.translate import CompiledMapping
+from proxy.translate.checks import uniqueness_key
 from proxy.translate.jsonread import Number, Pairs
 from proxy.translate.lexical import is_ncname
 from proxy.translate.rules import (
@@ -238,7 +239,7 @@ def json_array(draw: Any, rule: ArrayRule, m: CompiledMapping, depth: int) -> li
             json_value(rule.items, m, depth + 1),
             min_size=rule.min_items,
             max_size=max(hi, rule.min_items),
-            unique_by=(lambda v: repr(unordered(v))) if rule.unique else None,
+            unique_by=(lambda v: uniqueness_key(v, Number)) if rule.unique else None,
         )
     )
     return list(items)
