@@ -131,13 +131,14 @@ class StreamingReader:
             strip_cdata=True,
         )
         frags: dict[Any, bytes] = {}
+        last: list[Any] = [None, None, None, None, 0]
         FRAGS.frags = frags
         try:
             try:
                 for start in range(0, len(data), CHUNK):
                     parser.feed(data[start : start + CHUNK])
                     for _, el in parser.read_events():
-                        self._record(el, frags)
+                        self._record(el, frags, last)
                 root = parser.close()
             except etree.XMLSyntaxError as exc:
                 raise _syntax_error(exc) from None
@@ -155,24 +156,30 @@ class StreamingReader:
         finally:
             FRAGS.frags = _EMPTY
 
-    def _record(self, el: Any, frags: dict[Any, bytes]) -> None:
-        tags = [el.tag]
-        depth = 1
-        for anc in el.iterancestors():
-            tags.append(anc.tag)
-            depth += 1
-        tags.reverse()
-        rule = self._rule_at(tuple(tags))
-        if rule is None or id(rule) not in self.rules:
-            return  # not a record here: the final walk judges it in place
-        reader = self.reader
-        assert isinstance(rule, ObjectRule)
+    def _record(self, el: Any, frags: dict[Any, bytes], last: list[Any]) -> None:
+        """Translate the record ``el`` (just ended) and clear it. ``last`` remembers the previous
+        record's parent, tag, function and depth: records come in long runs of siblings."""
+        parent = el.getparent()
+        tag = el.tag
+        if parent is not None and parent is last[0] and tag == last[1]:
+            fn, rule, depth = last[2], last[3], last[4]
+        else:
+            tags = [tag]
+            depth = 1
+            for anc in el.iterancestors():
+                tags.append(anc.tag)
+                depth += 1
+            tags.reverse()
+            rule = self._rule_at(tuple(tags))
+            if rule is None or id(rule) not in self.rules:
+                return  # not a record here: the final walk judges it in place
+            fn = self.reader.fast.function(rule) if self.reader.fast is not None else None
+            last[:] = [parent, tag, fn, rule, depth]  # keeps the parent's proxy (its identity)
         out: list[Any] = []
-        fn = reader.fast.function(rule) if reader.fast is not None else None
         if fn is not None:
             fn(el, depth, out)
         else:
-            out.append(reader.object(el, rule, depth))
+            out.append(self.reader.object(el, rule, depth))
         frags[el] = join(out)
         el.clear(keep_tail=True)
 

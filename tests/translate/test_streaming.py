@@ -73,8 +73,8 @@ def test_streaming_is_used_and_frees_records(streaming: None) -> None:
     seen: list[int] = []
     original = m._reader.stream._record
 
-    def spy(el: object, frags: dict[object, bytes]) -> None:
-        original(el, frags)
+    def spy(el: object, frags: dict[object, bytes], last: list[object]) -> None:
+        original(el, frags, last)
         seen.append(len(el))  # type: ignore[arg-type]
 
     m._reader.stream._record = spy  # type: ignore[method-assign]
