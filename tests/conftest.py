@@ -7,17 +7,25 @@ fail, and a failing test's report carries the tail of every live process's log.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from tests.support.backends import Backend, start_moto, start_seaweedfs
 from tests.support.processes import live_processes, stop_all
 from tests.support.proxy import ProxyProcess, TLSFiles
 
 BACKENDS = ("moto", "seaweedfs")
+
+# CI explores a fixed, reproducible set of examples (a red CI run is reproducible, never a dice
+# roll); local runs keep hypothesis's random exploration and its example database.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 # --- clean-up and diagnostics ------------------------------------------------------------
