@@ -89,7 +89,7 @@ class JsonFastPath:
 
     def _fn_for(self, rule: Rule) -> str | None:
         if isinstance(rule, ObjectRule):
-            if rule.extra is not None or rule.check is not None:
+            if rule.extra is not None or rule.check is not None or rule.groups:
                 return None
         elif not (
             isinstance(rule, ArrayRule) and rule.items is not None and rule.items.kind != ANY

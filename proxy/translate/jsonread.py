@@ -432,9 +432,11 @@ class JsonWriter:
             problem = rule.check(keys)
             if problem is not None:
                 raise JsonFail("schema_violation", problem)
+        groups = self._groups(rule, d) if rule.groups else None
         head = "<" + qname + decl
         for p in rule.attr_props:
-            v = d.get(p.key, _MISSING)
+            src = d if p.group is None else groups.get(p.group.key, _EMPTY)  # type: ignore[union-attr]
+            v = src.get(p.key, _MISSING)
             if v is _MISSING:
                 continue
             try:
@@ -443,6 +445,8 @@ class JsonWriter:
                 head += " " + p.qname + '="' + escape_attr(self.scalar_value(v, p.rule)) + '"'  # type: ignore[arg-type]
             except JsonFail as f:
                 f.path.append(p.key)
+                if p.group is not None:
+                    f.path.append(p.group.key)
                 raise
         tp = rule.text
         if tp is not None:
@@ -463,6 +467,9 @@ class JsonWriter:
         start = len(out)
         depth += 1
         for p in rule.elem_props:
+            if p.group is not None:
+                self._group_member(p, groups.get(p.group.key, _EMPTY), out, depth)  # type: ignore[union-attr]
+                continue
             v = d.get(p.key, _MISSING)
             if v is _MISSING:
                 continue
@@ -499,6 +506,66 @@ class JsonWriter:
             out[start - 1] = head + "/>"
         else:
             out.append("</" + qname + ">")
+
+    def _groups(self, rule: ObjectRule, d: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The members of each ``nodeType: none`` group present in ``d``, checked like an
+        object's (the group has no element: its members are the parent's nodes)."""
+        out: dict[str, dict[str, Any]] = {}
+        for g in rule.groups:
+            gv = d.get(g.key, _MISSING)
+            if gv is _MISSING:
+                continue
+            grule = g.rule
+            assert isinstance(grule, ObjectRule)
+            try:
+                if type(gv) is not Pairs:
+                    raise JsonFail("type_mismatch", f"expected an object, got {_kind_of(gv)}")
+                members = dict(gv)
+                if len(members) != len(gv):
+                    seen: set[str] = set()
+                    for k, _ in gv:
+                        if k in seen:
+                            f = JsonFail("duplicate_key", f"key {k!r} appears more than once")
+                            f.path.append(k)
+                            raise f
+                        seen.add(k)
+                for k in members:
+                    if k not in grule.by_key:
+                        self._unknown_key(k)
+                if not grule.required <= members.keys():
+                    missing = sorted(grule.required - members.keys())
+                    raise JsonFail(
+                        "schema_violation",
+                        f"required property {missing[0]!r} is missing (required)",
+                    )
+            except JsonFail as f:
+                f.path.append(g.key)
+                raise
+            out[g.key] = members
+        return out
+
+    def _group_member(self, p: Any, members: dict[str, Any], out: list[str], depth: int) -> None:
+        v = members.get(p.key, _MISSING)
+        if v is _MISSING:
+            return
+        try:
+            if p.unwrapped:
+                arr = p.rule
+                if type(v) is not list:
+                    raise JsonFail("type_mismatch", f"expected an array, got {_kind_of(v)}")
+                self._array_checks(arr, v)
+                for i, item in enumerate(v):
+                    try:
+                        self.element(arr.items, item, arr, out, depth)
+                    except JsonFail as f:
+                        f.path.append(i)
+                        raise
+            else:
+                self.element(p.rule, v, p, out, depth)
+        except JsonFail as f:
+            f.path.append(p.key)
+            f.path.append(p.group.key)
+            raise
 
     def _unknown_key(self, key: str) -> None:
         if find_invalid_xml_char(key) is not None or any(ord(c) < 0x20 for c in key):
@@ -593,6 +660,7 @@ class JsonWriter:
 
 
 _MISSING: Any = object()
+_EMPTY: dict[str, Any] = {}
 
 
 def _expects(rule: Rule) -> str:

@@ -39,6 +39,8 @@ TYPE_NAMES = {
 ELEMENT = 0
 ATTRIBUTE = 1
 TEXT = 2
+#: ``nodeType: none`` on an object: no node of its own; its properties' nodes are the parent's.
+GROUP = 3
 
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 XSI_NIL = "{" + XSI + "}nil"
@@ -84,6 +86,9 @@ class Prop:
     index: int = -1
     #: An array whose items are siblings in the parent (no wrapper element).
     unwrapped: bool = False
+    #: For a property of a ``nodeType: none`` object, flattened into the parent's tables: the
+    #: group property it belongs to (its value is ``group.key``'s object member ``key``).
+    group: Prop | None = None
     key_json: str = ""
     open: str = ""
     close: str = ""
@@ -112,6 +117,8 @@ class ObjectRule(Rule):
     attr_props: tuple[Prop, ...] = ()
     elem_props: tuple[Prop, ...] = ()
     text: Prop | None = None
+    #: ``nodeType: none`` object properties; their members are in attrs/elems/*_props.
+    groups: tuple[Prop, ...] = ()
     required: frozenset[str] = frozenset()
     #: ``additionalProperties`` with a schema: extra keys are elements named by the key, in
     #: ``extra_ns``. None = extra keys/elements are refused.

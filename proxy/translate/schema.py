@@ -8,6 +8,7 @@ points into the config (``routes[0].mapping.types./x``) or into the schema
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from proxy.translate.rules import (
     ARRAY,
     ATTRIBUTE,
     ELEMENT,
+    GROUP,
     OBJECT,
     SCALAR,
     T_BOOLEAN,
@@ -675,7 +677,21 @@ class SchemaCompiler:
         elems: dict[str, Prop] = {}
         text: Prop | None = None
         index = 0
+        flat: list[Prop] = []
         for p in props:
+            if p.node != GROUP:
+                flat.append(p)
+                continue
+            # The group's members, as the parent's own nodes (clones that know their group).
+            assert isinstance(p.rule, ObjectRule)
+            for m in p.rule.props:
+                clone = dataclasses.replace(m, group=p, index=-1)
+                flat.append(clone)
+                if m.node != TEXT:
+                    self._named.append(
+                        (clone, _ns_of(m.tag), _local_of(m.tag), m.node == ATTRIBUTE)
+                    )
+        for p in flat:
             if p.node == ATTRIBUTE:
                 if p.tag in attrs:
                     raise MappingError(
@@ -700,7 +716,7 @@ class SchemaCompiler:
                 p.index = index
                 index += 1
                 elems[p.tag] = p
-        if text is not None and (elems or extra is not None):
+        if text is not None and (elems or extra is not None or any(p.node == GROUP for p in props)):
             raise MappingError(
                 str(v.loc),
                 f"property {text.key!r} is the text content (nodeType text) next to child "
@@ -710,8 +726,9 @@ class SchemaCompiler:
         rule.by_key = {p.key: p for p in props}
         rule.attrs = attrs
         rule.elems = elems
-        rule.attr_props = tuple(p for p in props if p.node == ATTRIBUTE)
-        rule.elem_props = tuple(p for p in props if p.node == ELEMENT)
+        rule.attr_props = tuple(p for p in flat if p.node == ATTRIBUTE)
+        rule.elem_props = tuple(p for p in flat if p.node == ELEMENT)
+        rule.groups = tuple(p for p in props if p.node == GROUP)
         rule.text = text
         rule.required = frozenset(required)
         rule.extra = extra
@@ -856,11 +873,34 @@ class SchemaCompiler:
             self._named.append((p, _ns_of(rule.item_tag), _local_of(rule.item_tag), False))
             return p
         if node_type == "none":
-            raise MappingError(
-                where,
-                "nodeType none is supported on arrays (unwrapped); an object needs an "
-                "element of its own",
-            )
+            # An object without a node of its own: its properties' nodes sit in the parent.
+            if kind != OBJECT:
+                raise MappingError(where, f"nodeType none on {key!r}: only arrays and objects")
+            if v.nullable:
+                raise MappingError(
+                    where, f"property {key!r} has no element (nodeType none), so it cannot be null"
+                )
+            ns = self._elem_ns(xml, parent_ns, where)
+            rule = self.rule(v, sub, path, ns, pov, key)
+            assert isinstance(rule, ObjectRule)
+            if rule.text is not None or rule.extra is not None or rule.groups:
+                raise MappingError(
+                    where,
+                    f"nodeType none on {key!r}: its properties must be plain elements and "
+                    "attributes (no text content, additionalProperties or nested nodeType none)",
+                )
+            if rule.check is not None:
+                raise MappingError(
+                    where,
+                    f"nodeType none on {key!r}: minProperties/maxProperties/"
+                    "dependentRequired are not supported on it",
+                )
+            if not required:
+                self.warnings.append(
+                    f"/{'/'.join(path)}: optional object without an element (nodeType none); "
+                    "{} and an absent property both mean no nodes, and XML → JSON gives it absent"
+                )
+            return Prop(key, GROUP, "", "", rule, required)
         ns = self._elem_ns(xml, parent_ns, where)
         self._use_ns(ns, where, attr=False)
         rule = self._any(v, path, pov) if kind == ANY else self.rule(v, sub, path, ns, pov, key)

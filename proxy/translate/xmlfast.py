@@ -156,7 +156,7 @@ class FastPath:
 
     def _eligible(self, rule: Rule) -> bool:
         if isinstance(rule, ObjectRule):
-            return rule.extra is None and rule.check is None
+            return rule.extra is None and rule.check is None and not rule.groups
         if isinstance(rule, ArrayRule):
             return rule.items is not None and rule.items.kind != ANY
         return False

@@ -27,6 +27,7 @@ from proxy.translate.lexical import (
 )
 from proxy.translate.rules import (
     ARRAY,
+    GROUP,
     OBJECT,
     SCALAR,
     T_BOOLEAN,
@@ -210,6 +211,15 @@ def make_converter(rule: ScalarRule, safe_integers: bool) -> Any:
 K_LEAF, K_OBJECT, K_ARRAY, K_RUN, K_OTHER = range(5)
 
 
+def _key(rule: ObjectRule, p: Prop) -> str:
+    """The key fragment a property's value is emitted with. A member of a ``nodeType: none``
+    group gets a marker naming its group (``\\x00<n>\\x00"key":``): the object's parts are then
+    sorted into the groups' own objects (see XmlReader._gather_groups)."""
+    if p.group is None:
+        return p.key_json
+    return f"\x00{rule.groups.index(p.group)}\x00{p.key_json}"
+
+
 def _slots(rule: ObjectRule, safe: bool) -> dict[str, tuple[Any, ...]]:
     """Clark tag → (index, kind, key fragment, converter, rule, required, prop), cached."""
     cached = rule.__dict__.get("_xml_slots")
@@ -233,12 +243,15 @@ def _slots(rule: ObjectRule, safe: bool) -> dict[str, tuple[Any, ...]]:
             kind = K_ARRAY
         else:
             kind = K_OTHER
-        slots[p.tag] = (p.index, kind, p.key_json, conv, r, p.required, p)
+        slots[p.tag] = (p.index, kind, _key(rule, p), conv, r, p.required and not p.group, p)
     attrs: dict[str, tuple[Any, ...]] = {}
     for i, p in enumerate(rule.attr_props):
-        attrs[p.tag] = (p.key_json, make_converter(p.rule, safe), p.required, i)  # type: ignore[arg-type]
+        conv = make_converter(p.rule, safe)  # type: ignore[arg-type]
+        attrs[p.tag] = (_key(rule, p), conv, p.required and not p.group, i)
     rule._xml_attrs = attrs  # type: ignore[attr-defined]
-    rule._xml_req_runs = tuple(p for p in rule.elem_props if p.unwrapped and p.required)  # type: ignore[attr-defined]
+    rule._xml_req_runs = tuple(  # type: ignore[attr-defined]
+        p for p in rule.elem_props if p.unwrapped and p.required and p.group is None
+    )
     rule._xml_slots = slots  # type: ignore[attr-defined]
     return slots
 
@@ -581,6 +594,8 @@ class XmlReader:
                     text=True,
                 )
             nreq = self._children(elem, rule, slots, depth, parts, nreq)
+        if rule.groups:
+            nreq += self._gather_groups(elem, rule, parts)
         if nreq != len(rule.required):
             self._missing(elem, rule, parts)
         if rule.check is not None:
@@ -709,7 +724,7 @@ class XmlReader:
         arr = p.rule
         assert isinstance(arr, ArrayRule)
         self._array_checks(elem, arr, run, p.tag)
-        parts.append(p.key_json + "[" + ",".join(run) + "]")
+        parts.append(slot[2] + "[" + ",".join(run) + "]")  # slot[2]: the key, group-marked
 
     def _array_checks(self, elem: Any, arr: ArrayRule, items: list[str], item_tag: str) -> None:
         n = len(items)
@@ -802,6 +817,45 @@ class XmlReader:
             f"{_name(child.tag)} comes after {_name(after.tag)}; the schema order puts it before",
         )
 
+    def _gather_groups(self, elem: Any, rule: ObjectRule, parts: list[str]) -> int:
+        """Move the members of ``nodeType: none`` groups out of ``parts`` into one object per
+        group (present if any member is, or if required); returns the required groups added."""
+        members: dict[int, list[str]] = {}
+        kept = []
+        for part in parts:
+            if part.startswith("\x00"):
+                _, n, fragment = part.split("\x00", 2)
+                members.setdefault(int(n), []).append(fragment)
+            else:
+                kept.append(part)
+        parts[:] = kept
+        added = 0
+        for n, g in enumerate(rule.groups):
+            frags = members.get(n)
+            grule = g.rule
+            assert isinstance(grule, ObjectRule)
+            if frags is None and not g.required:
+                continue
+            frags = frags or []
+            present = {m.key for m in grule.props if any(f.startswith(m.key_json) for f in frags)}
+            for m in grule.props:
+                if m.key in present or not m.required:
+                    continue
+                if m.unwrapped:
+                    assert isinstance(m.rule, ArrayRule)
+                    self._array_checks(elem, m.rule, [], m.tag)
+                    frags.append(m.key_json + "[]")
+                    continue
+                what = "attribute" if m.node == 1 else "element"
+                raise _Fail(
+                    "missing_element",
+                    elem,
+                    f"required {what} {_name(m.tag)} ({g.key}.{m.key}) is missing",
+                )
+            parts.append(g.key_json + "{" + ",".join(frags) + "}")
+            added += g.required
+        return added
+
     def _missing(self, elem: Any, rule: ObjectRule, parts: list[str]) -> None:
         present = set()
         for name in elem.attrib:
@@ -817,8 +871,8 @@ class XmlReader:
         for p in rule.props:
             if not p.required or p.key in present:
                 continue
-            if p.unwrapped:
-                continue  # present as [] (see _fill_runs)
+            if p.unwrapped or p.node == GROUP:
+                continue  # present as [] (see _fill_runs) / as {} (see _gather_groups)
             if p.node == 1:
                 raise _Fail(
                     "missing_element",
@@ -838,11 +892,11 @@ class XmlReader:
         for name in elem.attrib:
             p = rule.attrs.get(name)
             if p is not None:
-                keys.add(p.key)
+                keys.add((p.group or p).key)
         for child in elem:
             p = rule.elems.get(child.tag)
             if p is not None:
-                keys.add(p.key)
+                keys.add((p.group or p).key)
             elif isinstance(child.tag, str):
                 keys.add(child.tag.rsplit("}", 1)[-1])
         if rule.text is not None and (elem.text or rule.text.required):

@@ -26,6 +26,7 @@ from proxy.translate.rules import (
     ANY,
     ARRAY,
     ATTRIBUTE,
+    GROUP,
     OBJECT,
     SCALAR,
     T_INTEGER,
@@ -232,7 +233,6 @@ def json_array(draw: Any, rule: ArrayRule, m: CompiledMapping, depth: int) -> li
     hi = rule.max_items if rule.max_items is not None else 4
     if depth >= MAX_DEPTH:
         hi = min(hi, max(rule.min_items, 1))
-    from tests.translate.helpers import unordered
 
     items = draw(
         st.lists(
@@ -332,6 +332,12 @@ def after_round_trip(rule: Rule, value: Any) -> Any:
                 continue
             if p.node == TEXT and not p.required and v == "":
                 continue
+            if p.node == GROUP:
+                inner = after_round_trip(p.rule, v)
+                if not inner and not p.required:
+                    continue  # no member left: no node says the group was there
+                out.append((k, inner))
+                continue
             if p.unwrapped:
                 arr = p.rule
                 assert isinstance(arr, ArrayRule) and arr.items is not None
@@ -378,9 +384,20 @@ def xml_node(draw: Any, rule: Rule, clark: str, m: CompiledMapping, depth: int =
     if rule.kind == OBJECT:
         assert isinstance(rule, ObjectRule)
         children: list[Node] = []
+        props: list[Any] = []
         for p in rule.props:
             if not p.required and (depth >= MAX_DEPTH or not draw(st.booleans())):
                 continue
+            if p.node == GROUP:  # nodeType none: the group's members are this node's own
+                assert isinstance(p.rule, ObjectRule)
+                props.extend(
+                    g
+                    for g in p.rule.props
+                    if g.required or (depth < MAX_DEPTH and draw(st.booleans()))
+                )
+            else:
+                props.append(p)
+        for p in props:
             if p.node == ATTRIBUTE:
                 ans, alocal = _split(p.tag)
                 kind, text = draw(scalar_text(p.rule))  # type: ignore[arg-type]

@@ -531,3 +531,66 @@ def test_yaml_schema_file(tmp_path: Path) -> None:
     )
     m = compile_mapping({"schema": "s.yaml"}, base_dir=tmp_path)
     assert exact(m.xml_to_json(b"<r><a>1</a></r>")) == exact('{"a":1}')
+
+
+def test_nodetype_none_object_is_flattened(tmp_path: Path) -> None:
+    schema = obj(
+        {
+            "id": {"type": "string", "xml": {"attribute": True}},
+            "dims": {
+                "type": "object",
+                "xml": {"nodeType": "none"},
+                "required": ["w"],
+                "properties": {
+                    "unit": {"type": "string", "xml": {"attribute": True}},
+                    "w": {"type": "number"},
+                    "h": {"type": "number"},
+                },
+            },
+            "after": {"type": "string"},
+        }
+    )
+    m = compile_schema(tmp_path, schema)
+    assert any("nodeType none" in w for w in m.warnings)
+    roundtrip(
+        m,
+        b'<r id="1" unit="cm"><w>2.0</w><h>3</h><after>x</after></r>',
+        '{"id":"1","after":"x","dims":{"unit":"cm","w":2.0,"h":3}}',
+    )
+    roundtrip(m, b"<r><after>x</after></r>", '{"after":"x"}')
+    with pytest.raises(TranslationError) as info:
+        m.xml_to_json(b'<r unit="cm"/>')  # a member without the group's required one
+    assert (info.value.reason, info.value.location) == ("missing_element", "/r")
+    with pytest.raises(TranslationError) as info:
+        m.xml_to_json(b"<r><after>x</after><w>1</w></r>")  # the group's place is before 'after'
+    assert (info.value.reason, info.value.location) == ("out_of_order", "/r/w")
+    for bad, where in (
+        (b'{"dims":{"h":1}}', "/dims"),
+        (b'{"dims":{"w":1,"z":1}}', "/dims/z"),
+        (b'{"dims":null}', "/dims"),
+        (b'{"dims":{"w":"wide"}}', "/dims/w"),
+    ):
+        with pytest.raises(TranslationError) as info:
+            m.json_to_xml(bad)
+        assert info.value.location == where, bad
+
+
+@pytest.mark.parametrize(
+    ("group", "problem"),
+    [
+        ({"type": ["object", "null"], "properties": {"a": {"type": "string"}}}, "cannot be null"),
+        ({"type": "string"}, "only arrays and objects"),
+        (
+            {
+                "type": "object",
+                "properties": {"t": {"type": "string", "xml": {"nodeType": "text"}}},
+            },
+            "plain elements and attributes",
+        ),
+    ],
+)
+def test_nodetype_none_errors(tmp_path: Path, group: dict[str, Any], problem: str) -> None:
+    group = {**group, "xml": {"nodeType": "none"}}
+    err = mapping_error(tmp_path, obj({"g": group}))
+    assert problem in err.problem
+    assert err.key_path == "routes[0].mapping.schema#/properties/g/xml"
