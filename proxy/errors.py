@@ -162,7 +162,9 @@ class TranslationError(ProxyError):
         self.reason = reason
         self.location = location
         self.detail = detail
-        super().__init__(f"{reason} at {location}: {detail}")
+        # JSON Pointer spells the document root "", which would read as "at : ..."
+        where = location if location else "the document root"
+        super().__init__(f"{reason} at {where}: {detail}")
 
 
 # --- the translating data path (issue 4) -------------------------------------------------------
