@@ -5,7 +5,12 @@ of the same SeaweedFS):
 
 * 4 KiB GET and PUT at concurrency 1 and 16: requests/s, p50 and p99 latency;
 * 64 MiB GET and PUT throughput;
-* the proxy's peak RSS growth over idle while streaming a 1 GiB object up and down.
+* the proxy's peak RSS growth over idle while streaming a 1 GiB object up and down;
+* the proxy's CPU time (user + system) per GiB of 64 MiB GETs relayed.
+
+With ``--ab``, a second proxy with the zero-copy GET relay turned off
+(``limits.zero_copy_min_bytes: 0``, target ``proxy-copy``) joins the 64 MiB cases, in the same
+back-to-back rotation, so both GET paths are compared against the same direct figures.
 
 Client: one aiohttp ``ClientSession`` (keep-alive pool) sending requests whose SigV4 header
 auth was computed with botocore *before* the clock starts, so the client costs only its HTTP
@@ -14,6 +19,7 @@ Every run measures both targets, alternating which goes first; figures are media
 
     .venv/bin/python bench/passthrough.py            # full run (about 4-6 minutes)
     .venv/bin/python bench/passthrough.py --quick    # smoke run
+    .venv/bin/python bench/passthrough.py --ab       # + the copy path (fast path off)
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 from _common import (
     KiB,
     MiB,
@@ -57,6 +64,13 @@ class Target:
     name: str
     base: str  # http://127.0.0.1:port
     creds: Credentials
+    pid: int | None = None  # the proxy process, for CPU accounting
+
+    def cpu_seconds(self) -> float:
+        if self.pid is None:
+            return 0.0
+        t = psutil.Process(self.pid).cpu_times()
+        return t.user + t.system
 
 
 @dataclass
@@ -70,8 +84,10 @@ class Small:
 class RunResult:
     small: dict[str, Small] = field(default_factory=dict)  # "GET c1" -> Small
     large_mib_s: dict[str, float] = field(default_factory=dict)  # "GET" -> MiB/s
-    #: proxy throughput / direct throughput for each back-to-back pair (proxy entry only)
+    #: proxy throughput / direct throughput for each back-to-back pair (proxy entries only)
     large_pair_ratios: dict[str, list[float]] = field(default_factory=dict)
+    #: proxy CPU seconds per GiB during the large transfers (proxy entries only)
+    large_cpu_s_per_gib: dict[str, float] = field(default_factory=dict)
 
 
 async def _small(
@@ -166,13 +182,14 @@ def repeat_digest(block: bytes, size: int) -> str:
 async def one_run(
     session: aiohttp.ClientSession,
     targets: list[Target],
+    large_targets: list[Target],
     bucket: str,
     args: argparse.Namespace,
     block: bytes,
     large_digest: str,
 ) -> dict[str, RunResult]:
     body = os.urandom(4 * KiB)
-    results = {t.name: RunResult() for t in targets}
+    results = {t.name: RunResult() for t in large_targets}
     for t in targets:  # small objects to GET; warm the pools
         await _small(session, t, bucket, "PUT", 4, 64, body)
         await _small(session, t, bucket, "GET", 4, 64, body)
@@ -186,9 +203,11 @@ async def one_run(
     # else the machine is doing hits both alike; the per-pair ratio is what is reported.
     size = args.large_mib * MiB
     for op in ("PUT", "GET"):
-        secs: dict[str, list[float]] = {t.name: [] for t in targets}
+        secs: dict[str, list[float]] = {t.name: [] for t in large_targets}
+        cpu: dict[str, float] = {t.name: 0.0 for t in large_targets}
         for _ in range(args.large_repeats):
-            for t in targets:
+            for t in large_targets:
+                before = t.cpu_seconds()
                 if op == "PUT":
                     key = f"large-{t.name}"
                     secs[t.name].append(
@@ -196,11 +215,15 @@ async def one_run(
                     )
                 else:
                     secs[t.name].append(await get_large(session, t, bucket, f"large-{t.name}"))
-        for t in targets:
+                cpu[t.name] += t.cpu_seconds() - before
+        gib = args.large_repeats * size / 2**30
+        for t in large_targets:
             results[t.name].large_mib_s[op] = args.large_mib / median(secs[t.name])
-        results["proxy"].large_pair_ratios[op] = [
-            d / p for d, p in zip(secs["direct"], secs["proxy"], strict=True)
-        ]
+            if t.name != "direct":
+                results[t.name].large_pair_ratios[op] = [
+                    d / p for d, p in zip(secs["direct"], secs[t.name], strict=True)
+                ]
+                results[t.name].large_cpu_s_per_gib[op] = cpu[t.name] / gib
     return results
 
 
@@ -230,7 +253,9 @@ async def rss_run(
     return out
 
 
-def summarise(runs: list[dict[str, RunResult]], rss: dict[str, Any]) -> tuple[str, dict]:
+def summarise(
+    runs: list[dict[str, RunResult]], rss: dict[str, Any], proxies: list[str]
+) -> tuple[str, dict]:
     lines: list[str] = []
     data: dict[str, Any] = {"runs": len(runs), "small": {}, "large": {}, "rss": rss}
     rows = []
@@ -277,12 +302,30 @@ def summarise(runs: list[dict[str, RunResult]], rss: dict[str, Any]) -> tuple[st
     rows = []
     for op in ("GET", "PUT"):
         d = median([r["direct"].large_mib_s[op] for r in runs])
-        p = median([r["proxy"].large_mib_s[op] for r in runs])
-        ratio = median([x for r in runs for x in r["proxy"].large_pair_ratios[op]])
-        data["large"][op] = {"direct_mib_s": d, "proxy_mib_s": p, "ratio": ratio}
-        rows.append([f"64 MiB {op}", f"{d:.0f}", f"{p:.0f}", f"{ratio:.2f}"])
+        for name in proxies:
+            p = median([r[name].large_mib_s[op] for r in runs])
+            ratio = median([x for r in runs for x in r[name].large_pair_ratios[op]])
+            cpu = median([r[name].large_cpu_s_per_gib[op] for r in runs])
+            key = op if name == "proxy" else f"{op} {name}"
+            data["large"][key] = {
+                "direct_mib_s": d,
+                "proxy_mib_s": p,
+                "ratio": ratio,
+                "proxy_cpu_s_per_gib": cpu,
+            }
+            label = f"64 MiB {op}" + ("" if name == "proxy" else f" ({name})")
+            rows.append([label, f"{d:.0f}", f"{p:.0f}", f"{ratio:.2f}", f"{cpu:.2f}"])
     lines.append(
-        table(["case", "direct MiB/s", "proxy MiB/s", "ratio (median of back-to-back pairs)"], rows)
+        table(
+            [
+                "case",
+                "direct MiB/s",
+                "proxy MiB/s",
+                "ratio (median of back-to-back pairs)",
+                "proxy CPU s/GiB",
+            ],
+            rows,
+        )
     )
     lines.append("")
     lines.append(
@@ -333,8 +376,18 @@ async def main_async(args: argparse.Namespace) -> int:
     bucket = backend.new_bucket("bench")
     targets = [
         Target("direct", backend.endpoint, backend.credentials),
-        Target("proxy", proxy.endpoint, CLIENT_CREDENTIALS),
+        Target("proxy", proxy.endpoint, CLIENT_CREDENTIALS, proxy.pid),
     ]
+    large_targets = list(targets)
+    if args.ab:
+        copy = ProxyProcess.start(
+            workdir,
+            upstream=backend.endpoint,
+            credentials=backend.credentials,
+            name="proxy-copy",
+            limits={"zero_copy_min_bytes": 0},
+        )
+        large_targets.append(Target("proxy-copy", copy.endpoint, CLIENT_CREDENTIALS, copy.pid))
     block = os.urandom(64 * MiB)
     large_digest = repeat_digest(block, args.large_mib * MiB)
     connector = aiohttp.TCPConnector(limit=64, limit_per_host=64)
@@ -348,10 +401,13 @@ async def main_async(args: argparse.Namespace) -> int:
     ) as session:
         for i in range(args.runs):
             order = targets if i % 2 == 0 else targets[::-1]
-            runs.append(await one_run(session, order, bucket, args, block, large_digest))
+            large_order = large_targets if i % 2 == 0 else large_targets[::-1]
+            runs.append(
+                await one_run(session, order, large_order, bucket, args, block, large_digest)
+            )
             print(f"run {i + 1}/{args.runs} done", file=sys.stderr, flush=True)
         rss = await rss_run(session, proxy, targets[1], bucket, block, args.huge_mib)
-    report, data = summarise(runs, rss)
+    report, data = summarise(runs, rss, [t.name for t in large_targets[1:]])
     data["machine"] = machine()
     data["load_average_start_end"] = [load_at_start, os.getloadavg()]
     print(f"load average (1/5/15 min) at start {load_at_start}, at end {os.getloadavg()}")
@@ -370,6 +426,9 @@ def main() -> int:
     parser.add_argument("--large-repeats", type=int, default=4)
     parser.add_argument("--huge-mib", type=int, default=1024, help="size for the RSS transfers")
     parser.add_argument("--json", help="also write the figures as JSON here")
+    parser.add_argument(
+        "--ab", action="store_true", help="also measure a proxy with the zero-copy GET path off"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = parser.parse_args()
     if args.quick:
