@@ -133,3 +133,26 @@ def cdata(s: str) -> str:
         elif piece:
             out.append("<![CDATA[" + piece + "]]>")
     return "".join(out)
+
+
+def number_ok(text: str) -> bool:
+    """True for JSON number text. The usual spellings (12, -3, 0.10) are decided without the
+    regex, which settles the rest (1e3, 01); XML→JSON calls this for every numeric leaf."""
+    s = text[1:] if text[:1] == "-" else text
+    i, dot, f = s.partition(".")
+    if (
+        s.isascii()
+        and i.isdecimal()
+        and (i[0] != "0" or len(i) == 1)
+        and (not dot or f.isdecimal())
+    ):
+        return True
+    return is_json_number(text) is not None
+
+
+def integer_ok(text: str) -> bool:
+    """True for JSON number text with an integral value (``2``, ``-7``, also ``2.0``/``1e3``)."""
+    s = text[1:] if text[:1] == "-" else text
+    if s.isascii() and s.isdecimal() and (s[0] != "0" or len(s) == 1):
+        return True
+    return is_json_number(text) is not None and is_integral(text)

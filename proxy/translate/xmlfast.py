@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy.translate.lexical import BOOLEAN_IN, encode_basestring, is_integral, is_json_number
+from proxy.translate.lexical import BOOLEAN_IN, encode_basestring, integer_ok, number_ok
 from proxy.translate.rules import (
     ANY,
     ARRAY,
@@ -35,26 +35,6 @@ from proxy.translate.rules import (
 )
 
 _WS = " \t\r\n"
-
-
-def _number_ok(text: str) -> bool:
-    s = text[1:] if text[:1] == "-" else text
-    i, dot, f = s.partition(".")
-    if (
-        s.isascii()
-        and i.isdecimal()
-        and (i[0] != "0" or len(i) == 1)
-        and (not dot or f.isdecimal())
-    ):
-        return True
-    return is_json_number(text) is not None
-
-
-def _integer_ok(text: str) -> bool:
-    s = text[1:] if text[:1] == "-" else text
-    if s.isascii() and s.isdecimal() and (s[0] != "0" or len(s) == 1):
-        return True
-    return is_json_number(text) is not None and is_integral(text)
 
 
 def _nil(c: Any) -> str | None:
@@ -102,8 +82,8 @@ class FastPath:
         self.max_depth = max_depth
         self.ns: dict[str, Any] = {
             "enc": encode_basestring,
-            "NUM": _number_ok,
-            "INT": _integer_ok,
+            "NUM": number_ok,
+            "INT": integer_ok,
             "BOOL": BOOLEAN_IN,
             "NIL": _nil,
             "WS": _WS,

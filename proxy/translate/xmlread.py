@@ -21,8 +21,9 @@ from proxy.translate.lexical import (
     BOOLEAN_IN,
     SAFE_INTEGER,
     encode_basestring,
+    integer_ok,
     is_integral,
-    is_json_number,
+    number_ok,
     to_decimal,
 )
 from proxy.translate.rules import (
@@ -117,27 +118,6 @@ class _Bad(Exception):
         self.detail = detail
 
 
-def _number_ok(text: str) -> bool:
-    # Fast path for the usual spellings (12, -3, 0.10); the regex decides the rest (1e3, 01).
-    s = text[1:] if text[:1] == "-" else text
-    i, dot, f = s.partition(".")
-    if (
-        s.isascii()
-        and i.isdecimal()
-        and (i[0] != "0" or len(i) == 1)
-        and (not dot or f.isdecimal())
-    ):
-        return True
-    return is_json_number(text) is not None
-
-
-def _integer_ok(text: str) -> bool:
-    s = text[1:] if text[:1] == "-" else text
-    if s.isascii() and s.isdecimal() and (s[0] != "0" or len(s) == 1):
-        return True
-    return is_json_number(text) is not None and is_integral(text)
-
-
 def make_converter(rule: ScalarRule, safe_integers: bool) -> Any:
     """``text -> JSON literal`` for one scalar rule, checks included; raises :class:`_Bad`."""
     cached = rule.__dict__.get("_xml_conv")
@@ -162,7 +142,7 @@ def make_converter(rule: ScalarRule, safe_integers: bool) -> Any:
                 return enc(text)
 
     elif t in (T_NUMBER, T_INTEGER):
-        ok = _number_ok if t == T_NUMBER else _integer_ok
+        ok = number_ok if t == T_NUMBER else integer_ok
         what = "a number (JSON number syntax)" if t == T_NUMBER else "an integer"
 
         def conv(text: str) -> str:
