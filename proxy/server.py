@@ -13,6 +13,7 @@ is answered by the proxy itself when the body is first read (never forwarded).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -257,7 +258,8 @@ class DataServer:
             if transport is not None:
                 transport.close()
             if isinstance(exc, RelayAborted):
-                return response, written.n, f"response aborted: {exc.reason}"
+                sent = f"{written.n} of {response.content_length} body bytes sent"
+                return response, written.n, f"response aborted: {exc.reason} ({sent})"
             return response, written.n, f"response aborted: {type(exc).__name__}: {exc}"
         finally:
             if release is not None:
@@ -313,6 +315,7 @@ class DataServer:
                 detached.remaining,
                 read_timeout=detached.read_timeout,
                 progress=progress,
+                local_client=_is_loopback(transport.get_extra_info("peername")),
             )
             # What aiohttp would have counted had it written these bytes itself.
             writer.output_size += moved
@@ -353,6 +356,15 @@ async def _flushed(transport: Any, writer: AbstractStreamWriter) -> None:
             transport.set_write_buffer_limits(high=high, low=low)
     if transport.is_closing() or transport.get_write_buffer_size():
         raise ConnectionResetError("the client connection closed")
+
+
+def _is_loopback(peer: object) -> bool:
+    if not isinstance(peer, tuple) or not peer or not isinstance(peer[0], str):
+        return False
+    try:
+        return ipaddress.ip_address(peer[0].partition("%")[0]).is_loopback
+    except ValueError:
+        return False
 
 
 class _Counter:

@@ -18,6 +18,7 @@ from proxy import server as server_module
 from tests.unit.conftest import FakeUpstream, Seen, data_url
 
 MiB = 1024 * 1024
+pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture

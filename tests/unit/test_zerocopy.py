@@ -10,6 +10,7 @@ import hashlib
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from proxy import zerocopy
 from proxy.zerocopy import RelayAborted, relay, socket_fd
 
 MiB = 1024 * 1024
+pytestmark = pytest.mark.timeout(60)
 
 
 def _tcp_pair() -> tuple[socket.socket, socket.socket]:
@@ -85,6 +87,8 @@ async def test_relays_exactly_count_bytes(sockets: dict[str, Any], use_splice: b
     got = await receiving
     assert moved == len(body) == sum(delivered)
     assert hashlib.sha256(got).digest() == hashlib.sha256(body).digest()
+    # The relay raised the source's receive low-water mark (it is the caller's to discard).
+    sockets["src"].setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
     sockets["src"].setblocking(True)
     assert sockets["src"].recv(100) == extra
     assert _open_fds() == fds_before  # duplicates and the pipe are closed
@@ -242,3 +246,56 @@ def test_socket_fd_only_for_plain_open_stream_sockets(sockets: dict[str, Any]) -
     assert socket_fd(_Transport({})) is None
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         assert socket_fd(_Transport({"socket": udp})) is None
+
+
+async def test_a_trickling_source_is_passed_on_promptly_and_never_times_out(
+    sockets: dict[str, Any],
+) -> None:
+    """Batches are collected up to a low-water mark, but a source sending less than that still
+    gets its bytes to the client within the flush interval, and counts as alive."""
+    pieces = [os.urandom(100) for _ in range(12)]
+    client = sockets["client"]
+    client.settimeout(5)
+
+    async def trickle() -> None:
+        for piece in pieces:
+            sockets["upstream"].sendall(piece)
+            await asyncio.sleep(0.1)
+
+    feeding = asyncio.create_task(trickle())
+    task = asyncio.create_task(
+        relay(sockets["src"].fileno(), sockets["dst"].fileno(), 1200, read_timeout=0.3)
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    first = await asyncio.to_thread(client.recv, 100)
+    assert first == pieces[0] and loop.time() - started < 0.5
+    assert await task == 1200  # 1.2 s of trickle, never 0.3 s of silence
+    await feeding
+    assert first + await _drain(client, 1100) == b"".join(pieces)
+
+
+_CC_LIST = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
+_AVAILABLE_CC = _CC_LIST.read_text().split() if _CC_LIST.exists() else []
+
+
+@pytest.mark.parametrize("local_client", [True, False])
+async def test_local_client_connection_is_not_paced(
+    sockets: dict[str, Any], local_client: bool
+) -> None:
+    dst = sockets["dst"]
+    available = _AVAILABLE_CC
+    other = next((a for a in ("bbr", "cubic") if a in available), None)
+    if other is None:
+        pytest.skip("no congestion control other than reno on this kernel")
+    dst.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, other.encode())
+    body = os.urandom(MiB)
+    feeding = asyncio.create_task(_feed(sockets["upstream"], body))
+    receiving = asyncio.create_task(_drain(sockets["client"], len(body)))
+    await relay(
+        sockets["src"].fileno(), dst.fileno(), len(body), read_timeout=10, local_client=local_client
+    )
+    await feeding
+    assert await receiving == body
+    algorithm = dst.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0")
+    assert algorithm == (b"reno" if local_client else other.encode())
