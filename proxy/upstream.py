@@ -185,17 +185,24 @@ def detach_body(resp: aiohttp.ClientResponse, length: int) -> DetachedBody | Non
     content = resp.content
     if content.exception() is not None or content.is_eof() or content.total_bytes > length:
         return None
+    # Past this point the body is ours: any failure closes the connection.
     parts: list[bytes] = []
-    while chunk := content.read_nowait(-1):
-        parts.append(chunk)
-    protocol.pause_reading()
-    if transport is None or transport.is_reading():  # no flow control: cannot stop the loop
-        raise UpstreamError("cannot take over the upstream connection (reading not paused)")
-    received = b"".join(parts) if len(parts) != 1 else parts[0]
-    if len(received) != content.total_bytes:
-        # Someone had already read part of the body: what is left is not the whole body.
+    try:
+        while chunk := content.read_nowait(-1):
+            parts.append(chunk)
+        protocol.pause_reading()
+        if transport is None or transport.is_reading():
+            raise UpstreamError("cannot take over the upstream connection (reading not paused)")
+        received = b"".join(parts) if len(parts) != 1 else parts[0]
+        if len(received) != content.total_bytes:
+            # Someone had already read part of the body: what is left is not the whole body.
+            raise UpstreamError("upstream body was partly consumed before the relay")
+    except UpstreamError:
         resp.close()
-        raise UpstreamError("upstream body was partly consumed before the relay")
+        raise
+    except (aiohttp.ClientError, OSError) as exc:  # the parser failed on bytes it held back
+        resp.close()
+        raise UpstreamError(f"reading the upstream response failed: {exc}") from None
     return DetachedBody(
         resp,
         os.dup(fd),
