@@ -160,9 +160,8 @@ def summarise(runs: list[dict[str, list[float]]]) -> tuple[str, dict[str, Any]]:
     return "\n".join(lines), data
 
 
-async def main_async(args: argparse.Namespace) -> int:
+async def main_async(args: argparse.Namespace, workdir: Path) -> int:
     load_at_start = os.getloadavg()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-datapath-"))
     backend: Backend = start_seaweedfs(workdir / "seaweedfs", workdir / "logs")
     bucket = backend.new_bucket("bench")
     route = orders_route(bucket)
@@ -236,10 +235,12 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.runs, args.requests = 1, 3
-    try:
-        return asyncio.run(main_async(args))
-    finally:
-        stop_all()
+    # The backend's volumes reach gigabytes: the work directory goes when the run ends.
+    with tempfile.TemporaryDirectory(prefix="bench-datapath-") as workdir:
+        try:
+            return asyncio.run(main_async(args, Path(workdir)))
+        finally:
+            stop_all()
 
 
 if __name__ == "__main__":

@@ -366,9 +366,8 @@ def summarise(
     return "\n".join(lines), data
 
 
-async def main_async(args: argparse.Namespace) -> int:
+async def main_async(args: argparse.Namespace, workdir: Path) -> int:
     load_at_start = os.getloadavg()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-passthrough-"))
     backend: Backend = start_seaweedfs(workdir / "seaweedfs", workdir / "logs")
     proxy = ProxyProcess.start(
         workdir, upstream=backend.endpoint, credentials=backend.credentials, name="proxy"
@@ -434,10 +433,12 @@ def main() -> int:
     if args.quick:
         args.runs, args.small_c1, args.small_c16 = 1, 50, 200
         args.large_mib, args.large_repeats, args.huge_mib = 16, 1, 64
-    try:
-        return asyncio.run(main_async(args))
-    finally:
-        stop_all()
+    # The backend's volumes reach gigabytes: the work directory goes when the run ends.
+    with tempfile.TemporaryDirectory(prefix="bench-passthrough-") as workdir:
+        try:
+            return asyncio.run(main_async(args, Path(workdir)))
+        finally:
+            stop_all()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ handler) in front of the fake S3 of :mod:`tests.datapath.fakes`, and an HTTP cli
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -80,9 +79,9 @@ async def make_proxy(
             "spool_dir": str(tmp_path / "spool"),
             **config,
         }
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-            yaml.safe_dump(doc, f)
-        cfg = load_config(f.name, environ={}, compile_mappings=False)
+        config_file = tmp_path / f"proxy-{len(started)}.yaml"
+        config_file.write_text(yaml.safe_dump(doc))
+        cfg = load_config(str(config_file), environ={}, compile_mappings=False)
         mapping = FlatMapping()
         for r in cfg.routes:
             r._compiled = mapping

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from typing import Any
 
 import aiohttp
@@ -141,11 +140,11 @@ async def test_service_wires_the_translating_handler_and_metrics(fake_s3: FakeS3
         "upstream": {"endpoint": fake_s3.url},
         "app_version": "v2",
         "routes": [route()],
-        "spool_dir": str(tmp_path),
+        "spool_dir": str(tmp_path / "spool"),
     }
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        yaml.safe_dump(doc, f)
-    cfg = load_config(f.name, environ={}, compile_mappings=False)
+    config_file = tmp_path / "proxy.yaml"
+    config_file.write_text(yaml.safe_dump(doc))
+    cfg = load_config(str(config_file), environ={}, compile_mappings=False)
     cfg.routes[0]._compiled = FlatMapping()
     fake_s3.put(BUCKET, "docs/a", xml_doc(a="1"), x_amz_meta_format="xml")
     service = ProxyService(cfg, credentials=StaticCredentials("AK", "SK"))
@@ -182,8 +181,8 @@ async def test_service_wires_the_translating_handler_and_metrics(fake_s3: FakeS3
             )
             == 1
         )
-        spool = list(tmp_path.iterdir())
+        spool = list((tmp_path / "spool").iterdir())
         assert len(spool) == 1  # the per-process upload spool
     finally:
         await service.stop()
-    assert list(tmp_path.iterdir()) == []  # removed at shutdown
+    assert list((tmp_path / "spool").iterdir()) == []  # removed at shutdown

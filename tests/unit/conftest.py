@@ -8,6 +8,7 @@ import hashlib
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -81,7 +82,7 @@ async def fake_upstream(aiohttp_raw_server: Any) -> FakeUpstream:
 
 
 @pytest.fixture
-async def start_proxy() -> AsyncIterator[Callable[..., Awaitable[ProxyService]]]:
+async def start_proxy(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[ProxyService]]]:
     services: list[ProxyService] = []
 
     async def start(endpoint: str, **config: Any) -> ProxyService:
@@ -91,13 +92,11 @@ async def start_proxy() -> AsyncIterator[Callable[..., Awaitable[ProxyService]]]
             "upstream": {"endpoint": endpoint, "region": REGION, **config.pop("upstream", {})},
             **config,
         }
-        import tempfile
-
         import yaml
 
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-            yaml.safe_dump(doc, f)
-        cfg = load_config(f.name, environ={})
+        config_file = tmp_path / f"proxy-{len(services)}.yaml"
+        config_file.write_text(yaml.safe_dump(doc))
+        cfg = load_config(str(config_file), environ={})
         service = ProxyService(cfg, credentials=StaticCredentials(ACCESS_KEY, SECRET_KEY))
         await service.start()
         services.append(service)
