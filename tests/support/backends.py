@@ -249,6 +249,8 @@ def start_seaweedfs(
     master, volume, filer, s3 = (free_port_with_grpc() for _ in range(4))
     argv = [
         str(VENV_BIN / "weed"),
+        # glog's files would otherwise pile up in /tmp, one set per instance.
+        f"-logdir={log_dir}",
         "server",
         "-filer",
         "-s3",
