@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from proxy.errors import ProxyError, UpstreamError
 from proxy.zerocopy import socket_fd
 
-__all__ = ["DetachedBody", "Upstream", "UpstreamSettings", "detach_body"]
+__all__ = ["DetachedBody", "LocalhostResolver", "Upstream", "UpstreamSettings", "detach_body"]
 
 # aiohttp must not add headers after signing; Host is set explicitly by the signer.
 _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
@@ -37,6 +40,30 @@ class UpstreamSettings:
     ssl_verify: bool = True
 
 
+class LocalhostResolver(AbstractResolver):
+    """The default resolver, except that every ``*.localhost`` name is loopback (RFC 6761 §6.3).
+
+    Virtual-hosted addressing sends ``<bucket>.<endpoint host>``; with a local backend at
+    ``localhost`` that is ``<bucket>.localhost``, which most resolvers (glibc without
+    nss-myhostname) don't answer. Such names resolve exactly as ``localhost`` does.
+    """
+
+    def __init__(self, inner: AbstractResolver | None = None) -> None:
+        self._inner = inner or DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        name = host.rstrip(".").casefold()
+        if name != "localhost" and not name.endswith(".localhost"):
+            return await self._inner.resolve(host, port, family)
+        found = await self._inner.resolve("localhost", port, family)
+        return [ResolveResult(**{**r, "hostname": host}) for r in found]
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
 class Upstream:
     """Sends signed requests upstream over a shared connection pool."""
 
@@ -47,6 +74,7 @@ class Upstream:
     async def start(self) -> None:
         s = self._settings
         connector = aiohttp.TCPConnector(
+            resolver=LocalhostResolver(),
             limit=s.max_connections,
             ttl_dns_cache=60,
             enable_cleanup_closed=False,

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
+import socket
+import threading
 from urllib.parse import quote, urlsplit
 
 import botocore.exceptions
@@ -116,20 +120,86 @@ def test_virtual_hosted_boto3(proxy: ProxyProcess, backend: Backend, bucket: str
     assert info.value.response["Error"]["Code"] == "NoSuchKey"
 
 
-def test_upstream_virtual_addressing(start_proxy, backend: Backend, bucket: str) -> None:
-    """``addressing_style: virtual`` forwards as ``<bucket>.<host>``; path clients still work.
+class RecordingRelay:
+    """A TCP relay that notes the ``Host`` header of every request passing through it.
 
-    The backends listen on 127.0.0.1, so the upstream endpoint is ``localhost`` and the proxy
-    must reach ``<bucket>.localhost``; where that name doesn't resolve, this test is skipped.
+    Sits between the proxy and the backend, so a test can see which host each upstream request
+    was addressed to without trusting the proxy's own account of it.
     """
-    import socket
 
+    HOST = re.compile(rb"\r\nHost: ([^\r]*)\r\n", re.IGNORECASE)
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.hosts: list[str] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, record: bool) -> None:
+        tail = b""
+        try:
+            while chunk := src.recv(65536):
+                if record:
+                    # The bodies in this test are short ASCII: a header never spans reads.
+                    seen = tail + chunk
+                    self.hosts += [m.decode() for m in self.HOST.findall(seen)]
+                    tail = seen[-1:]
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._server.close()
+
+
+def test_upstream_virtual_addressing(start_proxy, backend: Backend, bucket: str) -> None:
+    """``addressing_style: virtual`` forwards as ``<bucket>.<endpoint host>`` for path clients.
+
+    The upstream endpoint is ``localhost`` (through a relay that records Host headers), so the
+    proxy must reach ``<bucket>.localhost``: its resolver treats ``*.localhost`` as loopback
+    (RFC 6761), whatever the system resolver does.
+    """
+    backend_port = urlsplit(backend.endpoint).port
+    assert backend_port is not None
+    relay = RecordingRelay(backend_port)
     try:
-        socket.getaddrinfo(f"{bucket}.localhost", 80)
-    except OSError:
-        pytest.skip("<bucket>.localhost doesn't resolve on this machine")
-    upstream = backend.endpoint.replace("127.0.0.1", "localhost")
-    proxy = start_proxy(upstream=upstream, upstream_options={"addressing_style": "virtual"})
-    client = boto3_client(proxy)
-    client.put_object(Bucket=bucket, Key="virt", Body=b"virtual")
-    assert backend.read(bucket, "virt") == b"virtual"
+        proxy = start_proxy(
+            upstream=f"http://localhost:{relay.port}",
+            upstream_options={"addressing_style": "virtual"},
+        )
+        path_client = boto3_client(proxy)
+        key = "virt/h o+st:~$ ü"
+        path_client.put_object(Bucket=bucket, Key=key, Body=b"virtual")
+        assert backend.read(bucket, key) == b"virtual"
+        assert path_client.get_object(Bucket=bucket, Key=key)["Body"].read() == b"virtual"
+        assert path_client.head_object(Bucket=bucket, Key=key)["ContentLength"] == 7
+        listed = path_client.list_objects_v2(Bucket=bucket, Prefix="virt/")["Contents"]
+        assert [o["Key"] for o in listed] == [key]
+        path_client.copy_object(
+            Bucket=bucket, Key="virt/copy", CopySource={"Bucket": bucket, "Key": key}
+        )
+        assert backend.read(bucket, "virt/copy") == b"virtual"
+        path_client.delete_object(Bucket=bucket, Key=key)
+        with pytest.raises(botocore.exceptions.ClientError) as info:
+            backend.read(bucket, key)
+        assert info.value.response["Error"]["Code"] == "NoSuchKey"
+        # Every request the proxy sent went to the bucket's own host, none path-style.
+        assert relay.hosts, "no request passed through the relay"
+        assert set(relay.hosts) == {f"{bucket}.localhost:{relay.port}"}
+    finally:
+        relay.close()

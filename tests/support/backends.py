@@ -263,6 +263,8 @@ def start_seaweedfs(
         f"-volume.port={volume}",
         f"-filer.port={filer}",
         f"-s3.port={s3}",
+        # Virtual-hosted requests (Host: <bucket>.localhost) name their bucket in the host.
+        "-s3.domainName=localhost",
         "-volume.max=400",
         "-master.volumeSizeLimitMB=64",
         # Extra listeners on fixed default ports (8181, 9101) would collide between two
