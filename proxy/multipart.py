@@ -47,6 +47,7 @@ __all__ = [
     "UploadStore",
     "assemble",
     "complete_result",
+    "copy_part_result",
     "initiate_result",
     "list_parts_result",
     "parse_complete",
@@ -390,6 +391,15 @@ def list_parts_result(upload: Upload, *, marker: int, max_parts: int) -> bytes:
         f"<NextPartNumberMarker>{next_marker}</NextPartNumberMarker>"
         f"<MaxParts>{max_parts}</MaxParts><IsTruncated>{str(truncated).lower()}</IsTruncated>"
         f"{''.join(items)}<StorageClass>STANDARD</StorageClass>{alg}{ctype}",
+    )
+
+
+def copy_part_result(etag: str, last_modified: datetime, checksums: dict[str, str]) -> bytes:
+    """UploadPartCopy's answer: the part's ETag and time, and its checksums as S3 names them."""
+    sums = "".join(f"<Checksum{a.upper()}>{v}</Checksum{a.upper()}>" for a, v in checksums.items())
+    return _doc(
+        "CopyPartResult",
+        f"<LastModified>{s3_time(last_modified)}</LastModified><ETag>{_text(etag)}</ETag>{sums}",
     )
 
 

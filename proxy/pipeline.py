@@ -45,6 +45,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
+from urllib.parse import unquote
 
 import aiohttp
 
@@ -139,6 +140,9 @@ class ProxyResponse:
     body: bytes | AsyncIterator[bytes] | None = None
     #: Called once the body has been written (or abandoned): returns pooled connections.
     release: object | None = None  # Callable[[], None]; typed loosely to keep dataclass simple
+    #: The body is a translated representation, not the stored object's bytes (a part copy
+    #: must then copy what the client sees, not what the upstream holds).
+    translated: bool = False
 
 
 class UpstreamReply:
@@ -321,11 +325,22 @@ class Pipeline:
             log_fields=ex.log_fields,
         )
         route = self._router.match(address.bucket, address.key) if self._router else None
+        if route is None and ex.operation == "UploadPartCopy" and self._router:
+            # The client sized the part's range on what it sees of the source: a source on a
+            # route may look different from its stored bytes, so the route handler copies it.
+            route = self._copy_source_route(headers.get("x-amz-copy-source"))
         forwarder = _PipelineForwarder(self, ex)
         if route is None:
             return await forwarder.passthrough(request)
         ex.route = route.name
         return await self._handler.handle(request, route, forwarder)
+
+    def _copy_source_route(self, value: str | None) -> RouteConfig | None:
+        """The route covering an ``x-amz-copy-source`` (``[/]bucket/key[?versionId=..]``)."""
+        if not value:
+            return None
+        bucket, _, key = value.partition("?")[0].lstrip("/").partition("/")
+        return self._router.match(unquote(bucket), unquote(key)) if key else None
 
     async def _send(
         self,

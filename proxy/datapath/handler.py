@@ -5,7 +5,8 @@ Which S3 operations it takes over on a route:
 
 - GetObject, HeadObject → :mod:`proxy.datapath.reads`;
 - PutObject, CopyObject → :mod:`proxy.datapath.writes`;
-- the multipart operations → :mod:`proxy.datapath.uploads`;
+- the multipart operations → :mod:`proxy.datapath.uploads`, and ``UploadPartCopy`` into any
+  upload when its *source* is on a route (the part is what this pod sees of the source);
 - everything else (DeleteObject, tagging, ACLs, GetObjectAttributes, ...) and any key ending
   in ``/`` (a "folder" marker, never a document) passes through unchanged.
 """
@@ -23,6 +24,7 @@ from proxy.datapath.writes import WritePath
 from proxy.multipart import UploadStore
 from proxy.observe import NullObserver, TranslationObserver
 from proxy.pipeline import Forwarder, ProxyResponse, S3Request
+from proxy.routing import Router
 
 __all__ = ["TranslatingHandler"]
 
@@ -64,13 +66,16 @@ class TranslatingHandler:
         self._reads = ReadPath(self.ctx)
         self._writes = WritePath(self.ctx, self._reads)
         scheme = "https" if config.tls.enabled else "http"
-        self._multipart = UploadPath(self.ctx, self.uploads, self._writes, scheme)
+        self._router = Router(config.routes)
+        self._multipart = UploadPath(
+            self.ctx, self.uploads, self._reads, self._writes, self._router, scheme
+        )
 
     async def handle(
         self, request: S3Request, route: RouteConfig, forward: Forwarder
     ) -> ProxyResponse:
-        op = request.operation
-        if request.address.key is None or request.address.key.endswith("/"):
+        op, a = request.operation, request.address
+        if a.key is None or a.key.endswith("/"):
             return await forward.passthrough(request)
         if op in ("GetObject", "HeadObject"):
             return await self._reads.serve(request, route, forward)
@@ -78,6 +83,9 @@ class TranslatingHandler:
             return await self._writes.put(request, route, forward)
         if op == "CopyObject":
             return await self._writes.copy(request, route, forward)
+        if op == "UploadPartCopy" and self._router.match(a.bucket, a.key) is None:
+            # The pipeline sends a part copy here when only its source is on a route.
+            return await self._multipart.copy_part(request, forward, onto_route=False)
         if op in _MULTIPART:
             return await self._multipart.handle(request, route, forward)
         return await forward.passthrough(request)

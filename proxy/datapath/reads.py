@@ -559,11 +559,11 @@ class ReadPath:
                 ]
             if op == "head":
                 return ProxyResponse(200, [*headers, ("Content-Length", str(size))])
-            return ProxyResponse(200, headers, rep.body)
+            return ProxyResponse(200, headers, rep.body, translated=True)
         headers.append(("Content-Range", selected.content_range))
         if op == "head":
             return ProxyResponse(206, [*headers, ("Content-Length", str(selected.length))])
-        return ProxyResponse(206, headers, bytes(selected.slice(rep.body)))
+        return ProxyResponse(206, headers, bytes(selected.slice(rep.body)), translated=True)
 
     @staticmethod
     def _wants_checksum(request: S3Request, stored_headers: list[tuple[str, str]]) -> bool:

@@ -6,32 +6,52 @@ Parts are verified (Content-MD5, ``x-amz-checksum-*``, ``x-amz-content-sha256``)
 the same path as a PUT (validated, translated to the store format, one upstream object).
 An invalid document ends the upload (nothing can fix it); a wrong part list or an upstream
 failure leaves it open so the client can retry or abort, as with S3.
+
+``UploadPartCopy`` copies what this pod would GET from the source range — the translated
+representation when the source is on a route and stored in the other format — because that is
+what the client sized its ranges on (a HEAD through this proxy). Onto a route the part is
+spooled like an uploaded one; into an upload outside the routes, a translated source part is
+sent upstream as an ``UploadPart`` of those bytes, and a source served as stored is left to the
+upstream's own server-side copy.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from multidict import CIMultiDict
+
+from proxy.bodies import RequestBody
 from proxy.config import RouteConfig
 from proxy.datapath.common import Context, address_without, without_headers
 from proxy.datapath.documents import ClientDigests, client_digests, verify_digests
-from proxy.datapath.writes import WritePath
+from proxy.datapath.reads import ReadPath
+from proxy.datapath.writes import COPY_SOURCE_HEADERS, WritePath, parse_copy_source
 from proxy.errors import (
     EntityTooLarge,
     InvalidArgument,
     InvalidDocument,
     NotImplementedByProxy,
+    PreconditionFailed,
 )
 from proxy.multipart import (
     MAX_PARTS,
+    Part,
     Upload,
     UploadStore,
     assemble,
     complete_result,
+    copy_part_result,
     initiate_result,
     list_parts_result,
     parse_complete,
     select_parts,
 )
 from proxy.pipeline import Forwarder, ProxyResponse, S3Request
+from proxy.routing import Router
+from proxy.s3address import S3Address
 
 __all__ = ["UploadPath"]
 
@@ -45,13 +65,33 @@ _COMPLETE_PASS = frozenset({"if-match", "if-none-match"})
 _MAX_COMPLETE_BODY = 4 * 1024 * 1024
 # Upstream reply headers a CompleteMultipartUpload response carries on.
 _COMPLETE_KEEP = ("x-amz-version-id", "x-amz-server-side-encryption", "x-amz-request-id")
+# UploadPartCopy's source conditions, as the GET of the source states them.
+_COPY_CONDITIONS = {
+    "x-amz-copy-source-if-match": "If-Match",
+    "x-amz-copy-source-if-none-match": "If-None-Match",
+    "x-amz-copy-source-if-modified-since": "If-Modified-Since",
+    "x-amz-copy-source-if-unmodified-since": "If-Unmodified-Since",
+}
+_COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)")
+# Headers of an UploadPartCopy that describe the copy, not the part sent in its place.
+_COPY_DROP_PREFIXES = ("x-amz-copy-source", "x-amz-checksum-")
 
 
 class UploadPath:
-    def __init__(self, ctx: Context, store: UploadStore, writes: WritePath, scheme: str) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        store: UploadStore,
+        reads: ReadPath,
+        writes: WritePath,
+        router: Router,
+        scheme: str,
+    ) -> None:
         self._ctx = ctx
         self._store = store
+        self._reads = reads
         self._writes = writes
+        self._router = router
         self._scheme = scheme
 
     async def handle(
@@ -70,11 +110,7 @@ class UploadPath:
         if op == "CompleteMultipartUpload":
             return await self._complete(request, route, forward)
         if op == "UploadPartCopy":
-            raise NotImplementedByProxy(
-                f"UploadPartCopy onto route {route.name!r} is not supported: a routed object "
-                "is validated and stored whole. Use CopyObject (copies the stored document "
-                "unchanged) or upload the document."
-            )
+            return await self.copy_part(request, forward, onto_route=True)
         raise NotImplementedByProxy(f"{op} is not supported on a route")
 
     def _upload(self, request: S3Request) -> Upload:
@@ -102,21 +138,37 @@ class UploadPath:
             200, headers, initiate_result(upload.bucket, upload.key, upload.upload_id)
         )
 
-    async def _upload_part(self, request: S3Request) -> ProxyResponse:
-        upload = self._upload(request)
+    @staticmethod
+    def _part_number(request: S3Request) -> int:
         raw_number = request.address.values.get("partNumber", "")
         if not raw_number.isdigit() or not 1 <= int(raw_number) <= MAX_PARTS:
             raise InvalidArgument(
                 f"Part number must be an integer between 1 and {MAX_PARTS}, inclusive "
                 f"(got {raw_number!r})"
             )
-        number = int(raw_number)
+        return int(raw_number)
+
+    async def _upload_part(self, request: S3Request) -> ProxyResponse:
+        upload = self._upload(request)
+        number = self._part_number(request)
         body = request.body
         try:
             data = await body.read_all(self._store.room(upload, number))
         except EntityTooLarge:
             raise self._store.too_large() from None
         digests = client_digests(request.headers, body.extra_headers, body_unchanged=body.unchanged)
+        part = await self._spool_part(upload, number, data, digests)
+        headers = [("ETag", part.etag)]
+        headers += [
+            (f"x-amz-checksum-{alg}", v)
+            for alg, v in part.checksums.items()
+            if alg in digests.checksums or alg == upload.checksum_algorithm
+        ]
+        return ProxyResponse(200, headers, b"")
+
+    async def _spool_part(
+        self, upload: Upload, number: int, data: bytes, digests: ClientDigests
+    ) -> Part:
         algorithms = digests.wanted_algorithms()
         if upload.checksum_algorithm and upload.checksum_algorithm not in algorithms:
             algorithms = (*algorithms, upload.checksum_algorithm)
@@ -132,13 +184,114 @@ class UploadPath:
         except BaseException:
             self._store.release(upload, token, path)
             raise
-        headers = [("ETag", part.etag)]
-        headers += [
-            (f"x-amz-checksum-{alg}", v)
-            for alg, v in part.checksums.items()
-            if alg in digests.checksums or alg == upload.checksum_algorithm
-        ]
-        return ProxyResponse(200, headers, b"")
+        return part
+
+    # --- UploadPartCopy --------------------------------------------------------------------
+
+    async def copy_part(
+        self, request: S3Request, forward: Forwarder, *, onto_route: bool
+    ) -> ProxyResponse:
+        """UploadPartCopy with the part taken from what this pod sees of the source range."""
+        number = self._part_number(request)
+        upload = self._upload(request) if onto_route else None
+        source = parse_copy_source(request.headers.get("x-amz-copy-source"))
+        if source is None:
+            if not onto_route:
+                return await forward.passthrough(request)  # e.g. an access point ARN
+            raise InvalidArgument(
+                "x-amz-copy-source must be bucket/key (URL-encoded, optionally ?versionId=...)"
+            )
+        reply = await self._read_source(request, forward, source)
+        if not 200 <= reply.status < 300:
+            return reply  # the source's own error (missing, forbidden, untranslatable, ...)
+        if upload is None and not reply.translated:
+            # Served as stored: the upstream's server-side copy copies the same bytes.
+            _release(reply)
+            return await forward.passthrough(request)
+        limit = (
+            self._store.room(upload, number)
+            if upload is not None
+            else self._ctx.limits.max_translate_bytes
+        )
+        data = await _collect(reply, limit, self._store.too_large)
+        out = [_XML]
+        version = source.values.get("versionId")
+        if version:
+            out.append(("x-amz-copy-source-version-id", version))
+        if upload is None:
+            return await self._send_part(request, forward, data, out)
+        part = await self._spool_part(upload, number, data, ClientDigests())
+        checksums = {
+            alg: v for alg, v in part.checksums.items() if alg == upload.checksum_algorithm
+        }
+        return ProxyResponse(200, out, copy_part_result(part.etag, part.last_modified, checksums))
+
+    async def _read_source(
+        self, request: S3Request, forward: Forwarder, source: S3Address
+    ) -> ProxyResponse:
+        """GET the source range as this pod's clients would, with the copy's conditions."""
+        headers: CIMultiDict[str] = CIMultiDict()
+        for name, value in request.headers.items():
+            lower = name.lower()
+            if lower in _COPY_CONDITIONS:
+                headers.add(_COPY_CONDITIONS[lower], value)
+            elif lower in COPY_SOURCE_HEADERS:
+                headers.add(COPY_SOURCE_HEADERS[lower], value)
+        raw_range = request.headers.get("x-amz-copy-source-range")
+        if raw_range is not None:
+            m = _COPY_RANGE.fullmatch(raw_range.strip())
+            if m is None or int(m[1]) > int(m[2]):
+                raise InvalidArgument(
+                    "x-amz-copy-source-range must be bytes=first-last with first <= last "
+                    f"(got {raw_range!r})"
+                )
+            headers.add("Range", raw_range.strip())
+        get = S3Request(
+            method="GET",
+            address=source,
+            operation="GetObject",
+            headers=headers,
+            body=RequestBody(),
+            request_id=request.request_id,
+            log_fields=request.log_fields,
+        )
+        route = self._router.match(source.bucket, source.key)
+        if route is not None and not (source.key or "").endswith("/"):
+            reply = await self._reads.serve(get, route, forward)
+        else:
+            reply = await forward.passthrough(get)
+        if reply.status == 304:  # If-None-Match / If-Modified-Since: a copy fails instead
+            _release(reply)
+            raise PreconditionFailed(
+                "At least one of the pre-conditions you specified did not hold"
+            )
+        return reply
+
+    async def _send_part(
+        self,
+        request: S3Request,
+        forward: Forwarder,
+        data: bytes,
+        out: list[tuple[str, str]],
+    ) -> ProxyResponse:
+        """The copied bytes as an UploadPart of an upload the upstream holds."""
+        headers = without_headers(
+            request.headers.items(), {"content-length", "content-md5"}, _COPY_DROP_PREFIXES
+        )
+        headers.append(("Content-Length", str(len(data))))
+        reply = await forward.send(
+            request, method="PUT", headers=headers, body=data, payload_hash=None
+        )
+        if not 200 <= reply.status < 300:
+            return reply.to_response()
+        reply.release()
+        etag = reply.header("ETag") or ""
+        checksums = {
+            name[len("x-amz-checksum-") :]: value
+            for name, value in reply.headers
+            if name.lower().startswith("x-amz-checksum-") and name.lower() != "x-amz-checksum-type"
+        }
+        return ProxyResponse(200, out, copy_part_result(etag, datetime.now(UTC), checksums))
 
     def _list_parts(self, request: S3Request) -> ProxyResponse:
         upload = self._upload(request)
@@ -201,3 +354,34 @@ class UploadPath:
             if value is not None:
                 out.append((name, value))
         return ProxyResponse(200, out, complete_result(location, upload.bucket, upload.key, etag))
+
+
+def _release(reply: ProxyResponse) -> None:
+    if callable(reply.release):
+        reply.release()
+
+
+async def _collect(
+    reply: ProxyResponse, limit: int, too_large: Callable[[], EntityTooLarge]
+) -> bytes:
+    """A response's whole body, at most ``limit`` bytes; releases it."""
+    try:
+        body = reply.body
+        if body is None:
+            return b""
+        if isinstance(body, bytes):
+            data = body
+        else:
+            parts: list[bytes] = []
+            total = 0
+            async for chunk in body:
+                total += len(chunk)
+                if total > limit:
+                    raise too_large()
+                parts.append(chunk)
+            data = b"".join(parts)
+        if len(data) > limit:
+            raise too_large()
+        return data
+    finally:
+        _release(reply)

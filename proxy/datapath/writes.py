@@ -44,7 +44,7 @@ from proxy.observe import direction_of
 from proxy.pipeline import Forwarder, ProxyResponse, S3Request, UpstreamReply
 from proxy.s3address import S3Address
 
-__all__ = ["WritePath", "parse_copy_source"]
+__all__ = ["COPY_SOURCE_HEADERS", "WritePath", "parse_copy_source"]
 
 _log = get_logger("format_proxy.datapath")
 
@@ -77,7 +77,7 @@ _OBJECT_ACCESS_HEADERS = frozenset(
 )
 
 # CopyObject source: the SSE-C and ownership headers a HEAD of the source needs.
-_SOURCE_HEADER_MAP = {
+COPY_SOURCE_HEADERS = {
     "x-amz-copy-source-server-side-encryption-customer-algorithm": (
         "x-amz-server-side-encryption-customer-algorithm"
     ),
@@ -285,9 +285,9 @@ class WritePath:
         route: RouteConfig,
     ) -> tuple[str, str | None]:
         base = [
-            (_SOURCE_HEADER_MAP[k.lower()], v)
+            (COPY_SOURCE_HEADERS[k.lower()], v)
             for k, v in request.headers.items()
-            if k.lower() in _SOURCE_HEADER_MAP
+            if k.lower() in COPY_SOURCE_HEADERS
         ]
         probe = await forward.send(
             request,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 from typing import Any
 
@@ -204,18 +205,32 @@ async def test_budget_bad_digests_and_part_numbers(make_proxy, fake_s3):
     assert len(files) == 2  # replaced and refused parts left nothing behind
 
 
-async def test_upload_part_copy_is_refused_clearly(make_proxy, fake_s3):
+async def test_upload_part_copy_takes_the_visible_bytes_of_the_source(make_proxy, fake_s3):
     p = await make_proxy()
+    fake_s3.put(BUCKET, "docs/src", xml_doc(a="1", b="22"), x_amz_meta_format="xml")
+    visible = json_doc(a="1", b="22")  # what this v2 pod GETs of the stored XML
     upload_id = await create(p)
-    async with p.request(
-        "PUT",
-        KEY,
-        params={"partNumber": "1", "uploadId": upload_id},
-        headers={"x-amz-copy-source": f"/{BUCKET}/docs/other"},
-    ) as r:
-        assert r.status == 501
-        text = await r.text()
-    assert "<Code>NotImplemented</Code>" in text and "UploadPartCopy" in text
+
+    async def copy_part(number: int, **headers: str) -> tuple[int, str]:
+        async with p.request(
+            "PUT",
+            KEY,
+            params={"partNumber": str(number), "uploadId": upload_id},
+            headers={"x-amz-copy-source": f"/{BUCKET}/docs/src", **headers},
+        ) as r:
+            return r.status, await r.text()
+
+    status, text = await copy_part(1, **{"x-amz-copy-source-range": "bytes=0-4"})
+    assert status == 200 and tag(text, "ETag") == [f'"{hashlib.md5(visible[:5]).hexdigest()}"']
+    assert tag(text, "LastModified")
+    status, text = await copy_part(2, **{"x-amz-copy-source-range": f"bytes=5-{len(visible) - 1}"})
+    assert status == 200
+    status, text = await copy_part(3, **{"x-amz-copy-source-range": "bytes=5"})
+    assert status == 400 and "InvalidArgument" in text
+    async with p.request("GET", KEY, params={"uploadId": upload_id}) as r:
+        listed = await r.text()
+    assert tag(listed, "Size") == ["5", str(len(visible) - 5)]
+    assert fake_s3.objects.get((BUCKET, KEY)) is None  # nothing upstream until Complete
 
 
 async def test_wrong_key_or_unknown_upload_is_no_such_upload(make_proxy, fake_s3):

@@ -138,6 +138,15 @@ def test_aws_cli_multipart_upload_and_parallel_ranged_download(
     assert "did not match expected ETag" in proc.stderr, proc.stderr  # aws-cli's word for 412
     assert not (tmp_path / "tree" / "big.json").exists()
 
+    # A bucket-to-bucket copy above 8 MiB is a multipart copy sized on v2's HEAD: onto the
+    # route it is stored in the route's format again; out of it, it holds what v2 reads.
+    v2.run("s3", "cp", url, f"s3://{cli_bucket}/orders/big-copy.json")
+    assert same_xml(backend.read(cli_bucket, "orders/big-copy.json"), stored)
+    v2.run("s3", "cp", url, f"s3://{cli_bucket}/exports/big.json")
+    assert json.loads(backend.read(cli_bucket, "exports/big.json")) == doc
+    v1.run("s3", "cp", url, f"s3://{cli_bucket}/exports/big.xml")
+    assert backend.read(cli_bucket, "exports/big.xml") == stored
+
 
 def test_aws_cli_recursive_download_of_small_documents(
     v2_proxy: ProxyProcess, backend: Backend, cli_bucket: str, tmp_path: Path

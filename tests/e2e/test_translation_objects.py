@@ -365,6 +365,79 @@ def test_copy_keeps_stored_bytes_and_format(v2: Any, backend: Backend, route_buc
         assert json.loads(v2.get_object(Bucket=route_bucket, Key=dst)["Body"].read()) == doc
 
 
+def test_managed_copy_copies_what_the_client_sees(
+    v1: Any, v2: Any, proxies: dict[str, ProxyProcess], backend: Backend, route_bucket: str
+) -> None:
+    """A multipart copy (UploadPartCopy, sized on a HEAD through the proxy) of a translated
+    object: onto the route it is assembled, validated and stored in the route's format; out of
+    the route the copy holds the translated bytes; a v1 reader's copy is the stored bytes."""
+    src = key("mcopy-src")
+    doc = big_order(11, 11 * MiB)  # three 5 MiB parts of JSON
+    stored = store_xml_directly(backend, route_bucket, src, doc)
+    seen = v2.get_object(Bucket=route_bucket, Key=src)["Body"].read()
+    assert len(seen) != len(stored)  # part ranges over the stored bytes would be wrong
+
+    onto = key("mcopy-onto")
+    v2.copy({"Bucket": route_bucket, "Key": src}, route_bucket, onto, Config=SMALL_PARTS)
+    assert same_xml(backend.read(route_bucket, onto), stored)
+    head = backend.direct.head_object(Bucket=route_bucket, Key=onto)
+    assert head["Metadata"]["format"] == "xml"
+    assert json.loads(v2.get_object(Bucket=route_bucket, Key=onto)["Body"].read()) == doc
+    assert uploads_in_spool(proxies["v2"]) == []
+
+    out = f"outside/mcopy-{next(_keys)}"
+    v2.copy({"Bucket": route_bucket, "Key": src}, route_bucket, out, Config=SMALL_PARTS)
+    assert backend.read(route_bucket, out) == seen
+    assert json.loads(seen) == doc
+
+    native = f"outside/mcopy-native-{next(_keys)}"
+    v1.copy({"Bucket": route_bucket, "Key": src}, route_bucket, native, Config=SMALL_PARTS)
+    assert backend.read(route_bucket, native) == stored
+
+
+def test_part_copy_errors(v2: Any, backend: Backend, route_bucket: str) -> None:
+    """Missing sources, failed source conditions and bad ranges fail the part, not the upload."""
+    src = key("pcopy-src")
+    store_xml_directly(backend, route_bucket, src, order(12))
+    visible_etag = v2.head_object(Bucket=route_bucket, Key=src)["ETag"]
+    dst = key("pcopy-dst")
+    up = v2.create_multipart_upload(Bucket=route_bucket, Key=dst)["UploadId"]
+    part = {"Bucket": route_bucket, "Key": dst, "UploadId": up, "PartNumber": 1}
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        v2.upload_part_copy(**part, CopySource={"Bucket": route_bucket, "Key": key("none")})
+    assert error_of(info)[:2] == (404, "NoSuchKey")
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        v2.upload_part_copy(
+            **part, CopySource={"Bucket": route_bucket, "Key": src}, CopySourceIfMatch='"0"'
+        )
+    assert error_of(info)[:2] == (412, "PreconditionFailed")
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        v2.upload_part_copy(
+            **part,
+            CopySource={"Bucket": route_bucket, "Key": src},
+            CopySourceIfNoneMatch=visible_etag,
+        )
+    assert error_of(info)[:2] == (412, "PreconditionFailed")
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        v2.upload_part_copy(
+            **part, CopySource={"Bucket": route_bucket, "Key": src}, CopySourceRange="bytes=9-3"
+        )
+    assert error_of(info)[:2] == (400, "InvalidArgument")
+    # The same source, with its visible ETag and a range of the visible bytes, is one part.
+    r = v2.upload_part_copy(
+        **part,
+        CopySource={"Bucket": route_bucket, "Key": src},
+        CopySourceIfMatch=visible_etag,
+        CopySourceRange="bytes=0-9",
+    )
+    seen = v2.get_object(Bucket=route_bucket, Key=src)["Body"].read()
+    assert r["CopyPartResult"]["ETag"] == md5_etag(seen[:10])
+    listed = v2.list_parts(Bucket=route_bucket, Key=dst, UploadId=up)["Parts"]
+    assert [(p["PartNumber"], p["Size"]) for p in listed] == [(1, 10)]
+    v2.abort_multipart_upload(Bucket=route_bucket, Key=dst, UploadId=up)
+    assert not backend.exists(route_bucket, dst)
+
+
 def test_listings_report_stored_sizes(v2: Any, backend: Backend, route_bucket: str) -> None:
     k = key("list")
     stored = store_xml_directly(backend, route_bucket, k, order(10))
