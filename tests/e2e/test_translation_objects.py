@@ -395,6 +395,28 @@ def test_managed_copy_copies_what_the_client_sees(
     assert backend.read(route_bucket, native) == stored
 
 
+def test_managed_copy_out_of_the_route_with_a_checksum_algorithm(
+    v2: Any, backend: Backend, route_bucket: str
+) -> None:
+    """An upload created with a checksum algorithm: the translated part goes upstream without
+    a checksum header (the proxy does not know the upload's algorithm); the upstream computes
+    the part's checksum in that algorithm, as S3 does, and boto3 completes with the checksums
+    the CopyPartResults carry (it fails client-side if one is missing)."""
+    src = key("mcopy-sum-src")
+    doc = big_order(13, 11 * MiB)
+    store_xml_directly(backend, route_bucket, src, doc)
+    seen = v2.get_object(Bucket=route_bucket, Key=src)["Body"].read()
+    out = f"outside/mcopy-sum-{next(_keys)}"
+    v2.copy(
+        {"Bucket": route_bucket, "Key": src},
+        route_bucket,
+        out,
+        ExtraArgs={"ChecksumAlgorithm": "CRC32"},
+        Config=SMALL_PARTS,
+    )
+    assert backend.read(route_bucket, out) == seen
+
+
 def test_part_copy_errors(v2: Any, backend: Backend, route_bucket: str) -> None:
     """Missing sources, failed source conditions and bad ranges fail the part, not the upload."""
     src = key("pcopy-src")
