@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from proxy.translate.codegen import Emitter, Generated
 from proxy.translate.jsonread import Number, Pairs
-from proxy.translate.lexical import escape_attr, escape_text, is_integral
+from proxy.translate.lexical import escape_attr, escape_text, integer_ok
 from proxy.translate.rules import (
-    ANY,
     OBJECT,
     SCALAR,
     T_BOOLEAN,
@@ -33,79 +33,33 @@ from proxy.translate.runtime import JsonFail
 _MISSING: Any = object()
 
 
-def _integer_ok(text: str) -> bool:
-    s = text[1:] if text[:1] == "-" else text
-    return (s.isascii() and s.isdecimal()) or is_integral(text)
-
-
-class _Emitter:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.indent = 0
-
-    def __call__(self, line: str) -> None:
-        self.lines.append("    " * self.indent + line)
-
-
-class JsonFastPath:
+class JsonFastPath(Generated):
     """Generated writers; ``root(value, out, depth, decl)`` appends the root element."""
 
-    def __init__(self, root_rule: Rule, root_qname: str, writer: Any, max_depth: int) -> None:
+    prefix = "g"
+    filename = "<format-proxy json fast path>"
+
+    def __init__(self, root_rule: Rule, writer: Any, max_depth: int) -> None:
         self.writer = writer
-        self.ns: dict[str, Any] = {
+        ns: dict[str, Any] = {
             "Pairs": Pairs,
             "Number": Number,
             "M": _MISSING,
             "esc": escape_text,
             "esc_attr": escape_attr,
-            "INT": _integer_ok,
+            "INT": integer_ok,
             "JsonFail": JsonFail,
             "MAXD": max_depth,
             "SLOW_OBJECT": writer.object,
             "SLOW_ARRAY": writer.array,
             "ELEMENT": writer.element,
         }
-        self._names: dict[int, str] = {}
-        self._todo: list[Rule] = []
-        self._src: list[str] = []
-        self._n = 0
-        self.root_fn = self._fn_for(root_rule)
-        while self._todo:
-            self._generate(self._todo.pop())
-        self.source = "\n".join(self._src)
-        exec(compile(self.source, "<format-proxy json fast path>", "exec"), self.ns)
-        self.root: Any = self.ns[self.root_fn] if self.root_fn else None
-
-    def function(self, rule: Rule) -> Any:
-        """The generated writer of ``rule`` (None: the table walker handles it)."""
-        name = self._names.get(id(rule))
-        return self.ns[name] if name is not None else None
-
-    def _const(self, value: Any, prefix: str) -> str:
-        self._n += 1
-        name = f"{prefix}{self._n}"
-        self.ns[name] = value
-        return name
-
-    def _fn_for(self, rule: Rule) -> str | None:
-        if isinstance(rule, ObjectRule):
-            if rule.extra is not None or rule.check is not None or rule.groups:
-                return None
-        elif not (
-            isinstance(rule, ArrayRule) and rule.items is not None and rule.items.kind != ANY
-        ):
-            return None
-        name = self._names.get(id(rule))
-        if name is None:
-            name = f"g{len(self._names)}"
-            self._names[id(rule)] = name
-            self._todo.append(rule)
-        return name
+        super().__init__(root_rule, ns)
 
     # --- generation ------------------------------------------------------------------------------
 
     def _generate(self, rule: Rule) -> None:
-        e = _Emitter()
+        e = Emitter()
         name = self._names[id(rule)]
         r = self._const(rule, "R")
         # names: the element's start/end/empty/nil strings and qname, passed by the caller
@@ -129,10 +83,10 @@ class JsonFastPath:
         self._src.extend(e.lines)
         self._src.append("")
 
-    def _bail(self, e: _Emitter) -> None:
+    def _bail(self, e: Emitter) -> None:
         e("raise JsonFail('type_mismatch', '')")
 
-    def _scalar(self, e: _Emitter, rule: ScalarRule, v: str, out: str, *, attr: bool) -> None:
+    def _scalar(self, e: Emitter, rule: ScalarRule, v: str, out: str, *, attr: bool) -> None:
         """Code turning JSON scalar ``v`` (not None) into escaped XML text ``out``, or bail."""
         t = rule.type
         chk = self._const(rule.check, "C") if rule.check is not None else None
@@ -167,7 +121,7 @@ class JsonFastPath:
             return
         e("raise JsonFail('type_mismatch', '')")
 
-    def _element(self, e: _Emitter, rule: Rule, v: str, names: str) -> None:
+    def _element(self, e: Emitter, rule: Rule, v: str, names: str) -> None:
         """Append the element ``names`` for JSON value ``v``."""
         e(f"if {v} is None:")
         if rule.nullable:
@@ -189,7 +143,7 @@ class JsonFastPath:
                 e(f"ELEMENT({r}, {v}, {names}, out, depth + 1)")
         e.indent -= 1
 
-    def _object(self, e: _Emitter, rule: ObjectRule) -> None:
+    def _object(self, e: Emitter, rule: ObjectRule) -> None:
         keys = self._const(frozenset(rule.by_key), "KEYS")
         e("if type(value) is not Pairs or depth > MAXD: raise JsonFail('type_mismatch', '')")
         e("d = dict(value)")
@@ -247,7 +201,7 @@ class JsonFastPath:
         e("    out.append('</' + names.qname + '>')")
         e("return")
 
-    def _array_checks(self, e: _Emitter, rule: ArrayRule, v: str) -> None:
+    def _array_checks(self, e: Emitter, rule: ArrayRule, v: str) -> None:
         if rule.min_items:
             e(f"if len({v}) < {int(rule.min_items)}: raise JsonFail('schema_violation', '')")
         if rule.max_items is not None:
@@ -255,7 +209,7 @@ class JsonFastPath:
         if rule.unique:
             e(f"if len({v}) > 1: raise JsonFail('schema_violation', '')")  # the tables decide
 
-    def _array(self, e: _Emitter, rule: ArrayRule) -> None:
+    def _array(self, e: Emitter, rule: ArrayRule) -> None:
         assert rule.items is not None
         an = self._const(rule, "P")  # the ArrayRule carries the item element's tags
         e("if type(value) is not list or depth > MAXD: raise JsonFail('type_mismatch', '')")
@@ -272,8 +226,8 @@ class JsonFastPath:
         e("return")
 
 
-def build(root_rule: Rule, root_qname: str, writer: Any, max_depth: int) -> JsonFastPath | None:
+def build(root_rule: Rule, writer: Any, max_depth: int) -> JsonFastPath | None:
     if root_rule.kind not in (OBJECT,) and not isinstance(root_rule, ArrayRule):
         return None
-    fp = JsonFastPath(root_rule, root_qname, writer, max_depth)
+    fp = JsonFastPath(root_rule, writer, max_depth)
     return fp if fp.root is not None else None

@@ -266,7 +266,7 @@ class JsonWriter:
         from proxy.translate.jsonfast import build
 
         #: Generated straight-line code for the valid case (None: tables only).
-        self.fast = build(root.rule, root.qname, self, rt.max_depth) if root.tag else None
+        self.fast = build(root.rule, self, rt.max_depth) if root.tag else None
         from proxy.translate.jsonstream import JsonStreamer
 
         self.stream = JsonStreamer(self)

@@ -10,16 +10,17 @@ only ever be slower than needed, never wrong in a different way; the property te
 both paths agree on every generated document.
 
 Generated source uses only names bound in its own namespace (tags, key fragments, converters);
-every value from the schema enters as a constant object, never as source text.
+every value from the schema enters as a constant object, never as source text
+(:mod:`proxy.translate.codegen`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from proxy.translate.codegen import Emitter, Generated
 from proxy.translate.lexical import BOOLEAN_IN, encode_basestring, integer_ok, number_ok
 from proxy.translate.rules import (
-    ANY,
     ARRAY,
     OBJECT,
     SCALAR,
@@ -46,22 +47,13 @@ def _nil(c: Any) -> str | None:
     return None
 
 
-class _Emitter:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.indent = 0
-
-    def __call__(self, line: str) -> None:
-        self.lines.append("    " * self.indent + line)
-
-
 def _bail(out: list[str], mark: int, slow: Any, elem: Any, rule: Rule, depth: int) -> None:
     """Drop what the fast path appended for ``elem`` and let the table walker do it."""
     del out[mark:]
     out.append(slow(elem, rule, depth))
 
 
-class FastPath:
+class FastPath(Generated):
     """Generated functions for one mapping; ``root(elem, depth, out)`` appends the JSON text
     of the root's content to ``out`` (one flat list: no intermediate strings per object, one
     join at the end)."""
@@ -80,7 +72,7 @@ class FastPath:
         self.reader = reader
         self.safe = safe_integers
         self.max_depth = max_depth
-        self.ns: dict[str, Any] = {
+        ns: dict[str, Any] = {
             "enc": encode_basestring,
             "NUM": number_ok,
             "INT": integer_ok,
@@ -95,56 +87,12 @@ class FastPath:
             "VALUE": reader.value,
             "FRAGS": FRAGS,
         }
-        self._names: dict[int, str] = {}
-        self._consts: dict[Any, str] = {}
-        self._todo: list[Rule] = []
-        self._src: list[str] = []
-        self.root_fn = self._fn_for(root_rule)
-        while self._todo:
-            self._generate(self._todo.pop())
-        source = "\n".join(self._src)
-        self.source = source
-        exec(compile(source, "<format-proxy fast path>", "exec"), self.ns)
-        self.root: Any = self.ns[self.root_fn] if self.root_fn else None
-
-    def function(self, rule: Rule) -> Any:
-        """The generated function of ``rule`` (None: the table walker handles it)."""
-        name = self._names.get(id(rule))
-        return self.ns[name] if name is not None else None
-
-    # --- names ---------------------------------------------------------------------------
-
-    def _const(self, value: Any, prefix: str) -> str:
-        key = ("s", value) if isinstance(value, str) else ("o", id(value))
-        name = self._consts.get(key)
-        if name is None:
-            name = f"{prefix}{len(self.ns)}"
-            self.ns[name] = value
-            self._consts[key] = name
-        return name
-
-    def _fn_for(self, rule: Rule) -> str | None:
-        """The generated function for an object/array rule, or None (table walker handles it)."""
-        if not self._eligible(rule):
-            return None
-        name = self._names.get(id(rule))
-        if name is None:
-            name = f"f{len(self._names)}"
-            self._names[id(rule)] = name
-            self._todo.append(rule)
-        return name
-
-    def _eligible(self, rule: Rule) -> bool:
-        if isinstance(rule, ObjectRule):
-            return rule.extra is None and rule.check is None and not rule.groups
-        if isinstance(rule, ArrayRule):
-            return rule.items is not None and rule.items.kind != ANY
-        return False
+        super().__init__(root_rule, ns)
 
     # --- generation ----------------------------------------------------------------------
 
     def _generate(self, rule: Rule) -> None:
-        e = _Emitter()
+        e = Emitter()
         name = self._names[id(rule)]
         r = self._const(rule, "R")
         e(f"def {name}(elem, depth, out):")
@@ -170,7 +118,7 @@ class FastPath:
         self._src.extend(e.lines)
         self._src.append("")
 
-    def _scalar(self, e: _Emitter, rule: ScalarRule, src: str, out: str) -> None:
+    def _scalar(self, e: Emitter, rule: ScalarRule, src: str, out: str) -> None:
         """Code converting text ``src`` (may be None) into JSON literal ``out``, or slow."""
         t = rule.type
         chk = self._const(rule.check, "C") if rule.check is not None else None
@@ -212,7 +160,7 @@ class FastPath:
             return
         e(self._slow)  # null-only: only the nil branch is valid
 
-    def _leaf(self, e: _Emitter, rule: ScalarRule, c: str, out: str) -> None:
+    def _leaf(self, e: Emitter, rule: ScalarRule, c: str, out: str) -> None:
         """``c`` is a leaf element for ``rule``; sets ``out`` (a JSON literal) or goes slow."""
         e(f"if len({c}) or {c}.keys():")
         e.indent += 1
@@ -228,7 +176,7 @@ class FastPath:
         self._scalar(e, rule, "t", out)
         e.indent -= 1
 
-    def _emit_value(self, e: _Emitter, rule: Rule, c: str, prefix: str | None) -> None:
+    def _emit_value(self, e: Emitter, rule: Rule, c: str, prefix: str | None) -> None:
         """Append ``prefix`` (a constant's name, e.g. the key) then child ``c``'s JSON."""
         if rule.kind == SCALAR:
             assert isinstance(rule, ScalarRule)
@@ -244,7 +192,7 @@ class FastPath:
         r = self._const(rule, "R")
         e(f"out.append(VALUE({c}, {r}, depth + 1))")
 
-    def _advance(self, e: _Emitter) -> None:
+    def _advance(self, e: Emitter) -> None:
         e("c = next(it, None)")
         e("if c is None:")
         e("    tg = None")
@@ -253,7 +201,7 @@ class FastPath:
         e("    tl = c.tail")
         e(f"    if tl is not None and tl.strip(WS): {self._slow}")
 
-    def _attributes(self, e: _Emitter, rule: ObjectRule) -> None:
+    def _attributes(self, e: Emitter, rule: ObjectRule) -> None:
         """Attributes: one pass over what is there, slots in schema order (a0, a1, ...)."""
         attrs = rule.attr_props
         e("items = elem.items()")
@@ -279,7 +227,7 @@ class FastPath:
             if p.required:
                 e(f"if a{i} is None: {self._slow}")
 
-    def _object(self, e: _Emitter, rule: ObjectRule) -> None:
+    def _object(self, e: Emitter, rule: ObjectRule) -> None:
         self._attributes(e, rule)
         attrs = rule.attr_props
         tp = rule.text
@@ -363,7 +311,7 @@ class FastPath:
         e("if len(out) > n0: out[n0] = out[n0][1:]")
         e("out.append('}')")
 
-    def _array_checks(self, e: _Emitter, rule: ArrayRule, n: str) -> None:
+    def _array_checks(self, e: Emitter, rule: ArrayRule, n: str) -> None:
         if rule.min_items:
             e(f"if {n} < {int(rule.min_items)}: {self._slow}")
         if rule.max_items is not None:
@@ -371,7 +319,7 @@ class FastPath:
         if rule.unique:
             e(f"if {n} > 1: {self._slow}")  # uniqueness: the table walker decides
 
-    def _array(self, e: _Emitter, rule: ArrayRule) -> None:
+    def _array(self, e: Emitter, rule: ArrayRule) -> None:
         assert rule.items is not None
         e(f"if elem.keys(): {self._slow}")
         e("t = elem.text")
