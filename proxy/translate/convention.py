@@ -14,7 +14,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from proxy.translate.lexical import encode_basestring, escape_attr, escape_text, is_ncname
+from proxy.translate.lexical import (
+    encode_basestring,
+    escape_attr,
+    escape_text,
+    is_ncname,
+    key_has_control_char,
+)
 from proxy.translate.rules import SCALAR, XML_NS, XSI_NIL, AnyRule, PathOptions, ScalarRule
 from proxy.translate.runtime import JsonFail
 
@@ -171,9 +177,7 @@ def _emit_group(
 
 def _qname(key: str, writer: JsonWriter, *, attr: bool) -> str:
     """Check a JSON key as an XML name under the mapping's prefix map; returns it."""
-    from proxy.translate.lexical import find_invalid_xml_char
-
-    if find_invalid_xml_char(key) is not None or any(ord(c) < 0x20 for c in key):
+    if key_has_control_char(key):
         raise JsonFail("invalid_character", f"key {key!r} contains a control character")
     prefix, sep, local = key.rpartition(":")
     if not is_ncname(local) or (sep and not is_ncname(prefix)):

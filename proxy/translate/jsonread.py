@@ -24,6 +24,7 @@ from proxy.translate.lexical import (
     find_invalid_xml_char,
     is_integral,
     is_plain_integer,
+    key_has_control_char,
     to_decimal,
 )
 from proxy.translate.rules import (
@@ -97,6 +98,20 @@ def parse_exact(text: str) -> Any:
     return dec.decode(text)
 
 
+def _members(pairs: Pairs) -> dict[str, Any]:
+    """An object's members by key; a key given twice is refused (no member silently lost)."""
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                f = JsonFail("duplicate_key", f"key {k!r} appears more than once")
+                f.path.append(k)
+                raise f
+            seen.add(k)
+    return d
+
+
 def _kind_of(value: Any) -> str:
     t = type(value)
     if value is None:
@@ -117,22 +132,23 @@ def _kind_of(value: Any) -> str:
 STREAM_THRESHOLD = 2 * 1024 * 1024
 
 
+def parse_failure(exc: ValueError | RecursionError) -> TranslationError:
+    """The engine's error for what the stdlib scanner raised."""
+    if isinstance(exc, json.JSONDecodeError):
+        reason = "invalid_character" if "control character" in exc.msg else "not_well_formed"
+        return TranslationError(reason, "", f"line {exc.lineno}, column {exc.colno}: {exc.msg}")
+    if isinstance(exc, RecursionError):
+        return TranslationError("too_deep", "", "nesting deeper than the parser can follow")
+    return TranslationError("not_well_formed", "", str(exc))  # NaN / Infinity
+
+
 def decode_json(data: bytes, rt: Runtime) -> Any:
     """Bytes → exact value tree, with the size limit and precise error reasons."""
     text = decode_text(data, rt)
     try:
         value = parse_exact(text)
-    except json.JSONDecodeError as exc:
-        reason = "invalid_character" if "control character" in exc.msg else "not_well_formed"
-        raise TranslationError(
-            reason, "", f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from None
-    except RecursionError:
-        raise TranslationError(
-            "too_deep", "", "nesting deeper than the parser can follow"
-        ) from None
-    except ValueError as exc:  # NaN / Infinity
-        raise TranslationError("not_well_formed", "", str(exc)) from None
+    except (ValueError, RecursionError) as exc:
+        raise parse_failure(exc) from None
     if len(data) > rt.max_text_bytes:
         _check_string_sizes(value, rt.max_text_bytes)
     return value
@@ -407,15 +423,7 @@ class JsonWriter:
             raise JsonFail("type_mismatch", f"expected an object, got {_kind_of(value)}")
         if depth > self.rt.max_depth:
             raise JsonFail("too_deep", f"nesting deeper than {self.rt.max_depth} levels")
-        d = dict(value)
-        if len(d) != len(value):
-            seen: set[str] = set()
-            for k, _ in value:
-                if k in seen:
-                    f = JsonFail("duplicate_key", f"key {k!r} appears more than once")
-                    f.path.append(k)
-                    raise f
-                seen.add(k)
+        d = _members(value)
         by_key = rule.by_key
         keys = d.keys()
         extras: list[str] = []
@@ -520,15 +528,7 @@ class JsonWriter:
             try:
                 if type(gv) is not Pairs:
                     raise JsonFail("type_mismatch", f"expected an object, got {_kind_of(gv)}")
-                members = dict(gv)
-                if len(members) != len(gv):
-                    seen: set[str] = set()
-                    for k, _ in gv:
-                        if k in seen:
-                            f = JsonFail("duplicate_key", f"key {k!r} appears more than once")
-                            f.path.append(k)
-                            raise f
-                        seen.add(k)
+                members = _members(gv)
                 for k in members:
                     if k not in grule.by_key:
                         self._unknown_key(k)
@@ -568,7 +568,7 @@ class JsonWriter:
             raise
 
     def _unknown_key(self, key: str) -> None:
-        if find_invalid_xml_char(key) is not None or any(ord(c) < 0x20 for c in key):
+        if key_has_control_char(key):
             f = JsonFail("invalid_character", f"key {key!r} contains a control character")
         else:
             f = JsonFail(
@@ -586,7 +586,7 @@ class JsonWriter:
         assert rule.extra is not None
         for k in extras:
             try:
-                if find_invalid_xml_char(k) is not None or any(ord(c) < 0x20 for c in k):
+                if key_has_control_char(k):
                     raise JsonFail("invalid_character", f"key {k!r} contains a control character")
                 if not is_ncname(k) or k.lower().startswith("xml"):
                     raise JsonFail(

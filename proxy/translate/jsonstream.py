@@ -15,7 +15,6 @@ import json
 from json.decoder import scanstring
 from typing import Any
 
-from proxy.errors import TranslationError
 from proxy.translate.jsonread import (
     XML_DECLARATION,
     Pairs,
@@ -25,6 +24,7 @@ from proxy.translate.jsonread import (
     find_invalid_character,
     forbidden_in_xml,
     parse_exact,
+    parse_failure,
 )
 from proxy.translate.rules import ELEMENT, ArrayRule, ObjectRule, Rule
 from proxy.translate.runtime import JsonFail
@@ -98,17 +98,8 @@ class _Pass:
                     raise json.JSONDecodeError("Extra data", text, _skip(text, end))
             except JsonFail as f:
                 raise f.error() from None
-        except json.JSONDecodeError as exc:
-            reason = "invalid_character" if "control character" in exc.msg else "not_well_formed"
-            raise TranslationError(
-                reason, "", f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
-            ) from None
-        except RecursionError:
-            raise TranslationError(
-                "too_deep", "", "nesting deeper than the parser can follow"
-            ) from None
-        except ValueError as exc:  # NaN / Infinity
-            raise TranslationError("not_well_formed", "", str(exc)) from None
+        except (ValueError, RecursionError) as exc:
+            raise parse_failure(exc) from None
         try:
             data = join_releasing(out)
         except UnicodeEncodeError:

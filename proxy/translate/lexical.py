@@ -23,6 +23,7 @@ __all__ = [
     "is_json_integer",
     "is_json_number",
     "is_ncname",
+    "key_has_control_char",
     "to_decimal",
 ]
 
@@ -43,6 +44,13 @@ SAFE_INTEGER = 2**53 - 1
 # XML 1.0 ``Char`` excludes C0 controls other than TAB/LF/CR, lone surrogates, U+FFFE and U+FFFF.
 _INVALID_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 find_invalid_xml_char = _INVALID_XML_CHAR.search
+
+
+def key_has_control_char(key: str) -> bool:
+    """A JSON key no XML name can carry: a character XML forbids, or any C0 control
+    (TAB/LF/CR are XML characters, but not name characters)."""
+    return find_invalid_xml_char(key) is not None or any(ord(c) < 0x20 for c in key)
+
 
 # NCName (Namespaces in XML 1.0, 5th edition name characters minus ':').
 _NAME_START = (
