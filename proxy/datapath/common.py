@@ -15,6 +15,7 @@ from proxy.datapath.engine import DocumentWorker
 from proxy.errors import TranslationError
 from proxy.logging import get_logger
 from proxy.observe import Direction, Operation, TranslationObserver
+from proxy.pipeline import Forwarder, S3Request, UpstreamReply
 from proxy.s3address import S3Address
 from proxy.signing import EMPTY_SHA256
 
@@ -24,6 +25,7 @@ __all__ = [
     "address_without",
     "header_value",
     "report_failure",
+    "send_empty",
     "without_headers",
 ]
 
@@ -106,4 +108,23 @@ def address_without(address: S3Address, *names: str) -> S3Address:
         raw_query=raw_query,
         params=address.params - drop,
         values={k: v for k, v in address.values.items() if k not in drop},
+    )
+
+
+async def send_empty(
+    forward: Forwarder,
+    request: S3Request,
+    method: str,
+    address: S3Address,
+    headers: list[tuple[str, str]],
+) -> UpstreamReply:
+    """A request of the proxy's own (a HEAD probe, a GET of stored bytes) with no body and
+    exactly ``headers``: none of the client's."""
+    return await forward.send(
+        request,
+        method=method,
+        address=address,
+        headers=headers,
+        body=None,
+        payload_hash=EMPTY_SHA256,
     )

@@ -29,11 +29,11 @@ from proxy.cache import CacheKey
 from proxy.conditional import CONDITIONAL_HEADERS, Outcome, evaluate, has_conditions
 from proxy.config import RouteConfig
 from proxy.datapath.common import (
-    EMPTY_SHA256,
     Context,
     address_without,
     header_value,
     report_failure,
+    send_empty,
     without_headers,
 )
 from proxy.datapath.documents import Format, Representation, other_format
@@ -158,14 +158,7 @@ async def fetch_prefix(
     headers = [*base, ("Range", f"bytes=0-{SNIFF_BYTES - 1}")]
     if etag:
         headers.append(("If-Match", etag))
-    reply = await forward.send(
-        request,
-        method="GET",
-        address=address,
-        headers=headers,
-        body=None,
-        payload_hash=EMPTY_SHA256,
-    )
+    reply = await send_empty(forward, request, "GET", address, headers)
     if reply.status == 412:
         reply.release()
         raise Changed
@@ -185,6 +178,25 @@ async def fetch_prefix(
     finally:
         reply.release()
     return b"".join(parts)[:SNIFF_BYTES]
+
+
+async def stored_format(
+    request: S3Request,
+    forward: Forwarder,
+    address: S3Address,
+    base: list[tuple[str, str]],
+    probe: UpstreamReply,
+    content_type: str | None,
+) -> Format:
+    """The format of the object a HEAD ``probe`` describes: its ``x-amz-meta-format``, else
+    ``content_type`` (its Content-Type, or None when that says nothing about what is stored),
+    else a sniff of its first bytes. Raises TranslationError, Changed, UpstreamAnswer."""
+    meta = probe.header(META_HEADER)
+    fmt = format_from_metadata(meta) or format_from_content_type(content_type)
+    if fmt is None:
+        head = await fetch_prefix(request, forward, address, base, probe.header("ETag"))
+        fmt = detect_stored_format(None, content_type, head)
+    return fmt
 
 
 class ReadPath:
@@ -378,26 +390,16 @@ class ReadPath:
         plain_head = plain and op == "head"
 
         for _ in range(_ATTEMPTS):
-            probe = await forward.send(
-                request,
-                method="HEAD",
-                address=address,
-                headers=base,
-                body=None,
-                payload_hash=EMPTY_SHA256,
-            )
+            probe = await send_empty(forward, request, "HEAD", address, base)
             probe.release()
             if probe.status != 200:
                 # Missing, forbidden, ...: the upstream's own answer to the client's request
                 # (a HEAD's is the probe's; a GET needs the error body).
                 return probe.to_response() if plain_head else await forward.passthrough(request)
             etag = probe.header("ETag")
-            meta, ctype = probe.header(META_HEADER), probe.header("Content-Type")
+            ctype = self._stored_ctype(request, probe.header("Content-Type"))
             try:
-                fmt = self._header_format(request, meta, ctype)
-                if fmt is None:
-                    head = await fetch_prefix(request, forward, address, base, etag)
-                    fmt = detect_stored_format(None, self._stored_ctype(request, ctype), head)
+                fmt = await stored_format(request, forward, address, base, probe, ctype)
                 size = _content_length(probe)
                 if fmt != target and size is not None and size > ctx.limits.max_translate_bytes:
                     raise self._too_large(size)
@@ -451,14 +453,7 @@ class ReadPath:
 
         async def fill() -> Representation:
             headers = [*base, ("If-Match", etag)] if etag else base
-            reply = await forward.send(
-                request,
-                method="GET",
-                address=address,
-                headers=headers,
-                body=None,
-                payload_hash=EMPTY_SHA256,
-            )
+            reply = await send_empty(forward, request, "GET", address, headers)
             if reply.status == 412:
                 reply.release()
                 raise Changed
@@ -485,24 +480,14 @@ class ReadPath:
         it does not exist. The second is None when the object cannot be translated. Counts no
         request outcome: it serves a conditional write, not a read."""
         target = self._ctx.version_format(route)
-        probe = await forward.send(
-            request,
-            method="HEAD",
-            address=address,
-            headers=base,
-            body=None,
-            payload_hash=EMPTY_SHA256,
-        )
+        probe = await send_empty(forward, request, "HEAD", address, base)
         probe.release()
         etag = probe.header("ETag")
         if probe.status != 200 or not etag:
             return None
-        meta, ctype = probe.header(META_HEADER), probe.header("Content-Type")
         try:
-            fmt = format_from_metadata(meta) or format_from_content_type(ctype)
-            if fmt is None:
-                head = await fetch_prefix(request, forward, address, base, etag)
-                fmt = detect_stored_format(meta, ctype, head)
+            ctype = probe.header("Content-Type")
+            fmt = await stored_format(request, forward, address, base, probe, ctype)
             if fmt == target:
                 return etag, etag
             size = _content_length(probe)

@@ -22,6 +22,7 @@ from proxy.datapath.common import (
     Context,
     header_value,
     report_failure,
+    send_empty,
     without_headers,
 )
 from proxy.datapath.documents import (
@@ -30,14 +31,12 @@ from proxy.datapath.documents import (
     client_digests,
     other_format,
 )
-from proxy.datapath.reads import Changed, ReadPath, UpstreamAnswer, fetch_prefix
+from proxy.datapath.reads import Changed, ReadPath, UpstreamAnswer, stored_format
 from proxy.errors import InvalidDocument, PreconditionFailed, TranslationError
 from proxy.formats import (
     CONTENT_TYPES,
     META_HEADER,
-    detect_stored_format,
     format_from_content_type,
-    format_from_metadata,
 )
 from proxy.logging import get_logger
 from proxy.observe import direction_of
@@ -289,24 +288,14 @@ class WritePath:
             for k, v in request.headers.items()
             if k.lower() in COPY_SOURCE_HEADERS
         ]
-        probe = await forward.send(
-            request,
-            method="HEAD",
-            address=source,
-            headers=base,
-            body=None,
-            payload_hash=EMPTY_SHA256,
-        )
+        probe = await send_empty(forward, request, "HEAD", source, base)
         probe.release()
         if probe.status != 200:
             raise UpstreamAnswer(probe.status, probe.headers, b"")
         etag = probe.header("ETag")
-        meta, ctype = probe.header(META_HEADER), probe.header("Content-Type")
         try:
-            fmt = format_from_metadata(meta) or format_from_content_type(ctype)
-            if fmt is None:
-                head = await fetch_prefix(request, forward, source, base, etag)
-                fmt = detect_stored_format(meta, ctype, head)
+            ctype = probe.header("Content-Type")
+            fmt = await stored_format(request, forward, source, base, probe, ctype)
         except TranslationError as err:
             _log.warning(
                 "copy_refused",
