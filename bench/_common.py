@@ -7,13 +7,15 @@ proxy come from ``tests/support`` (the same harness the end-to-end tests use).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import platform
 import statistics
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from botocore.awsrequest import AWSRequest  # noqa: E402
 from botocore.credentials import Credentials as BotoCredentials  # noqa: E402
 
 from tests.support.backends import Credentials  # noqa: E402
+from tests.support.processes import stop_all  # noqa: E402
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -135,3 +138,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     out = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(out)
+
+
+def run_in_workdir(main: Callable[[Path], Awaitable[int]], prefix: str) -> int:
+    """Run a benchmark's ``main(workdir)`` and stop every process it started. The backend's
+    volumes reach gigabytes: the work directory goes when the run ends."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as workdir:
+        try:
+            return asyncio.run(main(Path(workdir)))
+        finally:
+            stop_all()

@@ -26,36 +26,35 @@ proxy.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import hashlib
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from _common import MiB, machine, median, percentile, table, write_json
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials as BotoCredentials
+from _common import (
+    MiB,
+    machine,
+    median,
+    percentile,
+    run_in_workdir,
+    sign,
+    table,
+    write_json,
+)
 
 from tests.datapath.orders import big_order, orders_route, xml_bytes
 from tests.support.backends import Backend, start_seaweedfs
 from tests.support.clients import CLIENT_CREDENTIALS
-from tests.support.processes import stop_all
 from tests.support.proxy import ProxyProcess
 
 
-def sign(method: str, url: str, body: bytes = b"") -> dict[str, str]:
-    """SigV4 headers as boto3 sends them over http (real payload sha256), computed before the
-    clock starts. (botocore's S3 signer hashes the request's own body, so it is given.)"""
-    c = CLIENT_CREDENTIALS
-    req = AWSRequest(method=method, url=url, data=body)
-    S3SigV4Auth(
-        BotoCredentials(c.access_key, c.secret_key, c.session_token), "s3", "us-east-1"
-    ).add_auth(req)
-    return {k: v for k, v in req.headers.items() if k.lower() != "host"}
+def signed(method: str, url: str, body: bytes = b"") -> dict[str, str]:
+    """SigV4 headers as boto3 sends them over http (the body's real sha256), computed before
+    the clock starts."""
+    return sign(method, url, CLIENT_CREDENTIALS, payload_hash=hashlib.sha256(body).hexdigest())
 
 
 GET_CASES = ("GET native", "GET translated cold", "GET translated cached", "GET passthrough")
@@ -71,7 +70,7 @@ async def timed(
     expect: bytes | None = None,
     ctype: str | None = None,
 ) -> float:
-    headers = sign(method, url, body)
+    headers = signed(method, url, body)
     if ctype:
         headers["Content-Type"] = ctype
     started = time.perf_counter()
@@ -198,7 +197,7 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> int:
         # The JSON form as the proxy serves it (compact), for the v2 PUT and length checks.
         async with session.get(
             urls["v2"] + "orders/doc.xml",
-            headers=sign("GET", urls["v2"] + "orders/doc.xml"),
+            headers=signed("GET", urls["v2"] + "orders/doc.xml"),
         ) as r:
             served = await r.read()
         docs = {"xml": xml, "json": served}
@@ -235,12 +234,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.runs, args.requests = 1, 3
-    # The backend's volumes reach gigabytes: the work directory goes when the run ends.
-    with tempfile.TemporaryDirectory(prefix="bench-datapath-") as workdir:
-        try:
-            return asyncio.run(main_async(args, Path(workdir)))
-        finally:
-            stop_all()
+    return run_in_workdir(lambda workdir: main_async(args, workdir), "bench-datapath-")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ import hashlib
 import itertools
 import os
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from _common import (
     machine,
     median,
     percentile,
+    run_in_workdir,
     sign,
     table,
     write_json,
@@ -53,7 +53,6 @@ from _common import (
 
 from tests.support.backends import Backend, Credentials, start_seaweedfs
 from tests.support.clients import CLIENT_CREDENTIALS
-from tests.support.processes import stop_all
 from tests.support.proxy import ProxyProcess
 
 TARGETS = ("direct", "proxy")
@@ -433,12 +432,7 @@ def main() -> int:
     if args.quick:
         args.runs, args.small_c1, args.small_c16 = 1, 50, 200
         args.large_mib, args.large_repeats, args.huge_mib = 16, 1, 64
-    # The backend's volumes reach gigabytes: the work directory goes when the run ends.
-    with tempfile.TemporaryDirectory(prefix="bench-passthrough-") as workdir:
-        try:
-            return asyncio.run(main_async(args, Path(workdir)))
-        finally:
-            stop_all()
+    return run_in_workdir(lambda workdir: main_async(args, workdir), "bench-passthrough-")
 
 
 if __name__ == "__main__":

@@ -172,27 +172,10 @@ def throughput(runs: int, sizes: dict[str, int]) -> dict[str, Any]:
 # --- peak RSS, one fresh process per operation ---------------------------------------------
 
 
-def _status_kib(key: str) -> int:
-    """A ``/proc/self/status`` figure in KiB (``VmHWM``: this process's peak RSS, which, unlike
-    ``ru_maxrss``, is not inherited from the parent across fork/exec)."""
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {key} in /proc/self/status")
-
-
-def _reset_peak() -> None:
-    """Restart the peak-RSS watermark at the current RSS (Linux ``clear_refs`` 5)."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
-            f.write("5")
-    except OSError:  # pragma: no cover - then the peak includes the process's earlier life
-        pass
-
-
 def _child(op: str, path: str) -> None:
     """Runs in a fresh interpreter: load the input, note RSS, translate once, report peak."""
+    from tests.support.peakrss import reset_peak, status_kib
+
     data = Path(path).read_bytes()
     if op.startswith("engine"):
         m = compile_orders()
@@ -208,12 +191,12 @@ def _child(op: str, path: str) -> None:
                 return json.dumps(xmltodict.parse(d))
             return xmltodict.unparse(json.loads(d))
 
-    _reset_peak()
-    base = _status_kib("VmRSS") * 1024
+    reset_peak()
+    base = status_kib("VmRSS") * 1024
     t0 = time.perf_counter()
     result = fn(data)
     seconds = time.perf_counter() - t0
-    peak = _status_kib("VmHWM") * 1024
+    peak = status_kib("VmHWM") * 1024
     print(json.dumps({"base": base, "peak": peak, "seconds": seconds, "out": len(result)}))
 
 

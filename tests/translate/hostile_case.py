@@ -17,32 +17,14 @@ from typing import Any
 from proxy.config import Limits
 from proxy.errors import TranslationError
 from proxy.translate import compile_mapping
+from tests.support.peakrss import reset_peak, status_kib
 
 REPO = Path(__file__).resolve().parents[2]
 ORDERS = {"schema": str(REPO / "config/examples/schemas/order.schema.json"), "root": "order"}
 
 
-def _status_kib(key: str) -> int:
-    """A ``/proc/self/status`` figure in KiB (``VmHWM``: this process's peak RSS, which, unlike
-    ``ru_maxrss``, is not inherited from the parent across fork/exec)."""
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {key} in /proc/self/status")
-
-
-def _reset_peak() -> None:
-    """Restart the peak-RSS watermark at the current RSS (Linux ``clear_refs`` 5)."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
-            f.write("5")
-    except OSError:  # pragma: no cover - then the peak includes the process's earlier life
-        pass
-
-
 def _rss_mb() -> float:
-    return _status_kib("VmHWM") / 1024
+    return status_kib("VmHWM") / 1024
 
 
 def build(case: str, port: int, secret: str) -> tuple[dict[str, Any], Limits, str, bytes]:
@@ -137,7 +119,7 @@ def main() -> None:
     secret = sys.argv[3] if len(sys.argv) > 3 else "/nonexistent"
     spec, limits, direction, doc = build(case, port, secret)
     m = compile_mapping(spec, base_dir=REPO, limits=limits)
-    _reset_peak()
+    reset_peak()
     base = _rss_mb()
     t0 = time.perf_counter()
     result: dict[str, Any] = {"reason": None, "location": None, "output": None}
