@@ -45,7 +45,6 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
-from urllib.parse import unquote
 
 import aiohttp
 
@@ -55,7 +54,13 @@ from proxy.credentials import CredentialSource
 from proxy.errors import EntityTooLarge, ProxyError, UpstreamError
 from proxy.operations import detect_operation
 from proxy.routing import Router
-from proxy.s3address import Endpoint, S3Address, build_upstream, parse_request
+from proxy.s3address import (
+    Endpoint,
+    S3Address,
+    build_upstream,
+    parse_copy_source,
+    parse_request,
+)
 from proxy.signing import Signer, forwardable_request_headers, forwardable_response_headers
 from proxy.upstream import DetachedBody, Upstream, detach_body
 
@@ -328,19 +333,13 @@ class Pipeline:
         if route is None and ex.operation == "UploadPartCopy" and self._router:
             # The client sized the part's range on what it sees of the source: a source on a
             # route may look different from its stored bytes, so the route handler copies it.
-            route = self._copy_source_route(headers.get("x-amz-copy-source"))
+            source = parse_copy_source(headers.get("x-amz-copy-source"))
+            route = self._router.match(source.bucket, source.key) if source else None
         forwarder = _PipelineForwarder(self, ex)
         if route is None:
             return await forwarder.passthrough(request)
         ex.route = route.name
         return await self._handler.handle(request, route, forwarder)
-
-    def _copy_source_route(self, value: str | None) -> RouteConfig | None:
-        """The route covering an ``x-amz-copy-source`` (``[/]bucket/key[?versionId=..]``)."""
-        if not value:
-            return None
-        bucket, _, key = value.partition("?")[0].lstrip("/").partition("/")
-        return self._router.match(unquote(bucket), unquote(key)) if key else None
 
     async def _send(
         self,

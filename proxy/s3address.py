@@ -31,6 +31,7 @@ __all__ = [
     "build_upstream",
     "canonical_path",
     "forwarded_query",
+    "parse_copy_source",
     "parse_request",
 ]
 
@@ -279,3 +280,32 @@ def build_upstream(address: S3Address, endpoint: Endpoint) -> UpstreamTarget:
     query = forwarded_query(address.raw_query)
     url = f"{endpoint.scheme}://{host}{path}" + (f"?{query}" if query else "")
     return UpstreamTarget(url=url, host=host, path=path, query=query)
+
+
+def parse_copy_source(value: str | None) -> S3Address | None:
+    """``x-amz-copy-source`` (``[/]bucket/key[?versionId=v]``, URL-encoded) as an address;
+    None for what this proxy does not parse (access-point ARNs), left to the upstream."""
+    if not value:
+        return None
+    path, _, query = value.strip().partition("?")
+    path = path.lstrip("/")
+    raw_bucket, slash, raw_key = path.partition("/")
+    if not slash or not raw_key or not raw_bucket or raw_bucket.startswith("arn:"):
+        return None
+    raw_query: list[tuple[str, str | None]] = []
+    values: dict[str, str] = {}
+    for part in query.split("&") if query else ():
+        name, _, v = part.partition("=")
+        if unquote(name) == "versionId":
+            raw_query.append(("versionId", v))
+            values["versionId"] = unquote(v)
+    return S3Address(
+        bucket=unquote(raw_bucket),
+        key=unquote(raw_key),
+        raw_key=raw_key,
+        raw_query=tuple(raw_query),
+        params=frozenset(values),
+        values=values,
+        style="path",
+        presigned=False,
+    )

@@ -28,7 +28,7 @@ from proxy.config import RouteConfig
 from proxy.datapath.common import Context, address_without, without_headers
 from proxy.datapath.documents import ClientDigests, client_digests, verify_digests
 from proxy.datapath.reads import ReadPath
-from proxy.datapath.writes import COPY_SOURCE_HEADERS, WritePath, parse_copy_source
+from proxy.datapath.writes import COPY_SOURCE_HEADERS, WritePath
 from proxy.errors import (
     EntityTooLarge,
     InvalidArgument,
@@ -51,7 +51,7 @@ from proxy.multipart import (
 )
 from proxy.pipeline import Forwarder, ProxyResponse, S3Request
 from proxy.routing import Router
-from proxy.s3address import S3Address
+from proxy.s3address import S3Address, parse_copy_source
 
 __all__ = ["UploadPath"]
 
@@ -195,9 +195,7 @@ class UploadPath:
         number = self._part_number(request)
         upload = self._upload(request) if onto_route else None
         source = parse_copy_source(request.headers.get("x-amz-copy-source"))
-        if source is None:
-            if not onto_route:
-                return await forward.passthrough(request)  # e.g. an access point ARN
+        if source is None:  # (only routed uploads get here without a parsed source)
             raise InvalidArgument(
                 "x-amz-copy-source must be bucket/key (URL-encoded, optionally ?versionId=...)"
             )

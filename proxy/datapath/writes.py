@@ -14,7 +14,6 @@ the source's format in ``x-amz-meta-format`` (the client's new metadata would ot
 from __future__ import annotations
 
 from collections.abc import Iterable
-from urllib.parse import unquote
 
 from proxy.config import RouteConfig
 from proxy.datapath.common import (
@@ -41,9 +40,9 @@ from proxy.formats import (
 from proxy.logging import get_logger
 from proxy.observe import direction_of
 from proxy.pipeline import Forwarder, ProxyResponse, S3Request, UpstreamReply
-from proxy.s3address import S3Address
+from proxy.s3address import S3Address, parse_copy_source
 
-__all__ = ["COPY_SOURCE_HEADERS", "WritePath", "parse_copy_source"]
+__all__ = ["COPY_SOURCE_HEADERS", "WritePath"]
 
 _log = get_logger("format_proxy.datapath")
 
@@ -89,35 +88,6 @@ COPY_SOURCE_HEADERS = {
     "x-amz-source-expected-bucket-owner": "x-amz-expected-bucket-owner",
     "x-amz-request-payer": "x-amz-request-payer",
 }
-
-
-def parse_copy_source(value: str | None) -> S3Address | None:
-    """``x-amz-copy-source`` (``[/]bucket/key[?versionId=v]``, URL-encoded) as an address;
-    None for what this proxy does not parse (access-point ARNs), left to the upstream."""
-    if not value:
-        return None
-    path, _, query = value.strip().partition("?")
-    path = path.lstrip("/")
-    raw_bucket, slash, raw_key = path.partition("/")
-    if not slash or not raw_key or not raw_bucket or raw_bucket.startswith("arn:"):
-        return None
-    raw_query: list[tuple[str, str | None]] = []
-    values: dict[str, str] = {}
-    for part in query.split("&") if query else ():
-        name, _, v = part.partition("=")
-        if unquote(name) == "versionId":
-            raw_query.append(("versionId", v))
-            values["versionId"] = unquote(v)
-    return S3Address(
-        bucket=unquote(raw_bucket),
-        key=unquote(raw_key),
-        raw_key=raw_key,
-        raw_query=tuple(raw_query),
-        params=frozenset(values),
-        values=values,
-        style="path",
-        presigned=False,
-    )
 
 
 class WritePath:
