@@ -2,8 +2,8 @@
 
 Every error the proxy raises itself derives from :class:`ProxyError`, which carries the HTTP
 status and the S3 error code it becomes. The server turns these into S3-style XML error
-documents in exactly one place (``proxy.server``); the CLI turns them into a message and an exit
-status. This module is pure: no aiohttp, no I/O.
+documents in exactly one place (``proxy.relay.server``); the CLI turns them into a message and an
+exit status. This module is pure: no aiohttp, no I/O.
 """
 
 from __future__ import annotations

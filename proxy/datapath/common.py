@@ -8,16 +8,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from proxy.cache import RepresentationCache
+from proxy.app.logging import get_logger
 from proxy.config import Limits, RouteConfig
+from proxy.datapath.cache import RepresentationCache
 from proxy.datapath.documents import Format, Representation
 from proxy.datapath.engine import DocumentWorker
+from proxy.datapath.observe import Direction, Operation, TranslationObserver
 from proxy.errors import TranslationError
-from proxy.logging import get_logger
-from proxy.observe import Direction, Operation, TranslationObserver
-from proxy.pipeline import Forwarder, S3Request, UpstreamReply
-from proxy.s3address import S3Address
-from proxy.signing import EMPTY_SHA256
+from proxy.relay.pipeline import Forwarder, S3Request, UpstreamReply
+from proxy.s3.address import S3Address
+from proxy.s3.signing import EMPTY_SHA256
 
 __all__ = [
     "EMPTY_SHA256",

@@ -1,7 +1,7 @@
 """Documents as the data path handles them: pure functions run in the translation pool.
 
 - :func:`render` turns a stored document into the representation a reader sees (translated
-  bytes, their ETag and CRC32), cached by :mod:`proxy.cache`;
+  bytes, their ETag and CRC32), cached by :mod:`proxy.datapath.cache`;
 - :func:`prepare_write` checks a written body against the client's digests, validates it in the
   writer's format, translates it to the route's store format when they differ, and computes the
   digests the upstream must receive for the bytes actually stored.
@@ -21,10 +21,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from proxy.checksums import ALGORITHMS, algorithm_of_header, new_checksum
+from proxy.datapath.formats import CONTENT_TYPES
 from proxy.errors import BadDigest, ContentSHA256Mismatch, InvalidArgument
-from proxy.formats import CONTENT_TYPES
-from proxy.signing import is_real_sha256
+from proxy.s3.checksums import ALGORITHMS, algorithm_of_header, new_checksum
+from proxy.s3.signing import is_real_sha256
 
 __all__ = [
     "ClientDigests",

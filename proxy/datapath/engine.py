@@ -22,7 +22,7 @@ from proxy.datapath.documents import (
     prepare_write,
     render,
 )
-from proxy.observe import TranslationObserver, direction_of
+from proxy.datapath.observe import TranslationObserver, direction_of
 
 __all__ = ["DocumentWorker"]
 

@@ -1,5 +1,5 @@
 """The route handler that makes every object on a route look the way this pod's version
-expects (:class:`proxy.pipeline.RouteHandler`).
+expects (:class:`proxy.relay.pipeline.RouteHandler`).
 
 Which S3 operations it takes over on a route:
 
@@ -13,18 +13,18 @@ Which S3 operations it takes over on a route:
 
 from __future__ import annotations
 
-from proxy.cache import RepresentationCache
 from proxy.config import Config, RouteConfig
+from proxy.datapath.cache import RepresentationCache
 from proxy.datapath.common import Context
 from proxy.datapath.documents import Representation
 from proxy.datapath.engine import DocumentWorker
+from proxy.datapath.observe import NullObserver, TranslationObserver
 from proxy.datapath.reads import ReadPath
+from proxy.datapath.spool import UploadStore
 from proxy.datapath.uploads import UploadPath
 from proxy.datapath.writes import WritePath
-from proxy.multipart import UploadStore
-from proxy.observe import NullObserver, TranslationObserver
-from proxy.pipeline import Forwarder, ProxyResponse, S3Request
-from proxy.routing import Router
+from proxy.relay.pipeline import Forwarder, ProxyResponse, S3Request
+from proxy.relay.routing import Router
 
 __all__ = ["TranslatingHandler"]
 

@@ -12,7 +12,7 @@ Two ways in, chosen per request:
   so the upstream applies ranges and conditions to the bytes it serves. Otherwise the
   translation comes from the cache (keyed by stored ETag) or from a GET guarded by
   ``If-Match: <stored ETag>``, and ranges and conditions are applied here to the translated
-  bytes (:mod:`proxy.ranges`, :mod:`proxy.conditional`).
+  bytes (:mod:`proxy.s3.ranges`, :mod:`proxy.s3.conditional`).
 
 Translation failures follow the route's ``on_error``: ``fail`` → 422
 ``UntranslatableObject.<reason>``; ``passthrough`` → the stored bytes exactly as stored. Either
@@ -25,9 +25,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
-from proxy.cache import CacheKey
-from proxy.conditional import CONDITIONAL_HEADERS, Outcome, evaluate, has_conditions
 from proxy.config import RouteConfig
+from proxy.datapath.cache import CacheKey
 from proxy.datapath.common import (
     Context,
     address_without,
@@ -37,6 +36,14 @@ from proxy.datapath.common import (
     without_headers,
 )
 from proxy.datapath.documents import Format, Representation, other_format
+from proxy.datapath.formats import (
+    META_HEADER,
+    detect_stored_format,
+    format_from_content_type,
+    format_from_metadata,
+    sniff,
+)
+from proxy.datapath.observe import Operation, direction_of
 from proxy.errors import (
     ClientError,
     EntityTooLarge,
@@ -45,17 +52,10 @@ from proxy.errors import (
     UntranslatableObject,
     UpstreamError,
 )
-from proxy.formats import (
-    META_HEADER,
-    detect_stored_format,
-    format_from_content_type,
-    format_from_metadata,
-    sniff,
-)
-from proxy.observe import Operation, direction_of
-from proxy.pipeline import Forwarder, ProxyResponse, S3Request, UpstreamReply
-from proxy.ranges import ByteRange, parse_range, part_range
-from proxy.s3address import S3Address
+from proxy.relay.pipeline import Forwarder, ProxyResponse, S3Request, UpstreamReply
+from proxy.s3.address import S3Address
+from proxy.s3.conditional import CONDITIONAL_HEADERS, Outcome, evaluate, has_conditions
+from proxy.s3.ranges import ByteRange, parse_range, part_range
 
 __all__ = ["SNIFF_BYTES", "Changed", "ReadPath", "UpstreamAnswer", "fetch_prefix"]
 

@@ -1,7 +1,7 @@
 """Multipart uploads on a route, answered by the proxy with S3's own responses.
 
 Parts are verified (Content-MD5, ``x-amz-checksum-*``, ``x-amz-content-sha256``) and spooled
-(:mod:`proxy.multipart`); ``CompleteMultipartUpload`` checks the part list like S3
+(:mod:`proxy.datapath.spool`); ``CompleteMultipartUpload`` checks the part list like S3
 (InvalidPartOrder, InvalidPart, EntityTooSmall), assembles the document and stores it through
 the same path as a PUT (validated, translated to the store format, one upstream object).
 An invalid document ends the upload (nothing can fix it); a wrong part list or an upstream
@@ -23,20 +23,11 @@ from datetime import UTC, datetime
 
 from multidict import CIMultiDict
 
-from proxy.bodies import RequestBody
 from proxy.config import RouteConfig
 from proxy.datapath.common import Context, address_without, without_headers
 from proxy.datapath.documents import ClientDigests, client_digests, verify_digests
 from proxy.datapath.reads import ReadPath
-from proxy.datapath.writes import COPY_SOURCE_HEADERS, WritePath
-from proxy.errors import (
-    EntityTooLarge,
-    InvalidArgument,
-    InvalidDocument,
-    NotImplementedByProxy,
-    PreconditionFailed,
-)
-from proxy.multipart import (
+from proxy.datapath.spool import (
     MAX_PARTS,
     Part,
     Upload,
@@ -49,9 +40,18 @@ from proxy.multipart import (
     parse_complete,
     select_parts,
 )
-from proxy.pipeline import Forwarder, ProxyResponse, S3Request
-from proxy.routing import Router
-from proxy.s3address import S3Address, parse_copy_source
+from proxy.datapath.writes import COPY_SOURCE_HEADERS, WritePath
+from proxy.errors import (
+    EntityTooLarge,
+    InvalidArgument,
+    InvalidDocument,
+    NotImplementedByProxy,
+    PreconditionFailed,
+)
+from proxy.relay.bodies import RequestBody
+from proxy.relay.pipeline import Forwarder, ProxyResponse, S3Request
+from proxy.relay.routing import Router
+from proxy.s3.address import S3Address, parse_copy_source
 
 __all__ = ["UploadPath"]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from proxy.app.logging import get_logger
 from proxy.config import RouteConfig
 from proxy.datapath.common import (
     EMPTY_SHA256,
@@ -30,17 +31,16 @@ from proxy.datapath.documents import (
     client_digests,
     other_format,
 )
-from proxy.datapath.reads import Changed, ReadPath, UpstreamAnswer, stored_format
-from proxy.errors import InvalidDocument, PreconditionFailed, TranslationError
-from proxy.formats import (
+from proxy.datapath.formats import (
     CONTENT_TYPES,
     META_HEADER,
     format_from_content_type,
 )
-from proxy.logging import get_logger
-from proxy.observe import direction_of
-from proxy.pipeline import Forwarder, ProxyResponse, S3Request, UpstreamReply
-from proxy.s3address import S3Address, parse_copy_source
+from proxy.datapath.observe import direction_of
+from proxy.datapath.reads import Changed, ReadPath, UpstreamAnswer, stored_format
+from proxy.errors import InvalidDocument, PreconditionFailed, TranslationError
+from proxy.relay.pipeline import Forwarder, ProxyResponse, S3Request, UpstreamReply
+from proxy.s3.address import S3Address, parse_copy_source
 
 __all__ = ["COPY_SOURCE_HEADERS", "WritePath"]
 

@@ -11,11 +11,11 @@ import aiohttp
 import pytest
 import yaml
 
+from proxy.app.service import ProxyService
 from proxy.config import load_config
-from proxy.credentials import StaticCredentials
 from proxy.datapath import TranslatingHandler
-from proxy.observe import RecordingObserver
-from proxy.service import ProxyService
+from proxy.datapath.observe import RecordingObserver
+from proxy.relay.credentials import StaticCredentials
 from tests.datapath.fakes import FakeS3, FlatMapping
 
 BUCKET = "shop"

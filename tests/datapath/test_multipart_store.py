@@ -1,4 +1,4 @@
-"""proxy.multipart without the server: spool bookkeeping, idle reaping, the Complete parser."""
+"""proxy.datapath.spool without the server: spool bookkeeping, idle reaping, the Complete parser."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from proxy.datapath.spool import UploadStore, parse_complete
 from proxy.errors import EntityTooLarge, MalformedXML, NoSuchUpload
-from proxy.multipart import UploadStore, parse_complete
 
 
 def test_reserve_record_release_and_reap(tmp_path: Path) -> None:

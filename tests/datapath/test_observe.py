@@ -8,12 +8,12 @@ import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from proxy.app.service import ProxyService
 from proxy.config import load_config
-from proxy.credentials import StaticCredentials
+from proxy.datapath.observe import MetricsObserver
 from proxy.errors import TRANSLATION_REASONS
-from proxy.metrics import Metrics
-from proxy.observe import MetricsObserver
-from proxy.service import ProxyService
+from proxy.relay.credentials import StaticCredentials
+from proxy.relay.metrics import Metrics
 from tests.datapath.conftest import BUCKET, route
 from tests.datapath.fakes import FakeS3, FlatMapping, json_doc, xml_doc
 

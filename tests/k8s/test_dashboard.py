@@ -7,7 +7,7 @@ import re
 import promql_parser
 import pytest
 
-from proxy.metrics import Metrics
+from proxy.relay.metrics import Metrics
 from tests.k8s.dashboard import (
     DASHBOARDS,
     load,

@@ -8,7 +8,7 @@ import promql_parser
 import pytest
 import yaml
 
-from proxy.cli import build_parser
+from proxy.app.cli import build_parser
 from proxy.inject import options
 from tests.k8s.dashboard import load as load_dashboard
 from tests.k8s.dashboard import panels

@@ -1,5 +1,5 @@
 """In-process fixtures for unit tests of the proxy: a scripted fake upstream (a real aiohttp
-server on loopback) and a proxy instance (:class:`proxy.service.ProxyService`) pointed at it."""
+server on loopback) and a proxy instance (:class:`proxy.app.service.ProxyService`) pointed at it."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from proxy.app.service import ProxyService
 from proxy.config import load_config
-from proxy.credentials import StaticCredentials
-from proxy.service import ProxyService
+from proxy.relay.credentials import StaticCredentials
 
 ACCESS_KEY = "AKIDPROXYEXAMPLE"
 SECRET_KEY = "proxy-secret-key/EXAMPLE+123"

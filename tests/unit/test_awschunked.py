@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.awschunked import AwsChunkedDecoder, Framing, framing_for
-from proxy.checksums import new_checksum
 from proxy.errors import BadDigest, MalformedBody
+from proxy.s3.awschunked import AwsChunkedDecoder, Framing, framing_for
+from proxy.s3.checksums import new_checksum
 
 SIGNED = framing_for("STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "aws-chunked")
 UNSIGNED_TRAILER = framing_for("STREAMING-UNSIGNED-PAYLOAD-TRAILER", "aws-chunked")

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from proxy.cache import RepresentationCache
+from proxy.datapath.cache import RepresentationCache
 
 
 @dataclass

@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from proxy.conditional import Outcome, evaluate, has_conditions
+from proxy.s3.conditional import Outcome, evaluate, has_conditions
 
 ETAG = '"abc123"'
 LM = datetime(2026, 5, 1, 12, 0, 0, 500000, tzinfo=UTC)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from aiobotocore.credentials import AioRefreshableCredentials
 
-from proxy.credentials import ChainCredentials, StaticCredentials
 from proxy.errors import CredentialsError
+from proxy.relay.credentials import ChainCredentials, StaticCredentials
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 import pytest
 
+from proxy.datapath.formats import detect_stored_format, format_from_content_type, sniff
 from proxy.errors import TranslationError
-from proxy.formats import detect_stored_format, format_from_content_type, sniff
 
 
 @pytest.mark.parametrize(

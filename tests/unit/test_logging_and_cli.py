@@ -17,7 +17,7 @@ import pytest
 import structlog
 from yarl import URL
 
-from proxy.logging import configure_logging, get_logger, redact
+from proxy.app.logging import configure_logging, get_logger, redact
 from tests.unit.conftest import SECRET_KEY, FakeUpstream, data_url, metrics_url
 
 FORMAT_PROXY = Path(sys.executable).with_name("format-proxy")
@@ -143,7 +143,7 @@ def _run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
 def test_invalid_config_exits_2_with_key_path(
     tmp_path: Path, config: str, expected: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from proxy.cli import main
+    from proxy.app.cli import main
 
     path = tmp_path / "c.yaml"
     path.write_text(config)
@@ -168,7 +168,7 @@ def test_invalid_config_in_a_real_process(tmp_path: Path) -> None:
 def test_invalid_flag_and_env_values_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from proxy.cli import main
+    from proxy.app.cli import main
 
     assert main(["serve", "--upstream", "ftp://x"]) == 2
     assert "upstream.endpoint: not a URL" in capsys.readouterr().err

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict
 
-from proxy.operations import detect_operation
-from proxy.s3address import parse_request
+from proxy.s3.address import parse_request
+from proxy.s3.operations import detect_operation
 
 
 @pytest.mark.parametrize(

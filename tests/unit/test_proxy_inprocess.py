@@ -510,7 +510,7 @@ async def test_upstream_reply_error_for_a_bug_is_still_s3_shaped(
     fake_upstream: FakeUpstream, start_proxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     proxy = await start_proxy(fake_upstream.url)
-    import proxy.pipeline as pipeline_mod
+    import proxy.relay.pipeline as pipeline_mod
 
     def boom(*_a: Any, **_k: Any) -> Any:
         raise RuntimeError("bug")
@@ -721,10 +721,10 @@ async def test_route_handler_seam(fake_upstream: FakeUpstream, tmp_path) -> None
     forwarder; unrouted requests never reach it."""
     import yaml
 
+    from proxy.app.service import ProxyService
     from proxy.config import load_config
-    from proxy.credentials import StaticCredentials
-    from proxy.pipeline import Forwarder, ProxyResponse, S3Request
-    from proxy.service import ProxyService
+    from proxy.relay.credentials import StaticCredentials
+    from proxy.relay.pipeline import Forwarder, ProxyResponse, S3Request
     from tests.unit.conftest import SECRET_KEY
 
     calls: list[tuple[str, str, bytes]] = []

@@ -1,7 +1,7 @@
 import pytest
 
 from proxy.errors import InvalidArgument, InvalidPartNumber, InvalidRange
-from proxy.ranges import ByteRange, parse_range, part_range
+from proxy.s3.ranges import ByteRange, parse_range, part_range
 
 
 @pytest.mark.parametrize(

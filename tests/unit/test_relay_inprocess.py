@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from proxy import server as server_module
+from proxy.relay import server as server_module
 from tests.unit.conftest import FakeUpstream, Seen, data_url
 
 MiB = 1024 * 1024

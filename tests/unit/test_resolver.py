@@ -7,7 +7,7 @@ import socket
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from proxy.upstream import LocalhostResolver
+from proxy.relay.upstream import LocalhostResolver
 
 
 class Recording(AbstractResolver):

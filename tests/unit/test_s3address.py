@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.s3address import (
+from proxy.s3.address import (
     Endpoint,
     build_upstream,
     canonical_path,

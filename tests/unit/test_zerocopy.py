@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from proxy import zerocopy
-from proxy.zerocopy import RelayAborted, relay, socket_fd
+from proxy.relay import zerocopy
+from proxy.relay.zerocopy import RelayAborted, relay, socket_fd
 
 MiB = 1024 * 1024
 pytestmark = pytest.mark.timeout(60)

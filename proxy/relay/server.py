@@ -24,11 +24,11 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http import HttpVersion11
 
+from proxy.app.logging import get_logger
 from proxy.errors import ProxyError
-from proxy.logging import get_logger
-from proxy.metrics import CONTENT_TYPE_LATEST, Metrics
-from proxy.pipeline import Exchange, IncomingRequest, Pipeline, ProxyResponse, UpstreamBody
-from proxy.zerocopy import RelayAborted, relay, socket_fd
+from proxy.relay.metrics import CONTENT_TYPE_LATEST, Metrics
+from proxy.relay.pipeline import Exchange, IncomingRequest, Pipeline, ProxyResponse, UpstreamBody
+from proxy.relay.zerocopy import RelayAborted, relay, socket_fd
 
 __all__ = ["DataServer", "build_metrics_app", "error_document"]
 
@@ -83,7 +83,7 @@ class DataServer:
     """The S3 request handler: pipeline + error rendering + metrics + access log.
 
     ``zero_copy_min_bytes``: an unmodified upstream GET body at least this large is moved from
-    the upstream socket to the client's inside the kernel (:mod:`proxy.zerocopy`) when both
+    the upstream socket to the client's inside the kernel (:mod:`proxy.relay.zerocopy`) when both
     sides are plain sockets; 0 turns that off.
     """
 

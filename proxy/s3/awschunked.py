@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from proxy.checksums import Checksum, algorithm_of_header, new_checksum
 from proxy.errors import BadDigest, MalformedBody
+from proxy.s3.checksums import Checksum, algorithm_of_header, new_checksum
 
 __all__ = [
     "STREAMING_MARKERS",

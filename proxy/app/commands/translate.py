@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from proxy.commands._routes import find_route, load_for_offline_use
+from proxy.app.commands._routes import find_route, load_for_offline_use
 from proxy.errors import ConfigError, TranslationError
 
 EXIT_UNTRANSLATABLE = 1

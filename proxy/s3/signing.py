@@ -3,7 +3,7 @@
 Every header we forward is signed: SeaweedFS (and S3 for ``x-amz-*``) rejects requests carrying
 unsigned ``x-amz-*`` headers, which is exactly where signing-only-a-few-headers proxies break with
 current SDKs. Signing uses botocore's ``S3SigV4Auth`` against the exact encoded path and canonical
-query we send (see :mod:`proxy.s3address`), with two changes: the payload hash is decided by the
+query we send (see :mod:`proxy.s3.address`), with two changes: the payload hash is decided by the
 caller (the client's own ``x-amz-content-sha256`` when the body is forwarded unchanged, else
 ``UNSIGNED-PAYLOAD``) instead of hashing the body, and the derived signing key is cached per
 day/region/secret so a request costs one HMAC chain, not five.
@@ -22,7 +22,7 @@ from botocore.auth import UNSIGNED_PAYLOAD, S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 
-from proxy.s3address import UpstreamTarget
+from proxy.s3.address import UpstreamTarget
 
 __all__ = [
     "EMPTY_SHA256",

@@ -27,7 +27,6 @@ from xml.sax.saxutils import escape
 
 from lxml import etree
 
-from proxy.checksums import ALGORITHMS, new_checksum
 from proxy.errors import (
     EntityTooLarge,
     EntityTooSmall,
@@ -37,6 +36,7 @@ from proxy.errors import (
     MalformedXML,
     NoSuchUpload,
 )
+from proxy.s3.checksums import ALGORITHMS, new_checksum
 
 __all__ = [
     "MAX_PARTS",

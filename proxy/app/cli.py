@@ -1,4 +1,4 @@
-"""The ``format-proxy`` command: one sub-command per module in ``proxy.commands``.
+"""The ``format-proxy`` command: one sub-command per module in ``proxy.app.commands``.
 
 Each command module exposes ``register(subparsers) -> None``, which adds its parser and sets
 ``func`` (``(argparse.Namespace) -> int``) as the parser default. Errors from the proxy's exception
@@ -29,9 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f"proxy.commands.{name}")
+            module = importlib.import_module(f"proxy.app.commands.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"proxy.commands.{name}":
+            if exc.name == f"proxy.app.commands.{name}":
                 continue  # command not built yet
             raise
         module.register(sub)

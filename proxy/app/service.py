@@ -13,17 +13,17 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from proxy import __version__
+from proxy.app.embedded import EmbeddedS3, create_bucket_body, local_credentials
+from proxy.app.logging import get_logger
 from proxy.config import Config
-from proxy.credentials import ChainCredentials, CredentialSource
-from proxy.embedded import EmbeddedS3, create_bucket_body, local_credentials
 from proxy.errors import ConfigError, CredentialsError, ProxyError, UpstreamError
-from proxy.logging import get_logger
-from proxy.metrics import Metrics
-from proxy.pipeline import Pipeline, RouteHandler
-from proxy.s3address import Endpoint, S3Address, build_upstream
-from proxy.server import DataServer, build_metrics_app
-from proxy.signing import Signer
-from proxy.upstream import Upstream, UpstreamSettings
+from proxy.relay.credentials import ChainCredentials, CredentialSource
+from proxy.relay.metrics import Metrics
+from proxy.relay.pipeline import Pipeline, RouteHandler
+from proxy.relay.server import DataServer, build_metrics_app
+from proxy.relay.upstream import Upstream, UpstreamSettings
+from proxy.s3.address import Endpoint, S3Address, build_upstream
+from proxy.s3.signing import Signer
 
 __all__ = ["ProxyService"]
 
@@ -52,7 +52,7 @@ class ProxyService:
         self._credentials = credentials
         if route_handler is None and config.routes:
             from proxy.datapath import TranslatingHandler
-            from proxy.observe import MetricsObserver
+            from proxy.datapath.observe import MetricsObserver
 
             observer = MetricsObserver(self.metrics, tuple(r.name for r in config.routes))
             route_handler = TranslatingHandler(config, observer)

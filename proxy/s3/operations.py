@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from proxy.s3address import S3Address
+from proxy.s3.address import S3Address
 
 __all__ = ["detect_operation"]
 

@@ -2,7 +2,7 @@
 
 The data path (:mod:`proxy.datapath`) never touches prometheus: it calls a
 :class:`TranslationObserver`. :class:`MetricsObserver` records those calls into the metric
-families of :class:`proxy.metrics.Metrics`; tests use :class:`RecordingObserver`.
+families of :class:`proxy.relay.metrics.Metrics`; tests use :class:`RecordingObserver`.
 
 Semantics (``docs/datapath.md`` is the reference):
 
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from proxy.errors import TRANSLATION_REASONS
 
 if TYPE_CHECKING:
-    from proxy.metrics import Metrics
+    from proxy.relay.metrics import Metrics
 
 __all__ = [
     "DIRECTIONS",

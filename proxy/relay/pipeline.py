@@ -10,7 +10,7 @@ need (operation, bucket, route, upstream time, byte counts) is recorded on the
 
 The seam for format translation (issue 4)
 -----------------------------------------
-Requests whose bucket/key match a configured route (longest prefix, :mod:`proxy.routing`) are
+Requests whose bucket/key match a configured route (longest prefix, :mod:`proxy.relay.routing`) are
 given to the :class:`RouteHandler` the pipeline was built with, together with an
 :class:`Upstream`-facing :class:`Forwarder`::
 
@@ -32,7 +32,7 @@ The default handler, :class:`PassthroughHandler`, forwards unchanged. Translatio
 passing another handler to :class:`Pipeline` (``ProxyService(config, route_handler=...)``;
 the service builds the translating handler itself when routes are configured), which gets the
 validated config (routes with compiled mappings, limits, ``app_version``) and the
-:class:`~proxy.metrics.Metrics` families it must count; nothing else in the pipeline changes.
+:class:`~proxy.relay.metrics.Metrics` families it must count; nothing else in the pipeline changes.
 Errors a handler raises from :mod:`proxy.errors` (``TranslationError``, ``EntityTooLarge``,
 ``InvalidRange``, ``PreconditionFailed``, ...) become S3 XML error responses in the server;
 fields it puts in ``request.log_fields`` are added to the request's log line.
@@ -48,21 +48,21 @@ from typing import Protocol
 
 import aiohttp
 
-from proxy.bodies import ClientStream, RequestBody, open_request_body
 from proxy.config import Config, RouteConfig
-from proxy.credentials import CredentialSource
 from proxy.errors import EntityTooLarge, ProxyError, UpstreamError
-from proxy.operations import detect_operation
-from proxy.routing import Router
-from proxy.s3address import (
+from proxy.relay.bodies import ClientStream, RequestBody, open_request_body
+from proxy.relay.credentials import CredentialSource
+from proxy.relay.routing import Router
+from proxy.relay.upstream import DetachedBody, Upstream, detach_body
+from proxy.s3.address import (
     Endpoint,
     S3Address,
     build_upstream,
     parse_copy_source,
     parse_request,
 )
-from proxy.signing import Signer, forwardable_request_headers, forwardable_response_headers
-from proxy.upstream import DetachedBody, Upstream, detach_body
+from proxy.s3.operations import detect_operation
+from proxy.s3.signing import Signer, forwardable_request_headers, forwardable_response_headers
 
 __all__ = [
     "Exchange",

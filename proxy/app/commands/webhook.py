@@ -10,7 +10,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from proxy.commands.inject import add_injector_options, options_from
+from proxy.app.commands.inject import add_injector_options, options_from
 from proxy.config import HostPort
 from proxy.errors import InjectionError
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from proxy.credentials import StaticCredentials
 from proxy.errors import ConfigError
+from proxy.relay.credentials import StaticCredentials
 
 __all__ = ["LOCAL_ACCESS_KEY", "LOCAL_SECRET_KEY", "EmbeddedS3", "local_credentials"]
 

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from proxy.commands._routes import find_route, load_for_offline_use
+from proxy.app.commands._routes import find_route, load_for_offline_use
 from proxy.config import Config, RouteConfig
 from proxy.errors import ConfigError, TranslationError
 

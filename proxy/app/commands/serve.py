@@ -50,14 +50,14 @@ def run(args: argparse.Namespace) -> int:
         "log_level": args.log_level,
     }
     config = load_config(args.config, overrides=overrides)
-    from proxy.logging import configure_logging
+    from proxy.app.logging import configure_logging
 
     configure_logging(config.log_level)
     return asyncio.run(_serve(config))
 
 
 def _banner(service: object) -> str:
-    from proxy.service import ProxyService
+    from proxy.app.service import ProxyService
 
     assert isinstance(service, ProxyService) and service.addresses is not None
     host, port = service.addresses.data
@@ -86,9 +86,9 @@ def _banner(service: object) -> str:
 
 
 async def _serve(config: object) -> int:
+    from proxy.app.logging import get_logger
+    from proxy.app.service import ProxyService
     from proxy.config import Config
-    from proxy.logging import get_logger
-    from proxy.service import ProxyService
 
     assert isinstance(config, Config)
     log = get_logger("format_proxy")

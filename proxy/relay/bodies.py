@@ -26,9 +26,9 @@ import tempfile
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 
-from proxy.awschunked import AwsChunkedDecoder, framing_for
 from proxy.errors import ClientError, EntityTooLarge, MalformedBody, ProxyError
-from proxy.signing import EMPTY_SHA256, UNSIGNED_PAYLOAD, is_real_sha256
+from proxy.s3.awschunked import AwsChunkedDecoder, framing_for
+from proxy.s3.signing import EMPTY_SHA256, UNSIGNED_PAYLOAD, is_real_sha256
 
 __all__ = ["ClientStream", "RequestBody", "open_request_body"]
 

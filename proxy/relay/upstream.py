@@ -21,7 +21,7 @@ from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from proxy.errors import ProxyError, UpstreamError
-from proxy.zerocopy import socket_fd
+from proxy.relay.zerocopy import socket_fd
 
 __all__ = ["DetachedBody", "LocalhostResolver", "Upstream", "UpstreamSettings", "detach_body"]
 

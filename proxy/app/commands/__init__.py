@@ -1,0 +1,1 @@
+"""Sub-commands of the ``format-proxy`` CLI; see ``proxy.app.cli``."""

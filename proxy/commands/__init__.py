@@ -1,1 +1,0 @@
-"""Sub-commands of the ``format-proxy`` CLI; see ``proxy.cli``."""
