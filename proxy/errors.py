@@ -111,6 +111,25 @@ class CredentialsError(ProxyError):
     code = "ServiceUnavailable"
 
 
+# --- the proxy's own capacity ---------------------------------------------------------------
+
+
+class SlowDown(ProxyError):
+    """A global budget (bytes of documents in translation, bytes of spooled uploads) is spent:
+    the request is refused before any work, as S3 sheds load. SDKs back off and retry."""
+
+    status = 503
+    code = "SlowDown"
+
+
+class WorkerLost(ProxyError):
+    """A document worker process stopped unexpectedly (killed by the kernel, crashed) while
+    working on this request. A new worker replaces it; retrying is safe."""
+
+    status = 503
+    code = "ServiceUnavailable"
+
+
 # --- translation ------------------------------------------------------------------------------
 
 #: The fixed, documented set of translation failure reasons. They are metric label values.
@@ -142,6 +161,8 @@ TRANSLATION_REASONS: frozenset[str] = frozenset(
         "schema_violation",
         "undetectable_format",
         "wrong_root",
+        # the engine took longer than limits.translate_timeout: the worker was stopped
+        "too_slow",
     }
 )
 
@@ -166,8 +187,12 @@ class TranslationError(ProxyError):
         where = location if location else "the document root"
         super().__init__(f"{reason} at {where}: {detail}")
 
+    def __reduce__(self) -> tuple[type[TranslationError], tuple[str, str, str]]:
+        # Raised in worker processes: pickled with its own arguments, not the message.
+        return (type(self), (self.reason, self.location, self.detail))
 
-# --- the translating data path (issue 4) -------------------------------------------------------
+
+# --- the translating data path -------------------------------------------------------
 
 
 class InvalidDocument(ClientError):

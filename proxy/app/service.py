@@ -120,6 +120,9 @@ class ProxyService:
         if self._embedded is not None:
             await self._create_buckets(endpoint)
 
+        start_handler = getattr(self._route_handler, "start", None)
+        if start_handler is not None:  # document worker processes, in the background
+            start_handler()
         pipeline = Pipeline(
             cfg,
             endpoint=endpoint,

@@ -48,13 +48,14 @@ class TranslatingHandler:
         config: Config,
         observer: TranslationObserver | None = None,
         *,
+        isolate: bool = True,
         workers: int | None = None,
     ) -> None:
         if config.app_version is None:  # load_config refuses routes without one
             raise ValueError("a translating handler needs config.app_version")
         self.observer: TranslationObserver = observer or NullObserver()
         self.cache = RepresentationCache[Representation](config.limits.cache_max_bytes)
-        self.worker = DocumentWorker(self.observer, workers)
+        self.worker = DocumentWorker(self.observer, config, isolate=isolate, workers=workers)
         self.ctx = Context(
             app_version=config.app_version,
             limits=config.limits,
@@ -89,6 +90,10 @@ class TranslatingHandler:
         if op in _MULTIPART:
             return await self._multipart.handle(request, route, forward)
         return await forward.passthrough(request)
+
+    def start(self) -> None:
+        """Start the document worker processes (in the background)."""
+        self.worker.start()
 
     def close(self) -> None:
         """Stop the translation pool and delete spooled uploads (at shutdown)."""

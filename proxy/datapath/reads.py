@@ -334,7 +334,7 @@ class ReadPath:
             if len(data) > limit:
                 raise self._too_large(len(data))
             read.append(data)
-            return await ctx.worker.render(route.compiled, data, fmt, target)
+            return await ctx.worker.render(route, data, fmt, target)
 
         try:
             rep = await self._lookup(cache_key if etag else None, fill)
@@ -464,7 +464,7 @@ class ReadPath:
                 data = await reply.read(limit)
             except EntityTooLarge:
                 raise self._too_large(limit + 1) from None
-            return await ctx.worker.render(route.compiled, data, source, target)
+            return await ctx.worker.render(route, data, source, target)
 
         return await self._lookup(cache_key, fill)
 

@@ -52,6 +52,7 @@ __all__ = [
     "list_parts_result",
     "parse_complete",
     "select_parts",
+    "write_part_file",
 ]
 
 MIN_PART_BYTES = 5 * 1024 * 1024
@@ -189,17 +190,7 @@ class UploadStore:
         self, upload: Upload, number: int, data: bytes, algorithms: tuple[str, ...]
     ) -> Part:
         """Write a part file (blocking; run in a thread). The caller records it."""
-        path = upload.directory / f"part-{number:05d}-{secrets.token_hex(6)}"
-        with open(path, "wb") as f:
-            f.write(data)
-        return Part(
-            number=number,
-            size=len(data),
-            etag='"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"',
-            checksums={alg: _checksum(alg, data) for alg in algorithms},
-            last_modified=datetime.now(UTC),
-            path=path,
-        )
+        return write_part_file(upload.directory, number, data, algorithms)
 
     def record(self, upload: Upload, part: Part, token: str) -> None:
         """Make a written part current (the last write of a part number wins, as in S3)."""
@@ -232,6 +223,22 @@ class UploadStore:
     def close(self) -> None:
         self._uploads.clear()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def write_part_file(directory: Path, number: int, data: bytes, algorithms: tuple[str, ...]) -> Part:
+    """Write one part file into an upload's ``directory`` and digest it (blocking: run in a
+    document worker). The caller records the part."""
+    path = directory / f"part-{number:05d}-{secrets.token_hex(6)}"
+    with open(path, "wb") as f:
+        f.write(data)
+    return Part(
+        number=number,
+        size=len(data),
+        etag='"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"',
+        checksums={alg: _checksum(alg, data) for alg in algorithms},
+        last_modified=datetime.now(UTC),
+        path=path,
+    )
 
 
 def _checksum(algorithm: str, data: bytes) -> str:

@@ -25,7 +25,7 @@ from multidict import CIMultiDict
 
 from proxy.config import RouteConfig
 from proxy.datapath.common import Context, address_without, without_headers
-from proxy.datapath.documents import ClientDigests, client_digests, verify_digests
+from proxy.datapath.documents import ClientDigests, client_digests
 from proxy.datapath.reads import ReadPath
 from proxy.datapath.spool import (
     MAX_PARTS,
@@ -175,9 +175,8 @@ class UploadPath:
         token = self._store.reserve(upload, number, len(data))
         path = None
         try:
-            await self._ctx.worker.run(verify_digests, digests, data)
-            part = await self._ctx.worker.run(
-                self._store.write_part, upload, number, data, algorithms
+            part = await self._ctx.worker.spool_part(
+                digests, upload.directory, number, data, algorithms
             )
             path = part.path
             self._store.record(upload, part, token)
@@ -309,15 +308,13 @@ class UploadPath:
             upload = self._upload(request)  # a concurrent Complete may have finished it
             listed = parse_complete(await request.body.read_all(_MAX_COMPLETE_BODY))
             parts = select_parts(upload, listed)
-            data = await self._ctx.worker.run(assemble, parts)
+            data = await self._ctx.worker.io(assemble, parts)
             # A full-object checksum on the Complete request covers the assembled document.
             whole = client_digests(request.headers, (), body_unchanged=False)
             if whole.checksums and (
                 request.headers.get("x-amz-checksum-type", "").upper() == "FULL_OBJECT"
             ):
-                await self._ctx.worker.run(
-                    verify_digests, ClientDigests(checksums=whole.checksums), data
-                )
+                await self._ctx.worker.verify(ClientDigests(checksums=whole.checksums), data)
             digests = ClientDigests(
                 algorithms=(upload.checksum_algorithm,) if upload.checksum_algorithm else ()
             )

@@ -130,7 +130,7 @@ class WritePath:
         store = ctx.store_format(route)
         try:
             doc = await ctx.worker.prepare_write(
-                route.compiled, data, writer=writer, store=store, digests=digests
+                route, data, writer=writer, store=store, digests=digests
             )
         except TranslationError as err:
             checked_as = store if store != writer else other_format(writer)

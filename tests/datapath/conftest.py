@@ -86,7 +86,8 @@ async def make_proxy(
         for r in cfg.routes:
             r._compiled = mapping
         observer = RecordingObserver()
-        handler = TranslatingHandler(cfg, observer, workers=2)
+        # The fake mapping lives in this process: document work runs in threads here.
+        handler = TranslatingHandler(cfg, observer, isolate=False, workers=2)
         service = ProxyService(
             cfg, credentials=StaticCredentials("AK", "SK"), route_handler=handler
         )

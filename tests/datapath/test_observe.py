@@ -15,7 +15,7 @@ from proxy.errors import TRANSLATION_REASONS
 from proxy.relay.credentials import StaticCredentials
 from proxy.relay.metrics import Metrics
 from tests.datapath.conftest import BUCKET, route
-from tests.datapath.fakes import FakeS3, FlatMapping, json_doc, xml_doc
+from tests.datapath.fakes import FakeS3, xml_doc
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -144,9 +144,11 @@ async def test_service_wires_the_translating_handler_and_metrics(fake_s3: FakeS3
     }
     config_file = tmp_path / "proxy.yaml"
     config_file.write_text(yaml.safe_dump(doc))
-    cfg = load_config(str(config_file), environ={}, compile_mappings=False)
-    cfg.routes[0]._compiled = FlatMapping()
+    # The real engine, in the service's own document worker processes.
+    cfg = load_config(str(config_file), environ={})
+    engine = cfg.routes[0].compiled
     fake_s3.put(BUCKET, "docs/a", xml_doc(a="1"), x_amz_meta_format="xml")
+    written = engine.xml_to_json(xml_doc(a="2"))
     service = ProxyService(cfg, credentials=StaticCredentials("AK", "SK"))
     await service.start()
     try:
@@ -155,12 +157,12 @@ async def test_service_wires_the_translating_handler_and_metrics(fake_s3: FakeS3
         murl = "http://{}:{}/metrics".format(*service.addresses.metrics)
         async with aiohttp.ClientSession() as s:
             async with s.get(f"{base}/{BUCKET}/docs/a") as r:
-                assert await r.read() == json_doc(a="1")
-            async with s.put(f"{base}/{BUCKET}/docs/b", data=json_doc(a="2")) as r:
+                assert await r.read() == engine.xml_to_json(xml_doc(a="1"))
+            async with s.put(f"{base}/{BUCKET}/docs/b", data=written) as r:
                 assert r.status == 200
             async with s.get(murl) as r:
                 text = await r.text()
-        assert fake_s3.objects[BUCKET, "docs/b"].body == xml_doc(a="2")
+        assert fake_s3.objects[BUCKET, "docs/b"].body == engine.json_to_xml(written)
         assert (
             value(
                 text,
