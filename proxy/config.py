@@ -184,7 +184,7 @@ class Limits(_Strict):
     #: Translation failures remembered per stored object version (bucket, key, ETag), so a
     #: document that cannot be translated fails fast on the next read; least recently used
     #: entries are forgotten past this count.
-    remembered_failures: int = Field(default=10_000, ge=0)
+    remembered_failures: int = Field(default=4096, ge=0)
 
     @model_validator(mode="after")
     def _budgets_fit(self) -> Limits:

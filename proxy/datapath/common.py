@@ -10,7 +10,7 @@ from urllib.parse import unquote
 
 from proxy.app.logging import get_logger
 from proxy.config import Limits, RouteConfig
-from proxy.datapath.cache import RepresentationCache
+from proxy.datapath.cache import FailureMemo, RepresentationCache
 from proxy.datapath.documents import Format, Representation
 from proxy.datapath.engine import DocumentWorker
 from proxy.datapath.observe import Direction, Operation, TranslationObserver
@@ -37,6 +37,7 @@ class Context:
     app_version: str
     limits: Limits
     cache: RepresentationCache[Representation]
+    failures: FailureMemo[TranslationError]
     worker: DocumentWorker
     observer: TranslationObserver
 

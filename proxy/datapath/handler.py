@@ -14,7 +14,7 @@ Which S3 operations it takes over on a route:
 from __future__ import annotations
 
 from proxy.config import Config, RouteConfig
-from proxy.datapath.cache import RepresentationCache
+from proxy.datapath.cache import FailureMemo, RepresentationCache
 from proxy.datapath.common import Context
 from proxy.datapath.documents import Representation
 from proxy.datapath.engine import DocumentWorker
@@ -60,6 +60,7 @@ class TranslatingHandler:
             app_version=config.app_version,
             limits=config.limits,
             cache=self.cache,
+            failures=FailureMemo(config.limits.remembered_failures),
             worker=self.worker,
             observer=self.observer,
         )

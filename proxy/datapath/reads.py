@@ -238,8 +238,15 @@ class ReadPath:
         if key is None:  # no stored ETag to key on: translate every time
             self._ctx.observer.cache_lookup(False)
             return await fill()
+        known = self._ctx.failures.get(key)
+        if known is not None:  # this stored version failed before: fail fast, same error
+            raise known
         try:
             rep, hit = await self._ctx.cache.get_or_fill(key, fill)
+        except TranslationError as err:
+            self._ctx.observer.cache_lookup(False)
+            self._ctx.failures.put(key, err)
+            raise
         except BaseException:
             self._ctx.observer.cache_lookup(False)
             raise
