@@ -10,6 +10,7 @@ from urllib.parse import unquote
 
 from proxy.app.logging import get_logger
 from proxy.config import Limits, RouteConfig
+from proxy.datapath.budget import ByteBudget
 from proxy.datapath.cache import FailureMemo, RepresentationCache
 from proxy.datapath.documents import Format, Representation
 from proxy.datapath.engine import DocumentWorker
@@ -40,6 +41,8 @@ class Context:
     failures: FailureMemo[TranslationError]
     worker: DocumentWorker
     observer: TranslationObserver
+    #: Bytes of whole documents held by requests (limits.max_inflight_translate_bytes).
+    inflight: ByteBudget
 
     def version_format(self, route: RouteConfig) -> Format:
         """The format this pod's version reads and writes on ``route``."""

@@ -105,6 +105,7 @@ class DocumentWorker:
                 f"a document worker stopped while working on this request: {exc}"
             ) from None
         except PoolBusy as exc:
+            self._observer.refused("translate_queue")
             raise SlowDown(f"the proxy is busy translating other documents: {exc}") from None
 
     def _too_slow(self) -> TranslationError:

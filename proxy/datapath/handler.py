@@ -14,6 +14,7 @@ Which S3 operations it takes over on a route:
 from __future__ import annotations
 
 from proxy.config import Config, RouteConfig
+from proxy.datapath.budget import ByteBudget
 from proxy.datapath.cache import FailureMemo, RepresentationCache
 from proxy.datapath.common import Context
 from proxy.datapath.documents import Representation
@@ -63,8 +64,18 @@ class TranslatingHandler:
             failures=FailureMemo(config.limits.remembered_failures),
             worker=self.worker,
             observer=self.observer,
+            inflight=ByteBudget(
+                config.limits.max_inflight_translate_bytes,
+                setting="limits.max_inflight_translate_bytes",
+                on_refuse=lambda: self.observer.refused("translate_budget"),
+            ),
         )
-        self.uploads = UploadStore(config.spool_dir, config.limits.max_translate_bytes)
+        self.uploads = UploadStore(
+            config.spool_dir,
+            config.limits.max_translate_bytes,
+            max_spool_bytes=config.limits.max_spool_bytes,
+            on_refuse=lambda: self.observer.refused("spool_budget"),
+        )
         self._reads = ReadPath(self.ctx)
         self._writes = WritePath(self.ctx, self._reads)
         scheme = "https" if config.tls.enabled else "http"

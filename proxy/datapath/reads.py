@@ -330,18 +330,19 @@ class ReadPath:
 
         async def fill() -> Representation:
             nonlocal filled
-            filled = True
-            await stream.aclose()
             limit = ctx.limits.max_translate_bytes
-            try:
-                rest = await reply.read(limit)
-            except EntityTooLarge:
-                raise self._too_large(limit + 1) from None
-            data = b"".join([*peeked, rest])
-            if len(data) > limit:
-                raise self._too_large(len(data))
-            read.append(data)
-            return await ctx.worker.render(route, data, fmt, target)
+            with ctx.inflight.hold(min(size, limit) if size is not None else limit):
+                filled = True
+                await stream.aclose()
+                try:
+                    rest = await reply.read(limit)
+                except EntityTooLarge:
+                    raise self._too_large(limit + 1) from None
+                data = b"".join([*peeked, rest])
+                if len(data) > limit:
+                    raise self._too_large(len(data))
+                read.append(data)
+                return await ctx.worker.render(route, data, fmt, target)
 
         try:
             rep = await self._lookup(cache_key if etag else None, fill)
@@ -467,11 +468,16 @@ class ReadPath:
             if reply.status != 200:
                 raise await _answer_of(reply)
             limit = ctx.limits.max_translate_bytes
+            size = _content_length(reply)
             try:
-                data = await reply.read(limit)
-            except EntityTooLarge:
-                raise self._too_large(limit + 1) from None
-            return await ctx.worker.render(route, data, source, target)
+                with ctx.inflight.hold(min(size, limit) if size is not None else limit):
+                    try:
+                        data = await reply.read(limit)
+                    except EntityTooLarge:
+                        raise self._too_large(limit + 1) from None
+                    return await ctx.worker.render(route, data, source, target)
+            finally:
+                reply.release()
 
         return await self._lookup(cache_key, fill)
 

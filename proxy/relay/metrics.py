@@ -119,6 +119,15 @@ class Metrics:
             registry=r,
         )
 
+        # --- the proxy's own budgets ---
+        self.refused = Counter(
+            "format_proxy_refused",
+            "Requests refused with 503 SlowDown before any work because a global budget was "
+            "spent, by reason (translate_budget|spool_budget|translate_queue).",
+            ["reason"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every family."""
         return generate_latest(self.registry)
