@@ -183,16 +183,17 @@ class WorkerPool:
             self._ctx.set_forkserver_preload(list(preload))
         self._idle: asyncio.Queue[_Worker] | None = None
         self._workers: set[_Worker] = set()
-        self._starting = 0
         self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._spawning: set[asyncio.Task[Any]] = set()
 
     # --- the caller's side -----------------------------------------------------------------
 
     async def start(self) -> None:
         """Start every worker and wait until they are ready (optional: :meth:`run` starts
         missing workers itself)."""
-        await asyncio.gather(*self._replenish())
+        self._replenish()
+        await asyncio.gather(*self._spawning)
 
     @property
     def pids(self) -> list[int]:
@@ -277,33 +278,29 @@ class WorkerPool:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _replenish(self) -> list[asyncio.Task[Any]]:
-        """Start workers until the pool is full again; returns the starting tasks."""
+    def _replenish(self) -> None:
+        """Start workers until the pool is full again."""
         if self._closed:
-            return []
-        started = []
-        for _ in range(self.size - len(self._workers) - self._starting):
-            self._starting += 1
-            started.append(self._background(self._add_worker()))
-        return started
+            return
+        for _ in range(self.size - len(self._workers) - len(self._spawning)):
+            task = self._background(self._add_worker())
+            self._spawning.add(task)
+            task.add_done_callback(self._spawning.discard)
 
     async def _add_worker(self) -> None:
-        try:
-            while not self._closed:
-                try:
-                    worker = await self._spawn()
-                except Exception as exc:  # any failure: retry, never give up
-                    self._on_event("worker_start_failed", {"error": str(exc)})
-                    await asyncio.sleep(_RESPAWN_PAUSE)
-                    continue
-                if self._closed:
-                    worker.kill()
-                    return
-                self._workers.add(worker)
-                self._queue().put_nowait(worker)
+        while not self._closed:
+            try:
+                worker = await self._spawn()
+            except Exception as exc:  # any failure: retry, never give up
+                self._on_event("worker_start_failed", {"error": str(exc)})
+                await asyncio.sleep(_RESPAWN_PAUSE)
+                continue
+            if self._closed:
+                worker.kill()
                 return
-        finally:
-            self._starting -= 1
+            self._workers.add(worker)
+            self._queue().put_nowait(worker)
+            return
 
     async def _spawn(self) -> _Worker:
         parent_end, child_end = socket.socketpair()
@@ -390,18 +387,19 @@ def _worker_main(
         if initializer is not None:
             initializer(*initargs)
     except BaseException as exc:
-        _send(sock, _answer(False, f"{type(exc).__name__}: {exc}"))
+        with contextlib.suppress(OSError):
+            _send(sock, _answer(False, f"{type(exc).__name__}: {exc}"))
         return
-    _send(sock, _answer(True, None))
-    while True:
-        try:
+    try:
+        _send(sock, _answer(True, None))
+        while True:
             (size,) = _FRAME.unpack(_recv_exactly(sock, _FRAME.size))
             fn, args = pickle.loads(_recv_exactly(sock, size))
-        except (EOFError, ConnectionError):
-            return  # the proxy closed our socket: stop
-        try:
-            answer = _answer(True, fn(*args))
-        except Exception as exc:
-            answer = _answer(False, exc)
-        del args
-        _send(sock, answer)
+            try:
+                answer = _answer(True, fn(*args))
+            except Exception as exc:
+                answer = _answer(False, exc)
+            del args
+            _send(sock, answer)
+    except (EOFError, OSError):
+        return  # the proxy closed our socket (it stops, or gave up on this worker)
