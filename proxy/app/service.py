@@ -77,6 +77,9 @@ class ProxyService:
             return False, "data listener not started"
         if self._credentials is None or not self._credentials.resolved:
             return False, "upstream credentials not resolved"
+        handler_ready = getattr(self._route_handler, "ready", None)
+        if handler_ready is not None:  # the document workers have started
+            return handler_ready()  # type: ignore[no-any-return]
         return True, "ok"
 
     async def start(self) -> None:
@@ -244,12 +247,13 @@ class ProxyService:
                 await site.stop()
             if self._handler is not None:
                 await self._handler.drain(self.config.shutdown_grace_seconds)
+            # Past the grace period: stop the document workers now, so requests still waiting
+            # for a translation get an answer (503) instead of holding the shutdown up.
+            self._close_route_handler()
             await self._flush(deadline)
             await self._data_runner.cleanup()
             self._data_runner = None
-        close_handler = getattr(self._route_handler, "close", None)
-        if close_handler is not None:  # translation pool, spooled multipart uploads
-            close_handler()
+        self._close_route_handler()
         if self._upstream is not None:
             await self._upstream.close()
             self._upstream = None
@@ -259,6 +263,11 @@ class ProxyService:
         if self._embedded is not None:
             await asyncio.to_thread(self._embedded.stop)
             self._embedded = None
+
+    def _close_route_handler(self) -> None:
+        close_handler = getattr(self._route_handler, "close", None)
+        if close_handler is not None:  # document workers, spooled multipart uploads
+            close_handler()
 
 
 def _bound(runner: web.BaseRunner) -> tuple[str, int]:

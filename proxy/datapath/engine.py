@@ -82,7 +82,12 @@ class DocumentWorker:
     def start(self) -> None:
         """Start the worker processes in the background (requests wait for the first one)."""
         if self.pool is not None:
-            self.pool._replenish()
+            self.pool.begin()
+
+    @property
+    def ready(self) -> bool:
+        """False until a document worker runs (at start-up)."""
+        return self.pool is None or self.pool.ready
 
     @staticmethod
     def _pool_event(event: str, fields: dict[str, Any]) -> None:

@@ -107,6 +107,11 @@ class TranslatingHandler:
         """Start the document worker processes (in the background)."""
         self.worker.start()
 
+    def ready(self) -> tuple[bool, str]:
+        if not self.worker.ready:
+            return False, "document workers starting"
+        return True, "ok"
+
     def close(self) -> None:
         """Stop the translation pool and delete spooled uploads (at shutdown)."""
         self.worker.close()

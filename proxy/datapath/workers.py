@@ -195,6 +195,15 @@ class WorkerPool:
         self._replenish()
         await asyncio.gather(*self._spawning)
 
+    def begin(self) -> None:
+        """Start the workers in the background."""
+        self._replenish()
+
+    @property
+    def ready(self) -> bool:
+        """True once some worker is running (they start in the background)."""
+        return bool(self._workers)
+
     @property
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._workers if w.process.pid is not None]
