@@ -175,6 +175,9 @@ class Limits(_Strict):
     translate_timeout: float = Field(default=10.0, gt=0)
     #: Document worker processes; None = min(2, CPU count).
     translate_workers: int | None = Field(default=None, ge=1)
+    #: How much lower the workers' CPU priority is than the proxy's (``nice`` increment): the
+    #: event loop wins the CPU over translations on a small machine.
+    translate_nice: int = Field(default=10, ge=0, le=19)
     #: Bytes of documents being translated at once (GET, PUT, multipart completion) across all
     #: requests; a request that would go past it gets ``503 SlowDown``.
     max_inflight_translate_bytes: ByteSize = 128 * 1024**2

@@ -5,7 +5,7 @@ GIL. They run in a small pool of worker processes (:mod:`proxy.datapath.workers`
 loop keeps serving passthrough traffic, metrics and health checks whatever a document costs.
 Each task has ``limits.translate_timeout``: past it the worker is killed and replaced and the
 document fails with reason ``too_slow``. Workers run at a lower CPU priority (``nice`` +10),
-so on a small machine the event loop wins the CPU over them.
+so on a small machine the event loop wins the CPU over them (``limits.translate_nice``).
 
 Without isolation (in-process tests whose fake mappings live in the test process) the same
 functions run in a thread pool, with no budget.
@@ -37,14 +37,12 @@ from proxy.datapath.spool import Part
 from proxy.datapath.workers import PoolBusy, TaskTimeout, WorkerDied, WorkerPool
 from proxy.errors import SlowDown, TranslationError, WorkerLost
 
-__all__ = ["WORKER_NICE", "DocumentWorker"]
+__all__ = ["DocumentWorker"]
 
 T = TypeVar("T")
 
 _log = get_logger("format_proxy.datapath")
 
-#: How much lower the workers' CPU priority is than the proxy's (``os.nice`` increment).
-WORKER_NICE = 10
 #: Modules the fork server imports once, so a new worker starts with the engine loaded.
 _PRELOAD = ("proxy.datapath.tasks", "proxy.translate")
 
@@ -73,7 +71,7 @@ class DocumentWorker:
                 size,
                 initializer=tasks.compile_routes,
                 initargs=(tuple(r.mapping for r in config.routes), config.base_dir, limits),
-                nice=WORKER_NICE,
+                nice=limits.translate_nice,
                 preload=_PRELOAD,
                 wait_limit=max(30.0, 3 * self.budget),
                 on_event=self._pool_event,
