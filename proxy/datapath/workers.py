@@ -111,6 +111,10 @@ class _Channel(asyncio.BufferedProtocol):
             if waiter is not None and not waiter.done():
                 waiter.set_exception(ConnectionError(str(exc)))
 
+    @property
+    def lost(self) -> bool:
+        return self._lost is not None
+
     def pause_writing(self) -> None:
         self._writable = asyncio.get_running_loop().create_future()
 
@@ -216,10 +220,16 @@ class WorkerPool:
             raise WorkerDied(None)
         payload = pickle.dumps((fn, args), protocol=5)
         self._replenish()
-        try:
-            worker = await asyncio.wait_for(self._queue().get(), self._wait_limit)
-        except TimeoutError:
-            raise PoolBusy(f"no document worker was free within {self._wait_limit:g} s") from None
+        while True:
+            try:
+                worker = await asyncio.wait_for(self._queue().get(), self._wait_limit)
+            except TimeoutError:
+                raise PoolBusy(
+                    f"no document worker was free within {self._wait_limit:g} s"
+                ) from None
+            if not worker.channel.lost:
+                break
+            self._drop(worker, "worker_died", {"pid": worker.process.pid, "while": "idle"})
         job = asyncio.create_task(self._exchange(worker, payload, budget))
         job.add_done_callback(lambda t: self._settle(worker, t))
         answer = await asyncio.shield(job)
@@ -260,13 +270,20 @@ class WorkerPool:
         if exc is None and not job.cancelled() and not self._closed:
             self._queue().put_nowait(worker)
             return
-        self._workers.discard(worker)
         pid = worker.process.pid
-        worker.kill()
         if isinstance(exc, TaskTimeout):
-            self._on_event("worker_killed", {"pid": pid, "budget_seconds": exc.budget})
+            self._drop(worker, "worker_killed", {"pid": pid, "budget_seconds": exc.budget})
         elif isinstance(exc, WorkerDied):
-            self._on_event("worker_died", {"pid": pid, "exit_code": exc.exitcode})
+            self._drop(worker, "worker_died", {"pid": pid, "exit_code": exc.exitcode})
+        else:
+            self._drop(worker)
+
+    def _drop(self, worker: _Worker, event: str | None = None, fields: Any = None) -> None:
+        """Kill a worker that cannot take another task, and start its replacement."""
+        self._workers.discard(worker)
+        worker.kill()
+        if event is not None:
+            self._on_event(event, fields or {})
         self._reap(worker)
         self._replenish()
 

@@ -174,3 +174,12 @@ def test_spool_directories_of_dead_proxies_are_removed_at_start(tmp_path: Path):
         assert store.root.name.startswith(f"format-proxy-uploads-{os.getpid()}-")
     finally:
         store.close()
+
+
+async def test_a_worker_that_died_while_idle_is_replaced_before_it_gets_a_task(pool: WorkerPool):
+    idle = await pool.run(tasks.pid, budget=5)
+    os.kill(idle, 9)
+    assert gone(idle)
+    await asyncio.sleep(0.2)  # the proxy's end of the socket sees the end of the stream
+    assert await pool.run(tasks.add, 2, 5, budget=10) == 7  # no error for this request
+    assert ("worker_died", {"pid": idle, "while": "idle"}) in pool.events  # type: ignore[attr-defined]
