@@ -167,7 +167,7 @@ class TranslationError(ProxyError):
         super().__init__(f"{reason} at {where}: {detail}")
 
 
-# --- the translating data path (issue 4) -------------------------------------------------------
+# --- the translating data path ----------------------------------------------------------------
 
 
 class InvalidDocument(ClientError):

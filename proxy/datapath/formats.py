@@ -1,8 +1,9 @@
 """Which format a stored object is in, and how the proxy labels the formats it writes.
 
-Detection order (DESIGN.md): the proxy's own metadata, then ``Content-Type``, then a sniff of the
-first non-whitespace byte. Never a silent guess: an undetectable object raises
-``TranslationError("undetectable_format")`` saying what was looked at. Pure.
+Detection order (docs/architecture.md, "The model"): the proxy's own metadata, then
+``Content-Type``, then a sniff of the first non-whitespace byte. Never a silent guess: an
+undetectable object raises ``TranslationError("undetectable_format")`` saying what was looked
+at. Pure.
 """
 
 from __future__ import annotations

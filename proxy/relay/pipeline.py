@@ -8,7 +8,7 @@ the server — renders as an S3 XML error). Everything about the exchange that l
 need (operation, bucket, route, upstream time, byte counts) is recorded on the
 :class:`Exchange` the server passes in, so this module never touches prometheus or aiohttp.web.
 
-The seam for format translation (issue 4)
+The seam for format translation
 -----------------------------------------
 Requests whose bucket/key match a configured route (longest prefix, :mod:`proxy.relay.routing`) are
 given to the :class:`RouteHandler` the pipeline was built with, together with an
