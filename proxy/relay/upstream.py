@@ -3,9 +3,10 @@ exceptions become domain errors.
 
 URLs are handed to aiohttp pre-encoded (``yarl.URL(..., encoded=True)``) so nothing is re-quoted
 between signing and sending; a URL yarl would still change (it drops tabs and newlines, for
-one) is refused rather than sent as something other than what was signed and routed. aiohttp adds no headers of its own (no ``Accept-Encoding``, no
-default ``Content-Type``, no ``User-Agent``): what we signed is what goes out. Responses are not
-decompressed: a ``Content-Encoding: gzip`` object is passed through as stored.
+one) is refused rather than sent as something other than what was signed and routed. aiohttp
+adds no headers of its own (no ``Accept-Encoding``, no default ``Content-Type``, no
+``User-Agent``): what we signed is what goes out. Responses are not decompressed: a
+``Content-Encoding: gzip`` object is passed through as stored.
 """
 
 from __future__ import annotations
