@@ -84,6 +84,8 @@ _DNS_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 # None of them needs encoding or can be a dot segment, so a bucket is forwarded as is.
 _BUCKET_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,253}[A-Za-z0-9])?")
 _IPV4_RE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+# An empty, "." or ".." path segment: what a path-cleaning server folds.
+_FOLDABLE_RE = re.compile(r"(?:^|/)\.{0,2}(?:/|$)")
 
 
 def _encode(raw: str, safe: frozenset[int]) -> str:
@@ -298,7 +300,7 @@ def folded(bucket: str, key: str, *, in_host: bool = False) -> tuple[str | None,
     key is None when the folded path names none; a trailing ``/`` is kept.
 
     Decoded ``%2F`` and ``%2E`` count as ``/`` and ``.``: such servers decode first."""
-    if "//" not in key and "." not in key and not key.startswith("/"):
+    if not _FOLDABLE_RE.search(key):
         return bucket, key
     segments = key.split("/") if in_host else [bucket, *key.split("/")]
     out: list[str] = []
