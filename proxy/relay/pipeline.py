@@ -315,6 +315,11 @@ class Pipeline:
         ex.operation = detect_operation(incoming.method, address, headers)
         check_forwardable(address)
         route = self._router.route(address) if self._router else None
+        if route is None and ex.operation == "UploadPartCopy" and self._router:
+            # The client sized the part's range on what it sees of the source: a source on a
+            # route may look different from its stored bytes, so the route handler copies it.
+            source = parse_copy_source(headers.get("x-amz-copy-source"))
+            route = self._router.route(source) if source else None
         body = open_request_body(
             headers,
             incoming.body,
@@ -333,11 +338,6 @@ class Pipeline:
             request_id=ex.request_id,
             log_fields=ex.log_fields,
         )
-        if route is None and ex.operation == "UploadPartCopy" and self._router:
-            # The client sized the part's range on what it sees of the source: a source on a
-            # route may look different from its stored bytes, so the route handler copies it.
-            source = parse_copy_source(headers.get("x-amz-copy-source"))
-            route = self._router.route(source) if source else None
         forwarder = _PipelineForwarder(self, ex)
         if route is None:
             return await forwarder.passthrough(request)
