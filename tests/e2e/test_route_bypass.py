@@ -64,6 +64,11 @@ SHAPES: dict[str, Shape] = {
     "escaped-slash-in-key-lower": _path("/{b}/orders%2f{rest}"),
     "escaped-letter-in-key": _path("/{b}/%6Frders/{rest}"),
     "escaped-letter-lower": _path("/{b}/%6frders/{rest}"),
+    # The key's first letter after the prefix as an escape (like "%41" for "A").
+    "escaped-letter-after-prefix": lambda b, k, port: (
+        f"127.0.0.1:{port}",
+        f"/{b}/orders/%{ord(k[7]):02X}{k[8:]}",
+    ),
     # "%72" is "r", the bucket's first letter (route buckets are named "route-...").
     "escaped-letter-in-bucket": lambda b, k, port: (
         f"127.0.0.1:{port}",
