@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from proxy.translate.failures import Fail
 from proxy.translate.lexical import (
     encode_basestring,
     escape_attr,
@@ -21,8 +22,8 @@ from proxy.translate.lexical import (
     is_ncname,
     key_has_control_char,
 )
+from proxy.translate.model import Number, Pairs
 from proxy.translate.rules import SCALAR, XML_NS, XSI_NIL, AnyRule, PathOptions, ScalarRule
-from proxy.translate.runtime import JsonFail
 
 if TYPE_CHECKING:
     from proxy.translate.jsonread import JsonWriter
@@ -47,7 +48,6 @@ def _scalar_rule(opts: PathOptions) -> ScalarRule:
 
 def any_key(node: Any, clark: str, reader: XmlReader, *, attr: bool) -> str:
     """The JSON key for an element or attribute name, with the mapping's prefix."""
-    from proxy.translate.xmlread import _Fail
 
     if clark[0] == "{":
         uri, local = clark[1:].split("}", 1)
@@ -55,7 +55,7 @@ def any_key(node: Any, clark: str, reader: XmlReader, *, attr: bool) -> str:
         if uri == XML_NS:
             prefix = "xml"
         if prefix is None or (attr and prefix == ""):
-            raise _Fail(
+            raise Fail.at(
                 "unknown_namespace",
                 node,
                 f"namespace {uri!r} has no prefix in mapping.namespaces",
@@ -63,7 +63,7 @@ def any_key(node: Any, clark: str, reader: XmlReader, *, attr: bool) -> str:
             )
         return f"{prefix}:{local}" if prefix else local
     if not attr and "" in reader.rt.uri_of:
-        raise _Fail(
+        raise Fail.at(
             "unknown_namespace",
             node,
             f"element <{clark}> is in no namespace, but unprefixed names mean "
@@ -77,31 +77,30 @@ def any_value(elem: Any, rule: AnyRule, reader: XmlReader, depth: int) -> str:
 
 
 def _value(elem: Any, opts: PathOptions | None, reader: XmlReader, depth: int) -> str:
-    from proxy.translate.xmlread import _Fail
 
     rt = reader.rt
     if depth > rt.max_depth:
-        raise _Fail("too_deep", elem, f"nesting deeper than {rt.max_depth} elements")
+        raise Fail.at("too_deep", elem, f"nesting deeper than {rt.max_depth} elements")
     names = elem.keys()
     text = elem.text
     if names and XSI_NIL in names:
         nil = elem.get(XSI_NIL)
         if nil in _TRUE:
             if len(names) > 1 or len(elem) or text:
-                raise _Fail(
+                raise Fail.at(
                     "type_mismatch",
                     elem,
                     'an xsi:nil="true" element must be empty and have no other attributes',
                 )
             return "null"
         if nil not in _FALSE:
-            raise _Fail("type_mismatch", elem, f"xsi:nil={nil!r} is not a boolean", attr=XSI_NIL)
+            raise Fail.at("type_mismatch", elem, f"xsi:nil={nil!r} is not a boolean", attr=XSI_NIL)
         names = [n for n in names if n != XSI_NIL]
     if opts is not None and opts.type is not None:
         if len(elem):
             reader._children_in_leaf(elem, _scalar_rule(opts))
         for n in names:
-            raise _Fail("unknown_attribute", elem, "a typed scalar has no attributes", attr=n)
+            raise Fail.at("unknown_attribute", elem, "a typed scalar has no attributes", attr=n)
         return reader.scalar(text or "", _scalar_rule(opts), elem)
     if not names and not len(elem):
         return encode_basestring(text or "")
@@ -120,14 +119,14 @@ def _value(elem: Any, opts: PathOptions | None, reader: XmlReader, depth: int) -
         parts.append(encode_basestring(out_key) + ":" + frag)
     if len(elem):
         if text is not None and text.strip(_WS):
-            raise _Fail("mixed_content", elem, "text next to child elements", text=True)
+            raise Fail.at("mixed_content", elem, "text next to child elements", text=True)
         group_key: str | None = None
         group: list[Any] = []
         elem_keys: set[str] = set()
         for child in elem:
             tail = child.tail
             if tail is not None and tail.strip(_WS):
-                raise _Fail("mixed_content", child, "text next to child elements", tail=True)
+                raise Fail.at("mixed_content", child, "text next to child elements", tail=True)
             if not isinstance(child.tag, str):
                 reader._not_element(child)
             key = any_key(child, child.tag, reader, attr=False)
@@ -138,13 +137,15 @@ def _value(elem: Any, opts: PathOptions | None, reader: XmlReader, depth: int) -
                 _emit_group(group_key, group, opts, reader, depth, parts)
             if key in keys:
                 if key in elem_keys:
-                    raise _Fail(
+                    raise Fail.at(
                         "interleaved_siblings",
                         child,
                         f"<{key}> siblings are separated by other elements; the convention "
                         "groups adjacent siblings into one array",
                     )
-                raise _Fail("duplicate_element", child, f"<{key}> has the same key as an attribute")
+                raise Fail.at(
+                    "duplicate_element", child, f"<{key}> has the same key as an attribute"
+                )
             elem_keys.add(key)
             keys.add(key)
             group_key, group = key, [child]
@@ -178,16 +179,16 @@ def _emit_group(
 def _qname(key: str, writer: JsonWriter, *, attr: bool) -> str:
     """Check a JSON key as an XML name under the mapping's prefix map; returns it."""
     if key_has_control_char(key):
-        raise JsonFail("invalid_character", f"key {key!r} contains a control character")
+        raise Fail("invalid_character", f"key {key!r} contains a control character")
     prefix, sep, local = key.rpartition(":")
     if not is_ncname(local) or (sep and not is_ncname(prefix)):
-        raise JsonFail("invalid_name", f"key {key!r} is not an XML name")
+        raise Fail("invalid_name", f"key {key!r} is not an XML name")
     if prefix.lower() == "xmlns" or (not sep and local == "xmlns"):
-        raise JsonFail("invalid_name", f"key {key!r} would be a namespace declaration")
+        raise Fail("invalid_name", f"key {key!r} would be a namespace declaration")
     if sep and prefix != "xml" and (prefix not in writer.rt.uri_of or prefix == ""):
-        raise JsonFail("unknown_namespace", f"prefix {prefix!r} is not in mapping.namespaces")
+        raise Fail("unknown_namespace", f"prefix {prefix!r} is not in mapping.namespaces")
     if sep and prefix == "xsi" and attr:
-        raise JsonFail("invalid_name", f"key {key!r}: xsi attributes are written by the translator")
+        raise Fail("invalid_name", f"key {key!r}: xsi attributes are written by the translator")
     return key
 
 
@@ -201,15 +202,13 @@ def write_any(
     depth: int,
 ) -> None:
     """Write ``<qname>`` for ``value`` by the convention."""
-    from proxy.translate.jsonread import Number, Pairs
-
     if depth > writer.rt.max_depth:
-        raise JsonFail("too_deep", f"nesting deeper than {writer.rt.max_depth} levels")
+        raise Fail("too_deep", f"nesting deeper than {writer.rt.max_depth} levels")
     if opts is not None and opts.type is not None:
         rule = _scalar_rule(opts)
         if value is None:
             if not rule.nullable:
-                raise JsonFail("type_mismatch", "null is not allowed here (mapping.types)")
+                raise Fail("type_mismatch", "null is not allowed here (mapping.types)")
             out.append(f'<{qname}{decl} xsi:nil="true"/>')
             return
         text = writer.scalar_text(value, rule)
@@ -228,7 +227,7 @@ def write_any(
     elif tv is Pairs:
         _write_object(value, opts, qname, decl, writer, out, depth)
     else:
-        raise JsonFail(
+        raise Fail(
             "type_mismatch",
             "an array inside an array has no XML form without a schema (no element names)",
         )
@@ -243,8 +242,6 @@ def _write_object(
     out: list[str],
     depth: int,
 ) -> None:
-    from proxy.translate.jsonread import Pairs
-
     rt = writer.rt
     ap = rt.attribute_prefix
     start = ["<", qname, decl]
@@ -259,9 +256,7 @@ def _write_object(
                 copts = opts.child(name) if opts is not None else None
             elif key == rt.text_key:
                 if v is None or type(v) in (Pairs, list):
-                    raise JsonFail(
-                        "type_mismatch", "text content must be a string, number or boolean"
-                    )
+                    raise Fail("type_mismatch", "text content must be a string, number or boolean")
                 text = _scalar(v, None)
                 continue
             else:
@@ -271,20 +266,20 @@ def _write_object(
             if is_attr:
                 if copts is not None and copts.type is not None:
                     if v is None:
-                        raise JsonFail("type_mismatch", "an attribute cannot be null")
+                        raise Fail("type_mismatch", "an attribute cannot be null")
                     sval = writer.scalar_value(v, _scalar_rule(copts))
                 else:
                     if v is None or type(v) in (Pairs, list):
-                        raise JsonFail("type_mismatch", "an attribute value must be a scalar")
+                        raise Fail("type_mismatch", "an attribute value must be a scalar")
                     sval = _scalar(v, None)
                 start.append(f' {name}="{escape_attr(sval)}"')
             else:
                 children.append((name, v))
-        except JsonFail as f:
+        except Fail as f:
             f.path.append(key)
             raise
     if text is not None and children:
-        raise JsonFail("mixed_content", f"{rt.text_key!r} next to child elements is mixed content")
+        raise Fail("mixed_content", f"{rt.text_key!r} next to child elements is mixed content")
     head = "".join(start)
     if text is not None:
         out.append(f"{head}>{escape_text(text)}</{qname}>" if text else head + "/>")
@@ -300,12 +295,12 @@ def _write_object(
                 for i, item in enumerate(v):
                     try:
                         write_any(item, copts, name, "", writer, out, depth + 1)
-                    except JsonFail as f:
+                    except Fail as f:
                         f.path.append(i)
                         raise
             else:
                 write_any(v, copts, name, "", writer, out, depth + 1)
-        except JsonFail as f:
+        except Fail as f:
             f.path.append(name)
             raise
     out.append(f"</{qname}>")

@@ -10,12 +10,11 @@ Pointer.
 
 from __future__ import annotations
 
-import json
-import threading
 from typing import Any
 
 from proxy.errors import TranslationError
 from proxy.translate.checks import uniqueness_key
+from proxy.translate.failures import Fail, parse_failure
 from proxy.translate.lexical import (
     SAFE_INTEGER,
     cdata,
@@ -27,6 +26,7 @@ from proxy.translate.lexical import (
     key_has_control_char,
     to_decimal,
 )
+from proxy.translate.model import Number, Pairs, Streamed, kind_of, parse_exact
 from proxy.translate.rules import (
     ANY,
     ARRAY,
@@ -45,57 +45,10 @@ from proxy.translate.rules import (
     Rule,
     ScalarRule,
 )
-from proxy.translate.runtime import JsonFail, Runtime
+from proxy.translate.runtime import Runtime
 
 XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 _FORBIDDEN_BYTES = bytes(c for c in range(0x20) if c not in (0x09, 0x0A, 0x0D))
-
-
-class Number(str):
-    """A JSON number, carried as its literal text."""
-
-    __slots__ = ()
-
-
-class Streamed:
-    """A member written already as XML pieces (str / bytes) while streaming."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: list[Any]) -> None:
-        self.data = data
-
-
-class Pairs(list):  # type: ignore[type-arg]
-    """A JSON object: its (key, value) pairs in document order."""
-
-    __slots__ = ()
-    is_object = True
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _decoder() -> json.JSONDecoder:
-    return json.JSONDecoder(
-        parse_float=Number,
-        parse_int=Number,
-        parse_constant=_reject_constant,
-        object_pairs_hook=Pairs,
-        strict=True,
-    )
-
-
-_tls = threading.local()
-
-
-def parse_exact(text: str) -> Any:
-    """Parse JSON text into str / :class:`Number` / bool / None / list / :class:`Pairs`."""
-    dec = getattr(_tls, "decoder", None)
-    if dec is None:
-        dec = _tls.decoder = _decoder()
-    return dec.decode(text)
 
 
 def _members(pairs: Pairs) -> dict[str, Any]:
@@ -105,41 +58,16 @@ def _members(pairs: Pairs) -> dict[str, Any]:
         seen: set[str] = set()
         for k, _ in pairs:
             if k in seen:
-                f = JsonFail("duplicate_key", f"key {k!r} appears more than once")
+                f = Fail("duplicate_key", f"key {k!r} appears more than once")
                 f.path.append(k)
                 raise f
             seen.add(k)
     return d
 
 
-def _kind_of(value: Any) -> str:
-    t = type(value)
-    if value is None:
-        return "null"
-    if value is True or value is False:
-        return "a boolean"
-    if t is Number:
-        return "a number"
-    if t is str:
-        return "a string"
-    if t is Pairs:
-        return "an object"
-    return "an array"
-
-
 #: JSON documents larger than this are parsed record by record (bounded memory), if their
 #: mapping has arrays of objects to stream (see proxy.translate.jsonstream).
 STREAM_THRESHOLD = 2 * 1024 * 1024
-
-
-def parse_failure(exc: ValueError | RecursionError) -> TranslationError:
-    """The engine's error for what the stdlib scanner raised."""
-    if isinstance(exc, json.JSONDecodeError):
-        reason = "invalid_character" if "control character" in exc.msg else "not_well_formed"
-        return TranslationError(reason, "", f"line {exc.lineno}, column {exc.colno}: {exc.msg}")
-    if isinstance(exc, RecursionError):
-        return TranslationError("too_deep", "", "nesting deeper than the parser can follow")
-    return TranslationError("not_well_formed", "", str(exc))  # NaN / Infinity
 
 
 def decode_json(data: bytes, rt: Runtime) -> Any:
@@ -150,7 +78,7 @@ def decode_json(data: bytes, rt: Runtime) -> Any:
     except (ValueError, RecursionError) as exc:
         raise parse_failure(exc) from None
     if len(data) > rt.max_text_bytes:
-        _check_string_sizes(value, rt.max_text_bytes)
+        check_string_sizes(value, rt.max_text_bytes)
     return value
 
 
@@ -193,33 +121,33 @@ def _longer_than(s: str, limit: int) -> bool:
     return n * 4 > limit and len(s.encode("utf-8", "surrogatepass")) > limit
 
 
-def _check_string_sizes(value: Any, limit: int) -> None:
+def check_string_sizes(value: Any, limit: int) -> None:
     def walk(v: Any, path: list[str | int]) -> None:
         t = type(v)
         if t is str or t is Number:
             if _longer_than(v, limit):
-                raise JsonFail("too_large", f"string longer than {limit} bytes")
+                raise Fail("too_large", f"string longer than {limit} bytes")
         elif t is Pairs:
             for k, x in v:
                 try:
                     if _longer_than(k, limit):
-                        raise JsonFail("too_large", f"key longer than {limit} bytes")
+                        raise Fail("too_large", f"key longer than {limit} bytes")
                     walk(x, path)
-                except JsonFail as f:
+                except Fail as f:
                     f.path.append(k)
                     raise
         elif t is list:
             for i, x in enumerate(v):
                 try:
                     walk(x, path)
-                except JsonFail as f:
+                except Fail as f:
                     f.path.append(i)
                     raise
 
     try:
         walk(value, [])
-    except JsonFail as f:
-        raise f.error() from None
+    except Fail as f:
+        raise f.json_error() from None
 
 
 def find_invalid_character(value: Any) -> None:
@@ -230,7 +158,7 @@ def find_invalid_character(value: Any) -> None:
         if t is str:
             m = find_invalid_xml_char(v)
             if m is not None:
-                raise JsonFail(
+                raise Fail(
                     "invalid_character",
                     f"U+{ord(m.group()):04X} cannot be written in XML 1.0",
                 )
@@ -239,26 +167,26 @@ def find_invalid_character(value: Any) -> None:
                 try:
                     m = find_invalid_xml_char(k)
                     if m is not None:
-                        raise JsonFail(
+                        raise Fail(
                             "invalid_character",
                             f"key contains U+{ord(m.group()):04X}, which XML 1.0 cannot carry",
                         )
                     walk(x)
-                except JsonFail as f:
+                except Fail as f:
                     f.path.append(k)
                     raise
         elif t is list:
             for i, x in enumerate(v):
                 try:
                     walk(x)
-                except JsonFail as f:
+                except Fail as f:
                     f.path.append(i)
                     raise
 
     try:
         walk(value)
-    except JsonFail as f:
-        raise f.error() from None
+    except Fail as f:
+        raise f.json_error() from None
 
 
 class _RootNames:
@@ -300,8 +228,8 @@ class JsonWriter:
         out: list[str] = [XML_DECLARATION]
         try:
             self.write_root(value, out, fast=fast)
-        except JsonFail as f:
-            raise f.error() from None
+        except Fail as f:
+            raise f.json_error() from None
         except RecursionError:
             raise TranslationError(
                 "too_deep", "", "nesting deeper than the translator can follow"
@@ -321,7 +249,7 @@ class JsonWriter:
             from proxy.translate.convention import _qname, write_any
 
             if type(value) is not Pairs or len(value) != 1:
-                raise JsonFail(
+                raise Fail(
                     "type_mismatch",
                     "without mapping.root the document is an object with one key: the root "
                     "element's name",
@@ -331,7 +259,7 @@ class JsonWriter:
                 qname = _qname(key, self, attr=False)
                 opts = spec.rule.options if isinstance(spec.rule, AnyRule) else None
                 write_any(content, opts, qname, spec.declarations, self, out, 1)
-            except JsonFail as f:
+            except Fail as f:
                 f.path.append(key)
                 raise
             return
@@ -348,7 +276,7 @@ class JsonWriter:
         """Write the element ``names`` (a Prop / ArrayRule / root names) holding ``value``."""
         if value is None:
             if not rule.nullable:
-                raise JsonFail("type_mismatch", f"null is not allowed here ({_expects(rule)})")
+                raise Fail("type_mismatch", f"null is not allowed here ({_expects(rule)})")
             out.append(names.nil)
             return
         kind = rule.kind
@@ -370,24 +298,24 @@ class JsonWriter:
         t = rule.type
         if t == T_STRING:
             if type(value) is not str:
-                raise JsonFail("type_mismatch", f"expected a string, got {_kind_of(value)}")
+                raise Fail("type_mismatch", f"expected a string, got {kind_of(value)}")
             s = value
         elif t in (T_NUMBER, T_INTEGER):
             if type(value) is not Number:
-                raise JsonFail(
+                raise Fail(
                     "type_mismatch",
                     f"expected {'an integer' if t == T_INTEGER else 'a number'}, "
-                    f"got {_kind_of(value)}",
+                    f"got {kind_of(value)}",
                 )
             if t == T_INTEGER and is_plain_integer(value) is None and not is_integral(value):
-                raise JsonFail("type_mismatch", f"expected an integer, got {value}")
+                raise Fail("type_mismatch", f"expected an integer, got {value}")
             if (
                 self.rt.safe_integers
                 and len(value) > 15
                 and is_integral(value)
                 and to_decimal(value).copy_abs() > SAFE_INTEGER
             ):
-                raise JsonFail(
+                raise Fail(
                     "number_out_of_range",
                     f"{value[:40]} is beyond ±(2**53-1) (mapping.safe_integers)",
                 )
@@ -398,13 +326,13 @@ class JsonWriter:
             elif value is False:
                 s = "false"
             else:
-                raise JsonFail("type_mismatch", f"expected a boolean, got {_kind_of(value)}")
+                raise Fail("type_mismatch", f"expected a boolean, got {kind_of(value)}")
         else:
-            raise JsonFail("type_mismatch", f"expected null, got {_kind_of(value)}")
+            raise Fail("type_mismatch", f"expected null, got {kind_of(value)}")
         if rule.check is not None:
             problem = rule.check(s)
             if problem is not None:
-                raise JsonFail("schema_violation", problem)
+                raise Fail("schema_violation", problem)
         return s
 
     def scalar_text(self, value: Any, rule: ScalarRule) -> str:
@@ -420,9 +348,9 @@ class JsonWriter:
         self, rule: ObjectRule, value: Any, qname: str, decl: str, out: list[str], depth: int
     ) -> None:
         if type(value) is not Pairs:
-            raise JsonFail("type_mismatch", f"expected an object, got {_kind_of(value)}")
+            raise Fail("type_mismatch", f"expected an object, got {kind_of(value)}")
         if depth > self.rt.max_depth:
-            raise JsonFail("too_deep", f"nesting deeper than {self.rt.max_depth} levels")
+            raise Fail("too_deep", f"nesting deeper than {self.rt.max_depth} levels")
         d = _members(value)
         by_key = rule.by_key
         keys = d.keys()
@@ -433,13 +361,13 @@ class JsonWriter:
                 self._unknown_key(extras[0])
         if not rule.required <= keys:
             missing = sorted(rule.required - keys)
-            raise JsonFail(
+            raise Fail(
                 "schema_violation", f"required property {missing[0]!r} is missing (required)"
             )
         if rule.check is not None:
             problem = rule.check(keys)
             if problem is not None:
-                raise JsonFail("schema_violation", problem)
+                raise Fail("schema_violation", problem)
         groups = self._groups(rule, d) if rule.groups else None
         head = "<" + qname + decl
         for p in rule.attr_props:
@@ -449,9 +377,9 @@ class JsonWriter:
                 continue
             try:
                 if v is None:
-                    raise JsonFail("type_mismatch", "an attribute cannot be null")
+                    raise Fail("type_mismatch", "an attribute cannot be null")
                 head += " " + p.qname + '="' + escape_attr(self.scalar_value(v, p.rule)) + '"'  # type: ignore[arg-type]
-            except JsonFail as f:
+            except Fail as f:
                 f.path.append(p.key)
                 if p.group is not None:
                     f.path.append(p.group.key)
@@ -464,9 +392,9 @@ class JsonWriter:
                 return
             try:
                 if v is None:
-                    raise JsonFail("type_mismatch", "text content cannot be null")
+                    raise Fail("type_mismatch", "text content cannot be null")
                 text = self.scalar_text(v, tp.rule)  # type: ignore[arg-type]
-            except JsonFail as f:
+            except Fail as f:
                 f.path.append(tp.key)
                 raise
             out.append(head + ">" + text + "</" + qname + ">" if text else head + "/>")
@@ -489,13 +417,13 @@ class JsonWriter:
                 if p.unwrapped:
                     arr = p.rule
                     if type(v) is not list:
-                        raise JsonFail("type_mismatch", f"expected an array, got {_kind_of(v)}")
+                        raise Fail("type_mismatch", f"expected an array, got {kind_of(v)}")
                     self._array_checks(arr, v)  # type: ignore[arg-type]
                     items = arr.items  # type: ignore[attr-defined]
                     for i, item in enumerate(v):
                         try:
                             self.element(items, item, arr, out, depth)
-                        except JsonFail as f:
+                        except Fail as f:
                             f.path.append(i)
                             raise
                 else:
@@ -505,7 +433,7 @@ class JsonWriter:
                         out.append(p.open + text + p.close if text else p.empty)
                     else:
                         self.element(r, v, p, out, depth)
-            except JsonFail as f:
+            except Fail as f:
                 f.path.append(p.key)
                 raise
         if extras:
@@ -527,18 +455,18 @@ class JsonWriter:
             assert isinstance(grule, ObjectRule)
             try:
                 if type(gv) is not Pairs:
-                    raise JsonFail("type_mismatch", f"expected an object, got {_kind_of(gv)}")
+                    raise Fail("type_mismatch", f"expected an object, got {kind_of(gv)}")
                 members = _members(gv)
                 for k in members:
                     if k not in grule.by_key:
                         self._unknown_key(k)
                 if not grule.required <= members.keys():
                     missing = sorted(grule.required - members.keys())
-                    raise JsonFail(
+                    raise Fail(
                         "schema_violation",
                         f"required property {missing[0]!r} is missing (required)",
                     )
-            except JsonFail as f:
+            except Fail as f:
                 f.path.append(g.key)
                 raise
             out[g.key] = members
@@ -552,26 +480,26 @@ class JsonWriter:
             if p.unwrapped:
                 arr = p.rule
                 if type(v) is not list:
-                    raise JsonFail("type_mismatch", f"expected an array, got {_kind_of(v)}")
+                    raise Fail("type_mismatch", f"expected an array, got {kind_of(v)}")
                 self._array_checks(arr, v)
                 for i, item in enumerate(v):
                     try:
                         self.element(arr.items, item, arr, out, depth)
-                    except JsonFail as f:
+                    except Fail as f:
                         f.path.append(i)
                         raise
             else:
                 self.element(p.rule, v, p, out, depth)
-        except JsonFail as f:
+        except Fail as f:
             f.path.append(p.key)
             f.path.append(p.group.key)
             raise
 
     def _unknown_key(self, key: str) -> None:
         if key_has_control_char(key):
-            f = JsonFail("invalid_character", f"key {key!r} contains a control character")
+            f = Fail("invalid_character", f"key {key!r} contains a control character")
         else:
-            f = JsonFail(
+            f = Fail(
                 "schema_violation",
                 f"property {key!r} is not in the schema (additionalProperties)",
             )
@@ -587,27 +515,27 @@ class JsonWriter:
         for k in extras:
             try:
                 if key_has_control_char(k):
-                    raise JsonFail("invalid_character", f"key {k!r} contains a control character")
+                    raise Fail("invalid_character", f"key {k!r} contains a control character")
                 if not is_ncname(k) or k.lower().startswith("xml"):
-                    raise JsonFail(
+                    raise Fail(
                         "invalid_name",
                         f"key {k!r} is not an XML element name (additionalProperties)",
                     )
                 qname = f"{rule.extra_prefix}:{k}" if rule.extra_prefix else k
                 self.element(rule.extra, d[k], _RootNames(qname, ""), out, depth)
-            except JsonFail as f:
+            except Fail as f:
                 f.path.append(k)
                 raise
 
     def _array_checks(self, arr: ArrayRule, items: list[Any]) -> None:
         n = len(items)
         if n < arr.min_items:
-            raise JsonFail(
+            raise Fail(
                 "schema_violation",
                 f"{n} items; the schema wants at least {arr.min_items} (minItems)",
             )
         if arr.max_items is not None and n > arr.max_items:
-            raise JsonFail(
+            raise Fail(
                 "schema_violation",
                 f"{n} items; the schema wants at most {arr.max_items} (maxItems)",
             )
@@ -616,9 +544,7 @@ class JsonWriter:
             for i, item in enumerate(items):
                 key = uniqueness_key(item, Number)
                 if key in seen:
-                    f = JsonFail(
-                        "schema_violation", f"item {i} equals item {seen[key]} (uniqueItems)"
-                    )
+                    f = Fail("schema_violation", f"item {i} equals item {seen[key]} (uniqueItems)")
                     f.path.append(i)
                     raise f
                 seen[key] = i
@@ -626,13 +552,13 @@ class JsonWriter:
     def array(self, rule: ArrayRule, value: Any, names: Any, out: list[str], depth: int) -> None:
         """A wrapped array: the element ``names`` wraps one element per item."""
         if type(value) is not list:
-            raise JsonFail("type_mismatch", f"expected an array, got {_kind_of(value)}")
+            raise Fail("type_mismatch", f"expected an array, got {kind_of(value)}")
         self._array_checks(rule, value)
         if not value:
             out.append(names.empty)
             return
         if depth > self.rt.max_depth:
-            raise JsonFail("too_deep", f"nesting deeper than {self.rt.max_depth} levels")
+            raise Fail("too_deep", f"nesting deeper than {self.rt.max_depth} levels")
         out.append(names.open)
         items = rule.items
         assert items is not None
@@ -646,14 +572,14 @@ class JsonWriter:
                         continue
                     text = self.scalar_text(item, items)  # type: ignore[arg-type]
                     out.append(open_ + text + close if text else empty)
-                except JsonFail as f:
+                except Fail as f:
                     f.path.append(i)
                     raise
         else:
             for i, item in enumerate(value):
                 try:
                     self.element(items, item, rule, out, depth)
-                except JsonFail as f:
+                except Fail as f:
                     f.path.append(i)
                     raise
         out.append(names.close)

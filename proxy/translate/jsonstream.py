@@ -15,20 +15,16 @@ import json
 from json.decoder import scanstring
 from typing import Any
 
+from proxy.translate.failures import Fail, parse_failure
 from proxy.translate.jsonread import (
     XML_DECLARATION,
-    Pairs,
-    Streamed,
-    _check_string_sizes,
-    _decoder,
+    check_string_sizes,
     find_invalid_character,
     forbidden_in_xml,
-    parse_exact,
-    parse_failure,
 )
+from proxy.translate.model import Pairs, Streamed, json_decoder, kind_of, parse_exact
+from proxy.translate.output import join, join_releasing
 from proxy.translate.rules import ELEMENT, ArrayRule, ObjectRule, Rule
-from proxy.translate.runtime import JsonFail
-from proxy.translate.xmlstream import join, join_releasing
 
 _WS = " \t\n\r"
 
@@ -81,7 +77,7 @@ class _Pass:
     def __init__(self, streamer: JsonStreamer, check_sizes: bool) -> None:
         self.streamable = streamer.streamable
         self.writer = streamer.writer
-        self.decoder = _decoder()
+        self.decoder = json_decoder()
         self.check_sizes = check_sizes
 
     def run(self, text: str) -> bytes:
@@ -96,8 +92,8 @@ class _Pass:
                 )
                 if _skip(text, end) != len(text):
                     raise json.JSONDecodeError("Extra data", text, _skip(text, end))
-            except JsonFail as f:
-                raise f.error() from None
+            except Fail as f:
+                raise f.json_error() from None
         except (ValueError, RecursionError) as exc:
             raise parse_failure(exc) from None
         try:
@@ -114,7 +110,7 @@ class _Pass:
     def _value(self, s: str, i: int) -> tuple[Any, int]:
         value, end = self.decoder.raw_decode(s, i)
         if self.check_sizes:
-            _check_string_sizes(value, self.writer.rt.max_text_bytes)
+            check_string_sizes(value, self.writer.rt.max_text_bytes)
         return value, end
 
     def _object(
@@ -156,14 +152,14 @@ class _Pass:
                             i = self._array(
                                 s, i, p.rule, p, depth + 1, buf, wrapped=not p.unwrapped
                             )
-                    except JsonFail as f:
+                    except Fail as f:
                         f.path.append(key)
                         raise
                     pairs.append((key, Streamed(buf)))
                 else:
                     try:
                         value, i = self._value(s, i)
-                    except JsonFail as f:
+                    except Fail as f:
                         f.path.append(key)
                         raise
                     pairs.append((key, value))
@@ -201,7 +197,7 @@ class _Pass:
             if wrapped:
                 writer.element(rule, value, names, out, depth)
             else:
-                raise JsonFail("type_mismatch", f"expected an array, got {_kind(value)}")
+                raise Fail("type_mismatch", f"expected an array, got {_kind(value)}")
             return end  # type: ignore[no-any-return]
         fn = writer.fast.function(items) if writer.fast is not None else None
         head = len(out)
@@ -213,7 +209,7 @@ class _Pass:
             i += 1
         else:
             if depth > writer.rt.max_depth:
-                raise JsonFail("too_deep", f"nesting deeper than {writer.rt.max_depth} levels")
+                raise Fail("too_deep", f"nesting deeper than {writer.rt.max_depth} levels")
             while True:
                 rec: list[Any] = []
                 try:
@@ -222,7 +218,7 @@ class _Pass:
                         fn(value, rule, rec, depth + 1, "")
                     else:
                         writer.element(items, value, rule, rec, depth + 1)
-                except JsonFail as f:
+                except Fail as f:
                     f.path.append(count)
                     raise
                 out.append(join(rec))
@@ -245,6 +241,4 @@ class _Pass:
 
 
 def _kind(value: Any) -> str:
-    from proxy.translate.jsonread import _kind_of
-
-    return _kind_of(value)
+    return kind_of(value)

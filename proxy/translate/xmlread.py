@@ -17,6 +17,7 @@ from lxml import etree
 
 from proxy.errors import TranslationError
 from proxy.translate.checks import uniqueness_key
+from proxy.translate.failures import Fail, syntax_error, xpath
 from proxy.translate.lexical import (
     BOOLEAN_IN,
     SAFE_INTEGER,
@@ -26,6 +27,7 @@ from proxy.translate.lexical import (
     number_ok,
     to_decimal,
 )
+from proxy.translate.model import Number, parse_exact
 from proxy.translate.rules import (
     ARRAY,
     GROUP,
@@ -45,8 +47,9 @@ from proxy.translate.rules import (
     Rule,
     ScalarRule,
 )
-from proxy.translate.runtime import Runtime, xpath
+from proxy.translate.runtime import Runtime
 from proxy.translate.xmlstream import FRAGS
+from proxy.xmlsafe import hardened_parser
 
 #: Documents larger than this are translated as they are parsed (bounded memory), if their
 #: mapping has arrays of objects to stream (see proxy.translate.xmlstream).
@@ -69,39 +72,6 @@ _NIL_FALSE = ("false", "0")
 _DOCTYPE = re.compile(
     rb"\A(?:\xef\xbb\xbf)?(?:[ \t\r\n]|<\?[^>]*>|<!--(?:[^-]|-(?!->))*-->)*+<!DOCTYPE"
 )
-
-
-class _Fail(Exception):
-    """Raised deep in the walk; carries the node so the XPath is computed once, at the top."""
-
-    def __init__(
-        self,
-        reason: str,
-        node: Any,
-        detail: str,
-        *,
-        attr: str | None = None,
-        text: bool = False,
-        tail: bool = False,
-    ) -> None:
-        super().__init__(reason, detail)
-        self.reason = reason
-        self.node = node
-        self.detail = detail
-        self.attr = attr
-        self.text = text
-        self.tail = tail
-
-    def error(self, prefix_of: dict[str, str], always_index: Any = frozenset()) -> TranslationError:
-        where = xpath(
-            self.node,
-            prefix_of,
-            attr=self.attr,
-            text=self.text,
-            tail=self.tail,
-            always_index=always_index,
-        )
-        return TranslationError(self.reason, where, self.detail)
 
 
 def _type_name(rule: ScalarRule) -> str:
@@ -260,12 +230,7 @@ class XmlReader:
         name = "parser_keep" if blanks else "parser_fast"
         p = getattr(self._local, name, None)
         if p is None:
-            p = etree.XMLParser(
-                resolve_entities=False,
-                no_network=True,
-                load_dtd=False,
-                dtd_validation=False,
-                huge_tree=False,
+            p = hardened_parser(
                 remove_comments=self.rt.drop_comments,
                 remove_pis=self.rt.drop_pis,
                 remove_blank_text=not blanks,
@@ -313,7 +278,7 @@ class XmlReader:
         try:
             root = etree.fromstring(data, parser)
         except etree.XMLSyntaxError as exc:
-            raise _syntax_error(exc) from None
+            raise syntax_error(exc) from None
         except ValueError as exc:  # e.g. unicode strings with encoding declarations
             raise TranslationError("not_well_formed", "/", str(exc)) from None
         self.check_parsed(root, data)
@@ -380,8 +345,8 @@ class XmlReader:
         root = self.parse(data)
         try:
             return self.translate_root(root).encode("utf-8")
-        except _Fail as f:
-            raise f.error(self.rt.prefix_of) from None
+        except Fail as f:
+            raise f.xml_error(self.rt.prefix_of) from None
         except RecursionError:
             raise TranslationError(
                 "too_deep", "/", "nesting deeper than the translator can follow"
@@ -396,7 +361,7 @@ class XmlReader:
             return "{" + encode_basestring(key) + ":" + any_value(root, spec.rule, self, 1) + "}"
         if root.tag != spec.tag:
             ns = root.tag[1:].split("}")[0] if root.tag.startswith("{") else ""
-            raise _Fail(
+            raise Fail.at(
                 "wrong_root",
                 root,
                 f"root element is {_name(root.tag)}, the mapping expects {_name(spec.tag)}"
@@ -415,7 +380,7 @@ class XmlReader:
     def value(self, elem: Any, rule: Rule, depth: int) -> str:
         """The JSON text for the content of ``elem`` under ``rule``."""
         if depth > self.rt.max_depth:
-            raise _Fail("too_deep", elem, f"nesting deeper than {self.rt.max_depth} elements")
+            raise Fail.at("too_deep", elem, f"nesting deeper than {self.rt.max_depth} elements")
         kind = rule.kind
         if kind == OBJECT:
             return self.object(elem, rule, depth)  # type: ignore[arg-type]
@@ -434,7 +399,7 @@ class XmlReader:
         try:
             return make_converter(rule, self.rt.safe_integers)(text)  # type: ignore[no-any-return]
         except _Bad as b:
-            raise _Fail(b.reason, node, b.detail, attr=attr, text=attr is None) from None
+            raise Fail.at(b.reason, node, b.detail, attr=attr, text=attr is None) from None
 
     def leaf(self, elem: Any, rule: ScalarRule) -> str:
         """A scalar element: text only, no child elements, no attributes but xsi:nil."""
@@ -448,7 +413,7 @@ class XmlReader:
         try:
             return make_converter(rule, self.rt.safe_integers)("" if text is None else text)  # type: ignore[no-any-return]
         except _Bad as b:
-            raise _Fail(b.reason, elem, b.detail, text=True) from None
+            raise Fail.at(b.reason, elem, b.detail, text=True) from None
 
     def _nil(self, elem: Any, rule: Rule) -> str | None:
         """``null`` for an ``xsi:nil="true"`` element, None if not nil; raises on any other
@@ -458,20 +423,20 @@ class XmlReader:
             if name == XSI_NIL:
                 if value in _NIL_TRUE:
                     if not rule.nullable:
-                        raise _Fail("type_mismatch", elem, "null is not allowed here", attr=name)
+                        raise Fail.at("type_mismatch", elem, "null is not allowed here", attr=name)
                     if len(elem) or elem.text:
-                        raise _Fail(
+                        raise Fail.at(
                             "type_mismatch",
                             elem,
                             'an xsi:nil="true" element must be empty',
                         )
                     result = "null"
                 elif value not in _NIL_FALSE:
-                    raise _Fail(
+                    raise Fail.at(
                         "type_mismatch", elem, f"xsi:nil={value!r} is not a boolean", attr=name
                     )
             else:
-                raise _Fail(
+                raise Fail.at(
                     "unknown_attribute",
                     elem,
                     f"attribute {_name(name)} is not in the mapping",
@@ -483,7 +448,7 @@ class XmlReader:
         for child in elem:
             self._not_element(child)
         what = _type_name(rule) if isinstance(rule, ScalarRule) else "text"
-        raise _Fail(
+        raise Fail.at(
             "type_mismatch", elem[0], f"child element inside {_name(elem.tag)}, which is a {what}"
         )
 
@@ -491,9 +456,11 @@ class XmlReader:
         """Raise for a comment / PI child (when they are not dropped at parse time)."""
         tag = child.tag
         if tag is _COMMENT:
-            raise _Fail("comment_forbidden", child, "comments are not accepted (mapping.comments)")
+            raise Fail.at(
+                "comment_forbidden", child, "comments are not accepted (mapping.comments)"
+            )
         if tag is _PI:
-            raise _Fail(
+            raise Fail.at(
                 "processing_instruction_forbidden",
                 child,
                 f"processing instruction <?{child.target}?> is not accepted "
@@ -509,7 +476,7 @@ class XmlReader:
             if done is not None:
                 return done.decode("utf-8")
         if depth > self.rt.max_depth:
-            raise _Fail("too_deep", elem, f"nesting deeper than {self.rt.max_depth} elements")
+            raise Fail.at("too_deep", elem, f"nesting deeper than {self.rt.max_depth} elements")
         slots = rule.__dict__.get("_xml_slots")
         if slots is None:
             slots = _slots(rule, self.rt.safe_integers)
@@ -531,7 +498,7 @@ class XmlReader:
                             if nil is not None:
                                 return nil
                             continue  # xsi:nil="false": not nil, nothing to keep
-                        raise _Fail(
+                        raise Fail.at(
                             "unknown_attribute",
                             elem,
                             f"attribute {_name(name)} is not in the mapping",
@@ -541,14 +508,14 @@ class XmlReader:
                     if a[2]:
                         nreq += 1
             except _Bad as b:
-                raise _Fail(b.reason, elem, b.detail, attr=name) from None
+                raise Fail.at(b.reason, elem, b.detail, attr=name) from None
             parts.extend(f for f in found if f is not None)
         tp = rule.text
         if tp is not None:
             if len(elem):
                 for child in elem:
                     self._not_element(child)
-                raise _Fail(
+                raise Fail.at(
                     "mixed_content",
                     elem[0],
                     f"child element next to the text content of {_name(elem.tag)}",
@@ -559,15 +526,15 @@ class XmlReader:
                     conv = make_converter(tp.rule, self.rt.safe_integers)  # type: ignore[arg-type]
                     parts.append(tp.key_json + conv(text or ""))
                 except _Bad as b:
-                    raise _Fail(b.reason, elem, b.detail, text=True) from None
+                    raise Fail.at(b.reason, elem, b.detail, text=True) from None
                 if tp.required:
                     nreq += 1
         else:
             text = elem.text
             if text is not None and text.strip(_WS):
                 if len(elem):
-                    raise _Fail("mixed_content", elem, "text next to child elements", text=True)
-                raise _Fail(
+                    raise Fail.at("mixed_content", elem, "text next to child elements", text=True)
+                raise Fail.at(
                     "type_mismatch",
                     elem,
                     f"text content in {_name(elem.tag)}, which has no text in the mapping",
@@ -586,16 +553,18 @@ class XmlReader:
         value = elem.get(XSI_NIL)
         if value in _NIL_TRUE:
             if not rule.nullable:
-                raise _Fail("type_mismatch", elem, "null is not allowed here", attr=XSI_NIL)
+                raise Fail.at("type_mismatch", elem, "null is not allowed here", attr=XSI_NIL)
             if len(names) > 1 or len(elem) or elem.text:
-                raise _Fail(
+                raise Fail.at(
                     "type_mismatch",
                     elem,
                     'an xsi:nil="true" element must be empty and have no other attributes',
                 )
             return "null"
         if value not in _NIL_FALSE:
-            raise _Fail("type_mismatch", elem, f"xsi:nil={value!r} is not a boolean", attr=XSI_NIL)
+            raise Fail.at(
+                "type_mismatch", elem, f"xsi:nil={value!r} is not a boolean", attr=XSI_NIL
+            )
         return None
 
     def _children(
@@ -613,14 +582,14 @@ class XmlReader:
         run_slot: tuple[Any, ...] = ()
         depth += 1
         if depth > self.rt.max_depth and len(elem):
-            raise _Fail("too_deep", elem[0], f"nesting deeper than {self.rt.max_depth} elements")
+            raise Fail.at("too_deep", elem[0], f"nesting deeper than {self.rt.max_depth} elements")
         extra_seen: set[str] | None = None
         child = None
         try:
             for child in elem:
                 tail = child.tail
                 if tail is not None and tail.strip(_WS):
-                    raise _Fail("mixed_content", child, "text next to child elements", tail=True)
+                    raise Fail.at("mixed_content", child, "text next to child elements", tail=True)
                 s = get(child.tag)
                 if s is None:
                     if rule.extra is not None and isinstance(child.tag, str):
@@ -676,7 +645,7 @@ class XmlReader:
                 else:
                     parts.append(key_json + self.value(child, r, depth))
         except _Bad as b:
-            raise _Fail(b.reason, child, b.detail, text=True) from None
+            raise Fail.at(b.reason, child, b.detail, text=True) from None
         if run is not None:
             self._close_run(elem, run_slot, run, parts)
         if rule._xml_req_runs:  # type: ignore[attr-defined]
@@ -713,20 +682,18 @@ class XmlReader:
             if arr.max_items is not None and n > arr.max_items:
                 node = [c for c in elem if c.tag == item_tag][arr.max_items]
             bound = f"at least {arr.min_items}" if n < arr.min_items else f"at most {arr.max_items}"
-            raise _Fail(
+            raise Fail.at(
                 "schema_violation",
                 node,
                 f"{n} {_name(item_tag)} element(s); the schema wants {bound} (minItems/maxItems)",
             )
         if arr.unique and n > 1:
-            from proxy.translate.jsonread import Number, parse_exact
-
             seen: dict[Any, int] = {}
             for i, frag in enumerate(items):
                 key = uniqueness_key(parse_exact(frag), Number)
                 if key in seen:
                     node = [c for c in elem if c.tag == item_tag][i]
-                    raise _Fail(
+                    raise Fail.at(
                         "schema_violation",
                         node,
                         f"item {i + 1} equals item {seen[key] + 1} (uniqueItems)",
@@ -743,7 +710,7 @@ class XmlReader:
         if ns != rule.extra_ns or local in rule.by_key:
             self._unknown(child, rule)
         if local in seen:
-            raise _Fail(
+            raise Fail.at(
                 "duplicate_element",
                 child,
                 f"{_name(tag)} appears twice; it is a property name, which is unique",
@@ -757,13 +724,13 @@ class XmlReader:
         tag = child.tag
         ns = tag[1:].split("}")[0] if tag[0] == "{" else ""
         if ns and ns not in self.known_ns:
-            raise _Fail(
+            raise Fail.at(
                 "unknown_namespace",
                 child,
                 f"namespace {ns!r} is not in the mapping",
             )
         expected = ", ".join(_name(p.tag) for p in rule.elem_props[:12]) or "no child elements"
-        raise _Fail(
+        raise Fail.at(
             "unknown_element",
             child,
             f"element {_name(tag)} is not in the mapping (expected: {expected})",
@@ -771,27 +738,27 @@ class XmlReader:
 
     def _misplaced(self, child: Any, p: Prop, rule: ObjectRule, last: int, elem: Any) -> None:
         if p.index == last:
-            raise _Fail(
+            raise Fail.at(
                 "duplicate_element",
                 child,
                 f"{_name(child.tag)} appears again; the schema has one {p.key!r}, not an array",
             )
         if p.unwrapped:
-            raise _Fail(
+            raise Fail.at(
                 "interleaved_siblings",
                 child,
                 f"{_name(child.tag)} items are separated by other elements; an array's items "
                 "must be adjacent to round-trip",
             )
         if last >= len(rule.elem_props):
-            raise _Fail(
+            raise Fail.at(
                 "out_of_order",
                 child,
                 f"{_name(child.tag)} comes after additional (undeclared) elements; declared "
                 "properties come first",
             )
         after = rule.elem_props[last]
-        raise _Fail(
+        raise Fail.at(
             "out_of_order",
             child,
             f"{_name(child.tag)} comes after {_name(after.tag)}; the schema order puts it before",
@@ -827,7 +794,7 @@ class XmlReader:
                     frags.append(m.key_json + "[]")
                     continue
                 what = "attribute" if m.node == 1 else "element"
-                raise _Fail(
+                raise Fail.at(
                     "missing_element",
                     elem,
                     f"required {what} {_name(m.tag)} ({g.key}.{m.key}) is missing",
@@ -854,14 +821,14 @@ class XmlReader:
             if p.unwrapped or p.node == GROUP:
                 continue  # present as [] (see _fill_runs) / as {} (see _gather_groups)
             if p.node == 1:
-                raise _Fail(
+                raise Fail.at(
                     "missing_element",
                     elem,
                     f"required attribute {_name(p.tag)} ({p.key!r}) is missing",
                 )
             if p.node == 2:
                 continue  # required text: handled in object()
-            raise _Fail(
+            raise Fail.at(
                 "missing_element",
                 elem,
                 f"required element {_name(p.tag)} ({p.key!r}) is missing",
@@ -887,21 +854,21 @@ class XmlReader:
         assert rule.check is not None
         problem = rule.check(keys)
         if problem is not None:
-            raise _Fail("schema_violation", elem, problem)
+            raise Fail.at("schema_violation", elem, problem)
 
     # Arrays ---------------------------------------------------------------------------------------
 
     def array(self, elem: Any, rule: ArrayRule, depth: int) -> str:
         """A wrapped array: ``elem`` is the wrapper, its children the items."""
         if depth > self.rt.max_depth:
-            raise _Fail("too_deep", elem, f"nesting deeper than {self.rt.max_depth} elements")
+            raise Fail.at("too_deep", elem, f"nesting deeper than {self.rt.max_depth} elements")
         if elem.keys():
             nil = self._nil(elem, rule)
             if nil is not None:
                 return nil
         text = elem.text
         if text is not None and text.strip(_WS):
-            raise _Fail(
+            raise Fail.at(
                 "mixed_content" if len(elem) else "type_mismatch",
                 elem,
                 f"text in {_name(elem.tag)}, which wraps array items",
@@ -913,14 +880,14 @@ class XmlReader:
         out: list[str] = []
         depth += 1
         if depth > self.rt.max_depth and len(elem):
-            raise _Fail("too_deep", elem[0], f"nesting deeper than {self.rt.max_depth} elements")
+            raise Fail.at("too_deep", elem[0], f"nesting deeper than {self.rt.max_depth} elements")
         conv = make_converter(items, self.rt.safe_integers) if items.kind == SCALAR else None  # type: ignore[arg-type]
         child = None
         try:
             for child in elem:
                 tail = child.tail
                 if tail is not None and tail.strip(_WS):
-                    raise _Fail("mixed_content", child, "text next to child elements", tail=True)
+                    raise Fail.at("mixed_content", child, "text next to child elements", tail=True)
                 if child.tag != tag:
                     self._wrong_item(child, elem, tag)
                 if conv is None:
@@ -931,7 +898,7 @@ class XmlReader:
                     text = child.text
                     out.append(conv("" if text is None else text))
         except _Bad as b:
-            raise _Fail(b.reason, child, b.detail, text=True) from None
+            raise Fail.at(b.reason, child, b.detail, text=True) from None
         if rule.min_items or rule.max_items is not None or rule.unique:
             self._array_checks(elem, rule, out, tag)
         return "[" + ",".join(out) + "]"
@@ -941,8 +908,8 @@ class XmlReader:
         ctag = child.tag
         ns = ctag[1:].split("}")[0] if ctag[0] == "{" else ""
         if ns and ns not in self.known_ns:
-            raise _Fail("unknown_namespace", child, f"namespace {ns!r} is not in the mapping")
-        raise _Fail(
+            raise Fail.at("unknown_namespace", child, f"namespace {ns!r} is not in the mapping")
+        raise Fail.at(
             "unknown_element",
             child,
             f"element {_name(ctag)} in {_name(elem.tag)}, which holds only {_name(tag)} items",
@@ -961,28 +928,3 @@ def _name(clark: object) -> str:
 
 def _show(text: str) -> str:
     return repr(text) if len(text) <= 40 else repr(text[:37] + "...")
-
-
-# libxml2 error codes (xmlerror.h) that mean something more specific than "not well-formed".
-_ERR_INVALID_CHAR = 9
-_ERR_INVALID_ENCODING = 81
-_ERR_RESOURCE_LIMIT = 114
-
-
-def _syntax_error(exc: etree.XMLSyntaxError) -> TranslationError:
-    msg = str(exc.msg or exc)
-    low = msg.lower()
-    code = getattr(exc, "code", 0)
-    if code == _ERR_RESOURCE_LIMIT or "resource limit" in low or "excessive depth" in low:
-        if "depth" in low:
-            return TranslationError("too_deep", "/", msg)
-        return TranslationError("too_large", "/", msg)
-    if (
-        code in (_ERR_INVALID_CHAR, _ERR_INVALID_ENCODING)
-        or "invalid char" in low
-        or ("character encoding" in low)
-    ):
-        return TranslationError("invalid_character", "/", msg)
-    if "doctype" in low:
-        return TranslationError("doctype_forbidden", "/", msg)
-    return TranslationError("not_well_formed", "/", msg)

@@ -12,14 +12,16 @@ each record's bytes instead of walking it. Memory: the input, the records' JSON,
 
 from __future__ import annotations
 
-import io
 import threading
 from typing import Any
 
 from lxml import etree
 
 from proxy.errors import TranslationError
+from proxy.translate.failures import Fail, syntax_error
+from proxy.translate.output import join, join_releasing
 from proxy.translate.rules import ArrayRule, ObjectRule, Rule
+from proxy.xmlsafe import hardened_pull_parser
 
 #: Feed size: big enough to keep lxml's per-call overhead negligible, small enough that the
 #: pending (not yet translated) part of the tree stays small.
@@ -34,25 +36,6 @@ class _Frags(threading.local):
 
 
 FRAGS = _Frags()
-
-
-def join_releasing(out: list[Any]) -> bytes:
-    """Like :func:`join` for a large output whose pieces nothing else references: each piece
-    is released as soon as it is copied, so the pieces and the result never coexist whole."""
-    buf = io.BytesIO()
-    write = buf.write
-    for i, p in enumerate(out):
-        write(p if type(p) is bytes else p.encode("utf-8"))
-        out[i] = None
-    return buf.getvalue()  # no copy: BytesIO hands over its buffer
-
-
-def join(out: list[Any]) -> bytes:
-    """UTF-8 bytes of a list of str pieces and (already encoded) record fragments."""
-    try:
-        return "".join(out).encode("utf-8")  # no nested record in it: the common case
-    except TypeError:
-        return b"".join(p if type(p) is bytes else p.encode("utf-8") for p in out)
 
 
 def record_rules(root_rule: Rule) -> tuple[dict[str, None], set[int]]:
@@ -112,18 +95,11 @@ class StreamingReader:
         return found
 
     def to_json(self, data: bytes, blanks: bool) -> bytes:
-        from proxy.translate.xmlread import _Fail, _syntax_error
-
         reader = self.reader
         rt = reader.rt
-        parser = etree.XMLPullParser(
+        parser = hardened_pull_parser(
             events=("end",),
             tag=list(self.tags),
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            dtd_validation=False,
-            huge_tree=False,
             remove_comments=rt.drop_comments,
             remove_pis=rt.drop_pis,
             remove_blank_text=not blanks,
@@ -141,14 +117,14 @@ class StreamingReader:
                         self._record(el, frags, last)
                 root = parser.close()
             except etree.XMLSyntaxError as exc:
-                raise _syntax_error(exc) from None
-            except _Fail as f:
-                raise f.error(rt.prefix_of, always_index=self.tags) from None
+                raise syntax_error(exc) from None
+            except Fail as f:
+                raise f.xml_error(rt.prefix_of, always_index=self.tags) from None
             reader.check_parsed(root, data)
             try:
                 return self._final(root, frags)
-            except _Fail as f:
-                raise f.error(rt.prefix_of, always_index=self.tags) from None
+            except Fail as f:
+                raise f.xml_error(rt.prefix_of, always_index=self.tags) from None
             except RecursionError:
                 raise TranslationError(
                     "too_deep", "/", "nesting deeper than the translator can follow"
