@@ -10,14 +10,14 @@ from typing import Any
 
 from proxy.errors import TranslationError
 from proxy.translate.failures import pointer
-from proxy.translate.jsonread import JsonWriter
+from proxy.translate.json_to_xml import JsonToXml
 from proxy.translate.limits import LimitsLike, TranslateLimits
 from proxy.translate.model import Format
 from proxy.translate.options import parse_options
 from proxy.translate.rules import XML_NS, Root
 from proxy.translate.runtime import Runtime
 from proxy.translate.schema import SchemaCompiler
-from proxy.translate.xmlread import XmlReader
+from proxy.translate.xml_to_json import XmlToJson
 
 __all__ = ["CompiledMapping", "compile_mapping"]
 
@@ -33,6 +33,7 @@ class CompiledMapping:
         warnings: list[str],
         fallback: list[str],
         validator: Any | None,
+        route: str = "mapping",
     ) -> None:
         self.root = root
         self.runtime = rt
@@ -41,8 +42,18 @@ class CompiledMapping:
         #: Schema locations checked by the jsonschema fallback rather than the rule tables.
         self.fallback = list(fallback)
         self._validator = validator
-        self._reader = XmlReader(root, rt)
-        self._writer = JsonWriter(root, rt)
+        self._reader = XmlToJson(root, rt, route=route)
+        self._writer = JsonToXml(root, rt, route=route)
+
+    def fast_path_source(self) -> dict[str, str]:
+        """The generated fast-path source of each direction that has one (for
+        ``format-proxy translate --dump-fast-path``)."""
+        out: dict[str, str] = {}
+        if self._reader.fast is not None:
+            out[self._reader.fast.filename] = self._reader.fast.source
+        if self._writer.fast is not None:
+            out[self._writer.fast.filename] = self._writer.fast.source
+        return out
 
     @property
     def root_name(self) -> str:
@@ -135,4 +146,5 @@ def compile_mapping(
         warnings=compiled.warnings,
         fallback=compiled.fallback,
         validator=validator,
+        route=key_path,
     )

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import proxy.translate.xmlread as xmlread
+import proxy.translate.xml_to_json.translator as xmlread
 from proxy.errors import TranslationError
 from tests.translate.generators import mapping_style, style_for, write_xml, xml_document
 from tests.translate.helpers import CORPUS, REPO, corpus_pairs, load_mapping
@@ -145,7 +145,7 @@ def test_generated_documents_same_in_both_paths(name: str, data: st.DataObject, 
 
 def json_tree_and_stream(name: str, data: bytes) -> tuple[object, object]:
     """(whole-value result, streaming result) for a JSON document."""
-    import proxy.translate.jsonread as jsonread
+    import proxy.translate.json_to_xml.translator as jsonread
 
     m = MAPPINGS[name]
     out = []
@@ -228,7 +228,7 @@ def test_json_errors_are_the_same_in_both_paths(mutate: object, expected: tuple[
 
 def test_json_root_key_order_does_not_matter() -> None:
     """Records first, scalars after: the XML still comes out in schema order."""
-    from proxy.translate.jsonread import parse_exact
+    from proxy.translate.model import parse_exact
     from tests.translate.helpers import compact
 
     value = parse_exact(ORDER_JSON.decode())

@@ -1,4 +1,4 @@
-"""XML → JSON for large documents in bounded memory: records translated as they are parsed.
+"""XML → JSON, streaming: large documents in bounded memory: records translated as they are parsed.
 
 A parsed lxml tree costs about six times the document; a large document is almost always a
 long array of records (order lines, listing entries). Here the document is fed to a pull
@@ -21,6 +21,10 @@ from proxy.errors import TranslationError
 from proxy.translate.failures import Fail, syntax_error
 from proxy.translate.output import join, join_releasing
 from proxy.translate.rules import ArrayRule, ObjectRule, Rule
+from proxy.translate.xml_to_json.fast import FastPath
+from proxy.translate.xml_to_json.parse import XmlParsing
+from proxy.translate.xml_to_json.records import FRAGS
+from proxy.translate.xml_to_json.walker import XmlWalker
 from proxy.xmlsafe import hardened_pull_parser
 
 #: Feed size: big enough to keep lxml's per-call overhead negligible, small enough that the
@@ -28,44 +32,20 @@ from proxy.xmlsafe import hardened_pull_parser
 CHUNK = 256 * 1024
 
 
-class _Frags(threading.local):
-    """The current document's translated records, per thread (the generated code and the
-    table walker look placeholders up here). Empty (falsy) outside a streaming translation."""
-
-    frags: dict[Any, bytes] = {}  # noqa: RUF012 - never mutated: a per-thread dict replaces it
-
-
-FRAGS = _Frags()
-
-
-def record_rules(root_rule: Rule) -> tuple[dict[str, None], set[int]]:
-    """(record element tags, ids of record rules): items of arrays whose items are objects."""
-    tags: dict[str, None] = {}
-    rules: set[int] = set()
-    seen: set[int] = set()
-    stack = [root_rule]
-    while stack:
-        rule = stack.pop()
-        if id(rule) in seen:
-            continue
-        seen.add(id(rule))
-        if isinstance(rule, ObjectRule):
-            for p in rule.props:
-                stack.append(p.rule)
-            if rule.extra is not None:
-                stack.append(rule.extra)
-        elif isinstance(rule, ArrayRule) and rule.items is not None:
-            if isinstance(rule.items, ObjectRule):
-                tags[rule.item_tag] = None
-                rules.add(id(rule.items))
-            stack.append(rule.items)
-    return tags, rules
-
-
 class StreamingReader:
-    def __init__(self, reader: Any) -> None:
-        self.reader = reader
-        self.tags, self.rules = record_rules(reader.root.rule)
+    """Translate one mapping's large documents record by record (see the module docstring)."""
+
+    def __init__(
+        self,
+        walker: XmlWalker,
+        parsing: XmlParsing,
+        fast: FastPath | None,
+        records: tuple[dict[str, None], set[int]],
+    ) -> None:
+        self.walker = walker
+        self.parsing = parsing
+        self.fast = fast
+        self.tags, self.rules = records
         self._cache: dict[tuple[str, ...], Rule | None] = {}
         self._lock = threading.Lock()
 
@@ -77,7 +57,7 @@ class StreamingReader:
         rule = self._cache.get(tags, _UNSET)
         if rule is not _UNSET:
             return rule  # type: ignore[no-any-return]
-        root = self.reader.root
+        root = self.walker.root
         found: Rule | None = root.rule if tags[0] == root.tag else None
         for tag in tags[1:]:
             if isinstance(found, ObjectRule):
@@ -95,8 +75,7 @@ class StreamingReader:
         return found
 
     def to_json(self, data: bytes, blanks: bool) -> bytes:
-        reader = self.reader
-        rt = reader.rt
+        rt = self.walker.rt
         parser = hardened_pull_parser(
             events=("end",),
             tag=list(self.tags),
@@ -120,7 +99,7 @@ class StreamingReader:
                 raise syntax_error(exc) from None
             except Fail as f:
                 raise f.xml_error(rt.prefix_of, always_index=self.tags) from None
-            reader.check_parsed(root, data)
+            self.parsing.check_parsed(root, data)
             try:
                 return self._final(root, frags)
             except Fail as f:
@@ -149,25 +128,24 @@ class StreamingReader:
             rule = self._rule_at(tuple(tags))
             if rule is None or id(rule) not in self.rules:
                 return  # not a record here: the final walk judges it in place
-            fn = self.reader.fast.function(rule) if self.reader.fast is not None else None
+            fn = self.fast.function(rule) if self.fast is not None else None
             last[:] = [parent, tag, fn, rule, depth]  # keeps the parent's proxy (its identity)
         out: list[Any] = []
         if fn is not None:
             fn(el, depth, out)
         else:
-            out.append(self.reader.object(el, rule, depth))
+            out.append(self.walker.object(el, rule, depth))
         frags[el] = join(out)
         el.clear(keep_tail=True)
 
     def _final(self, root: Any, frags: dict[Any, bytes]) -> bytes:
-        reader = self.reader
-        spec = reader.root
-        if reader.fast is not None and root.tag == spec.tag:
+        fast = self.fast
+        if fast is not None and fast.root is not None and root.tag == self.walker.root.tag:
             out: list[Any] = []
-            reader.fast.root(root, 1, out)
+            fast.root(root, 1, out)
             frags.clear()  # the records' bytes are referenced by ``out`` alone now
             return join_releasing(out)
-        return reader.translate_root(root).encode("utf-8")
+        return self.walker.translate_root(root).encode("utf-8")
 
 
 _UNSET: Any = object()

@@ -16,12 +16,13 @@ from json.decoder import scanstring
 from typing import Any
 
 from proxy.translate.failures import Fail, parse_failure
-from proxy.translate.jsonread import (
-    XML_DECLARATION,
+from proxy.translate.json_to_xml.decode import (
     check_string_sizes,
     find_invalid_character,
     forbidden_in_xml,
 )
+from proxy.translate.json_to_xml.fast import JsonFastPath
+from proxy.translate.json_to_xml.walker import XML_DECLARATION, JsonWalker
 from proxy.translate.model import Pairs, Streamed, json_decoder, kind_of, parse_exact
 from proxy.translate.output import join, join_releasing
 from proxy.translate.rules import ELEMENT, ArrayRule, ObjectRule, Rule
@@ -37,14 +38,17 @@ def _skip(s: str, i: int) -> int:
 
 
 class JsonStreamer:
-    def __init__(self, writer: Any) -> None:
-        self.writer = writer
+    """Translate one mapping's large documents record by record (see the module docstring)."""
+
+    def __init__(self, walker: JsonWalker, fast: JsonFastPath | None) -> None:
+        self.walker = walker
+        self.fast = fast
         self.streamable: set[int] = set()
-        self._visit(writer.root.rule, {})
+        self._visit(walker.root.rule, {})
 
     @property
     def useful(self) -> bool:
-        return bool(self.writer.root.tag) and id(self.writer.root.rule) in self.streamable
+        return bool(self.walker.root.tag) and id(self.walker.root.rule) in self.streamable
 
     def _visit(self, rule: Rule, seen: dict[int, bool]) -> bool:
         """Whether a value of ``rule`` holds an array of records somewhere below."""
@@ -76,20 +80,19 @@ class _Pass:
 
     def __init__(self, streamer: JsonStreamer, check_sizes: bool) -> None:
         self.streamable = streamer.streamable
-        self.writer = streamer.writer
+        self.walker = streamer.walker
+        self.fast = streamer.fast
         self.decoder = json_decoder()
         self.check_sizes = check_sizes
 
     def run(self, text: str) -> bytes:
-        writer = self.writer
-        spec = writer.root
+        walker = self.walker
+        spec = walker.root
         out: list[Any] = [XML_DECLARATION]
         try:
             try:
                 i = _skip(text, 0)
-                end = self._object(
-                    text, i, spec.rule, writer._root_names, spec.declarations, 1, out
-                )
+                end = self._object(text, i, spec.rule, walker.root_names, spec.declarations, 1, out)
                 if _skip(text, end) != len(text):
                     raise json.JSONDecodeError("Extra data", text, _skip(text, end))
             except Fail as f:
@@ -110,7 +113,7 @@ class _Pass:
     def _value(self, s: str, i: int) -> tuple[Any, int]:
         value, end = self.decoder.raw_decode(s, i)
         if self.check_sizes:
-            check_string_sizes(value, self.writer.rt.max_text_bytes)
+            check_string_sizes(value, self.walker.rt.max_text_bytes)
         return value, end
 
     def _object(
@@ -118,7 +121,7 @@ class _Pass:
     ) -> int:
         if i >= len(s) or s[i] != "{":  # not an object: the usual path says what it is
             value, end = self._value(s, i)
-            self.writer.element(rule, value, names, out, depth, decl)
+            self.walker.element(rule, value, names, out, depth, decl)
             return end  # type: ignore[no-any-return]
         pairs = Pairs()
         i = _skip(s, i + 1)
@@ -173,7 +176,7 @@ class _Pass:
                 raise json.JSONDecodeError("Expecting ',' delimiter", s, i)
         # The table walker writes the element with every usual check; streamed members arrive
         # ready (see JsonWriter.object).
-        self.writer.object(rule, pairs, names.qname, decl, out, depth)
+        self.walker.object(rule, pairs, names.qname, decl, out, depth)
         return i
 
     def _array(
@@ -189,17 +192,17 @@ class _Pass:
     ) -> int:
         """A record array: the wrapper element (if ``wrapped``) holding one element per item,
         each item parsed and written on its own. ``depth`` is the array's own."""
-        writer = self.writer
+        walker = self.walker
         items = rule.items
         assert isinstance(items, ObjectRule)
         if s[i] != "[":
             value, end = self._value(s, i)
             if wrapped:
-                writer.element(rule, value, names, out, depth)
+                walker.element(rule, value, names, out, depth)
             else:
                 raise Fail("type_mismatch", f"expected an array, got {_kind(value)}")
             return end  # type: ignore[no-any-return]
-        fn = writer.fast.function(items) if writer.fast is not None else None
+        fn = self.fast.function(items) if self.fast is not None else None
         head = len(out)
         if wrapped:
             out.append(names.open)
@@ -208,8 +211,8 @@ class _Pass:
         if i < len(s) and s[i] == "]":
             i += 1
         else:
-            if depth > writer.rt.max_depth:
-                raise Fail("too_deep", f"nesting deeper than {writer.rt.max_depth} levels")
+            if depth > walker.rt.max_depth:
+                raise Fail("too_deep", f"nesting deeper than {walker.rt.max_depth} levels")
             while True:
                 rec: list[Any] = []
                 try:
@@ -217,7 +220,7 @@ class _Pass:
                     if fn is not None and value is not None:
                         fn(value, rule, rec, depth + 1, "")
                     else:
-                        writer.element(items, value, rule, rec, depth + 1)
+                        walker.element(items, value, rule, rec, depth + 1)
                 except Fail as f:
                     f.path.append(count)
                     raise
@@ -231,7 +234,7 @@ class _Pass:
                     i += 1
                     break
                 raise json.JSONDecodeError("Expecting ',' delimiter", s, i)
-        writer._array_checks(rule, range(count))
+        walker.array_checks(rule, range(count))
         if wrapped:
             if count:
                 out.append(names.close)

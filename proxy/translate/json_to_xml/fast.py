@@ -15,6 +15,7 @@ from typing import Any
 
 from proxy.translate.codegen import Emitter, Generated
 from proxy.translate.failures import Fail
+from proxy.translate.json_to_xml.walker import JsonWalker
 from proxy.translate.lexical import escape_attr, escape_text, integer_ok
 from proxy.translate.model import Number, Pairs
 from proxy.translate.rules import (
@@ -36,11 +37,14 @@ _MISSING: Any = object()
 class JsonFastPath(Generated):
     """Generated writers; ``root(value, out, depth, decl)`` appends the root element."""
 
+    direction = "json_to_xml"
     prefix = "g"
     filename = "<format-proxy json fast path>"
 
-    def __init__(self, root_rule: Rule, writer: Any, max_depth: int) -> None:
-        self.writer = writer
+    def __init__(
+        self, root_rule: Rule, walker: JsonWalker, max_depth: int, *, route: str = ""
+    ) -> None:
+        self.walker = walker
         ns: dict[str, Any] = {
             "Pairs": Pairs,
             "Number": Number,
@@ -50,11 +54,11 @@ class JsonFastPath(Generated):
             "INT": integer_ok,
             "Fail": Fail,
             "MAXD": max_depth,
-            "SLOW_OBJECT": writer.object,
-            "SLOW_ARRAY": writer.array,
-            "ELEMENT": writer.element,
+            "SLOW_OBJECT": walker.object,
+            "SLOW_ARRAY": walker.array,
+            "ELEMENT": walker.element,
         }
-        super().__init__(root_rule, ns)
+        super().__init__(root_rule, ns, route=route)
 
     # --- generation ------------------------------------------------------------------------------
 
@@ -65,6 +69,7 @@ class JsonFastPath(Generated):
         # names: the element's start/end/empty/nil strings and qname, passed by the caller
         e(f"def {name}(value, names, out, depth, decl):")
         e.indent += 1
+        self._header(e, rule)
         e("mark = len(out)")
         e("try:")
         e.indent += 1
@@ -106,7 +111,7 @@ class JsonFastPath(Generated):
             e(f"if type({v}) is not Number: raise Fail('type_mismatch', '')")
             if t == T_INTEGER:
                 e(f"if not INT({v}): raise Fail('type_mismatch', '')")
-            if self.writer.rt.safe_integers:
+            if self.walker.rt.safe_integers:
                 e(f"if len({v}) > 15: raise Fail('number_out_of_range', '')")
             if chk is not None:
                 e(f"if {chk}({v}) is not None: raise Fail('schema_violation', '')")
@@ -226,8 +231,11 @@ class JsonFastPath(Generated):
         e("return")
 
 
-def build(root_rule: Rule, writer: Any, max_depth: int) -> JsonFastPath | None:
+def build(
+    root_rule: Rule, walker: JsonWalker, max_depth: int, *, route: str = ""
+) -> JsonFastPath | None:
+    """The generated fast path of a mapping whose root is an object or array, else None."""
     if root_rule.kind not in (OBJECT,) and not isinstance(root_rule, ArrayRule):
         return None
-    fp = JsonFastPath(root_rule, writer, max_depth)
+    fp = JsonFastPath(root_rule, walker, max_depth, route=route)
     return fp if fp.root is not None else None

@@ -1,32 +1,35 @@
-"""JSON → XML: an exact JSON parse, then one walk over the value driven by the rule tables.
+"""JSON → XML, the table walker: one walk over the exact JSON value driven by the rule tables,
+the authority on every document (the fast path hands it whatever it does not certainly accept).
 
-The parse is the standard library's C scanner with hooks: numbers stay their literal text
-(:class:`Number`; ``0.10`` is never ``0.1``, big integers never round) and objects stay their
-key/value pairs (:class:`Pairs`), so duplicate keys are seen instead of silently collapsed.
-The walk writes XML text directly into a list of pieces, children in schema order. Anything
-outside the mapping's domain raises :class:`~proxy.errors.TranslationError` with a JSON
-Pointer.
+The value comes from the standard library's C scanner with hooks
+(:mod:`proxy.translate.model`): numbers stay their literal text, objects their key/value
+pairs, so duplicate keys are seen instead of silently collapsed. The walk writes XML text
+directly into a list of pieces, children in schema order. Anything outside the mapping's
+domain raises :class:`~proxy.translate.failures.Fail`, located by a JSON Pointer on the way
+up.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from proxy.errors import TranslationError
 from proxy.translate.checks import uniqueness_key
-from proxy.translate.failures import Fail, parse_failure
+from proxy.translate.failures import Fail
+from proxy.translate.json_to_xml.convention import checked_name, write_any
+from proxy.translate.json_to_xml.decode import unique_members
 from proxy.translate.lexical import (
     SAFE_INTEGER,
     cdata,
     escape_attr,
     escape_text,
-    find_invalid_xml_char,
     is_integral,
+    is_ncname,
     is_plain_integer,
     key_has_control_char,
     to_decimal,
 )
-from proxy.translate.model import Number, Pairs, Streamed, kind_of, parse_exact
+from proxy.translate.model import Number, Pairs, Streamed, kind_of
 from proxy.translate.rules import (
     ANY,
     ARRAY,
@@ -34,7 +37,6 @@ from proxy.translate.rules import (
     SCALAR,
     T_BOOLEAN,
     T_INTEGER,
-    T_NULL,
     T_NUMBER,
     T_STRING,
     TYPE_NAMES,
@@ -47,149 +49,15 @@ from proxy.translate.rules import (
 )
 from proxy.translate.runtime import Runtime
 
+__all__ = ["XML_DECLARATION", "JsonWalker", "RootFn", "RootNames"]
+
 XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
-_FORBIDDEN_BYTES = bytes(c for c in range(0x20) if c not in (0x09, 0x0A, 0x0D))
+
+#: A generated root function: ``(value, root names, out, depth, declarations)``.
+RootFn = Callable[[Any, "RootNames", list[Any], int, str], None]
 
 
-def _members(pairs: Pairs) -> dict[str, Any]:
-    """An object's members by key; a key given twice is refused (no member silently lost)."""
-    d = dict(pairs)
-    if len(d) != len(pairs):
-        seen: set[str] = set()
-        for k, _ in pairs:
-            if k in seen:
-                f = Fail("duplicate_key", f"key {k!r} appears more than once")
-                f.path.append(k)
-                raise f
-            seen.add(k)
-    return d
-
-
-#: JSON documents larger than this are parsed record by record (bounded memory), if their
-#: mapping has arrays of objects to stream (see proxy.translate.jsonstream).
-STREAM_THRESHOLD = 2 * 1024 * 1024
-
-
-def decode_json(data: bytes, rt: Runtime) -> Any:
-    """Bytes → exact value tree, with the size limit and precise error reasons."""
-    text = decode_text(data, rt)
-    try:
-        value = parse_exact(text)
-    except (ValueError, RecursionError) as exc:
-        raise parse_failure(exc) from None
-    if len(data) > rt.max_text_bytes:
-        check_string_sizes(value, rt.max_text_bytes)
-    return value
-
-
-def decode_text(data: bytes, rt: Runtime) -> str:
-    """The document as text: size limit, optional UTF-8 BOM, strict UTF-8."""
-    if len(data) > rt.max_bytes:
-        raise TranslationError(
-            "too_large", "", f"document of {len(data)} bytes exceeds the limit of {rt.max_bytes}"
-        )
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise TranslationError(
-            "invalid_character", "", f"not UTF-8 at byte {exc.start}: {exc.reason}"
-        ) from None
-
-
-def forbidden_in_xml(data: bytes) -> bool:
-    """Whether UTF-8 ``data`` holds a character XML 1.0 cannot carry: a C0 control other than
-    TAB, LF, CR, or U+FFFE/U+FFFF. One pass over the bytes (deleting the forbidden bytes
-    changes the length iff there is one) is cheaper than checking every string."""
-    if b"\xef\xbf\xbe" in data or b"\xef\xbf\xbf" in data:
-        return True
-    step = 1 << 20  # translate() copies: chunk it, so a large output is not held twice
-    for start in range(0, len(data), step):
-        chunk = data[start : start + step]
-        if len(chunk.translate(None, _FORBIDDEN_BYTES)) != len(chunk):
-            return True
-    return False
-
-
-def _longer_than(s: str, limit: int) -> bool:
-    """UTF-8 length of ``s`` > ``limit``, encoding only when the character count can't tell
-    (1 to 4 bytes per character)."""
-    n = len(s)
-    if n > limit:
-        return True
-    return n * 4 > limit and len(s.encode("utf-8", "surrogatepass")) > limit
-
-
-def check_string_sizes(value: Any, limit: int) -> None:
-    def walk(v: Any, path: list[str | int]) -> None:
-        t = type(v)
-        if t is str or t is Number:
-            if _longer_than(v, limit):
-                raise Fail("too_large", f"string longer than {limit} bytes")
-        elif t is Pairs:
-            for k, x in v:
-                try:
-                    if _longer_than(k, limit):
-                        raise Fail("too_large", f"key longer than {limit} bytes")
-                    walk(x, path)
-                except Fail as f:
-                    f.path.append(k)
-                    raise
-        elif t is list:
-            for i, x in enumerate(v):
-                try:
-                    walk(x, path)
-                except Fail as f:
-                    f.path.append(i)
-                    raise
-
-    try:
-        walk(value, [])
-    except Fail as f:
-        raise f.json_error() from None
-
-
-def find_invalid_character(value: Any) -> None:
-    """Raise (with its JSON Pointer) for the first string or key XML 1.0 cannot carry."""
-
-    def walk(v: Any) -> None:
-        t = type(v)
-        if t is str:
-            m = find_invalid_xml_char(v)
-            if m is not None:
-                raise Fail(
-                    "invalid_character",
-                    f"U+{ord(m.group()):04X} cannot be written in XML 1.0",
-                )
-        elif t is Pairs:
-            for k, x in v:
-                try:
-                    m = find_invalid_xml_char(k)
-                    if m is not None:
-                        raise Fail(
-                            "invalid_character",
-                            f"key contains U+{ord(m.group()):04X}, which XML 1.0 cannot carry",
-                        )
-                    walk(x)
-                except Fail as f:
-                    f.path.append(k)
-                    raise
-        elif t is list:
-            for i, x in enumerate(v):
-                try:
-                    walk(x)
-                except Fail as f:
-                    f.path.append(i)
-                    raise
-
-    try:
-        walk(value)
-    except Fail as f:
-        raise f.json_error() from None
-
-
-class _RootNames:
+class RootNames:
     """Start/end tags of the root element, with the namespace declarations."""
 
     def __init__(self, qname: str, decl: str) -> None:
@@ -200,54 +68,19 @@ class _RootNames:
         self.nil = f'<{qname}{decl} xsi:nil="true"/>'
 
 
-class JsonWriter:
-    """Translate JSON documents of one mapping to XML. Thread-safe (no shared mutable state)."""
+class JsonWalker:
+    """The table walker of one mapping. Thread-safe (no shared mutable state)."""
 
     def __init__(self, root: Root, rt: Runtime) -> None:
         self.root = root
         self.rt = rt
-        self._root_names = _RootNames(root.qname, root.declarations)
-        from proxy.translate.jsonfast import build
+        self.root_names = RootNames(root.qname, root.declarations)
 
-        #: Generated straight-line code for the valid case (None: tables only).
-        self.fast = build(root.rule, self, rt.max_depth) if root.tag else None
-        from proxy.translate.jsonstream import JsonStreamer
-
-        self.stream = JsonStreamer(self)
-
-    def to_xml(self, data: bytes) -> bytes:
-        if len(data) > STREAM_THRESHOLD and self.stream.useful:
-            text = decode_text(data, self.rt)
-            return self.stream.to_xml(text, check_sizes=len(data) > self.rt.max_text_bytes)
-        value = decode_json(data, self.rt)
-        return self.translate(value)
-
-    def translate(self, value: Any, *, fast: bool = True) -> bytes:
-        """XML bytes for the parsed JSON ``value``. ``fast=False`` uses the rule tables only
-        (the tests compare both paths)."""
-        out: list[str] = [XML_DECLARATION]
-        try:
-            self.write_root(value, out, fast=fast)
-        except Fail as f:
-            raise f.json_error() from None
-        except RecursionError:
-            raise TranslationError(
-                "too_deep", "", "nesting deeper than the translator can follow"
-            ) from None
-        try:
-            data = "".join(out).encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
-            find_invalid_character(value)
-            raise
-        if forbidden_in_xml(data):
-            find_invalid_character(value)  # the slow walk names the place
-        return data
-
-    def write_root(self, value: Any, out: list[str], *, fast: bool = True) -> None:
+    def write_root(self, value: Any, out: list[str], fast_root: RootFn | None = None) -> None:
+        """Append the document's root element; ``fast_root`` (the generated root function)
+        writes it when there is one and the value is not null."""
         spec = self.root
         if not spec.tag:  # schemaless, no root name: {"qname": content}
-            from proxy.translate.convention import _qname, write_any
-
             if type(value) is not Pairs or len(value) != 1:
                 raise Fail(
                     "type_mismatch",
@@ -256,17 +89,17 @@ class JsonWriter:
                 )
             key, content = value[0]
             try:
-                qname = _qname(key, self, attr=False)
+                qname = checked_name(key, self, attr=False)
                 opts = spec.rule.options if isinstance(spec.rule, AnyRule) else None
                 write_any(content, opts, qname, spec.declarations, self, out, 1)
             except Fail as f:
                 f.path.append(key)
                 raise
             return
-        if fast and self.fast is not None and value is not None:
-            self.fast.root(value, self._root_names, out, 1, spec.declarations)
+        if fast_root is not None and value is not None:
+            fast_root(value, self.root_names, out, 1, spec.declarations)
             return
-        self.element(spec.rule, value, self._root_names, out, 1, spec.declarations)
+        self.element(spec.rule, value, self.root_names, out, 1, spec.declarations)
 
     # --- values -------
 
@@ -288,8 +121,6 @@ class JsonWriter:
         elif kind == ARRAY:
             self.array(rule, value, names, out, depth)  # type: ignore[arg-type]
         else:
-            from proxy.translate.convention import write_any
-
             assert isinstance(rule, AnyRule)
             write_any(value, rule.options, names.qname, decl, self, out, depth)
 
@@ -351,7 +182,7 @@ class JsonWriter:
             raise Fail("type_mismatch", f"expected an object, got {kind_of(value)}")
         if depth > self.rt.max_depth:
             raise Fail("too_deep", f"nesting deeper than {self.rt.max_depth} levels")
-        d = _members(value)
+        d = unique_members(value)
         by_key = rule.by_key
         keys = d.keys()
         extras: list[str] = []
@@ -418,7 +249,7 @@ class JsonWriter:
                     arr = p.rule
                     if type(v) is not list:
                         raise Fail("type_mismatch", f"expected an array, got {kind_of(v)}")
-                    self._array_checks(arr, v)  # type: ignore[arg-type]
+                    self.array_checks(arr, v)  # type: ignore[arg-type]
                     items = arr.items  # type: ignore[attr-defined]
                     for i, item in enumerate(v):
                         try:
@@ -456,7 +287,7 @@ class JsonWriter:
             try:
                 if type(gv) is not Pairs:
                     raise Fail("type_mismatch", f"expected an object, got {kind_of(gv)}")
-                members = _members(gv)
+                members = unique_members(gv)
                 for k in members:
                     if k not in grule.by_key:
                         self._unknown_key(k)
@@ -481,7 +312,7 @@ class JsonWriter:
                 arr = p.rule
                 if type(v) is not list:
                     raise Fail("type_mismatch", f"expected an array, got {kind_of(v)}")
-                self._array_checks(arr, v)
+                self.array_checks(arr, v)
                 for i, item in enumerate(v):
                     try:
                         self.element(arr.items, item, arr, out, depth)
@@ -509,8 +340,6 @@ class JsonWriter:
     def _extras(
         self, rule: ObjectRule, d: dict[str, Any], extras: list[str], out: list[str], depth: int
     ) -> None:
-        from proxy.translate.lexical import is_ncname
-
         assert rule.extra is not None
         for k in extras:
             try:
@@ -522,12 +351,12 @@ class JsonWriter:
                         f"key {k!r} is not an XML element name (additionalProperties)",
                     )
                 qname = f"{rule.extra_prefix}:{k}" if rule.extra_prefix else k
-                self.element(rule.extra, d[k], _RootNames(qname, ""), out, depth)
+                self.element(rule.extra, d[k], RootNames(qname, ""), out, depth)
             except Fail as f:
                 f.path.append(k)
                 raise
 
-    def _array_checks(self, arr: ArrayRule, items: list[Any]) -> None:
+    def array_checks(self, arr: ArrayRule, items: list[Any]) -> None:
         n = len(items)
         if n < arr.min_items:
             raise Fail(
@@ -553,7 +382,7 @@ class JsonWriter:
         """A wrapped array: the element ``names`` wraps one element per item."""
         if type(value) is not list:
             raise Fail("type_mismatch", f"expected an array, got {kind_of(value)}")
-        self._array_checks(rule, value)
+        self.array_checks(rule, value)
         if not value:
             out.append(names.empty)
             return
@@ -595,6 +424,3 @@ def _expects(rule: Rule) -> str:
     return {OBJECT: "the schema says object", ARRAY: "the schema says array", ANY: "no schema"}.get(
         rule.kind, ""
     )
-
-
-__all__ = ["T_NULL", "JsonWriter", "Number", "Pairs", "decode_json", "parse_exact"]
