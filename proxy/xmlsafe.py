@@ -3,19 +3,18 @@ trees. Every XML parse in the proxy goes through here, so the safe settings live
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Literal
+
 from lxml import etree
 
-__all__ = ["SAFE_PARSER_OPTIONS", "hardened_parser", "hardened_pull_parser"]
+__all__ = ["hardened_parser", "hardened_pull_parser"]
 
-#: The settings no caller may loosen: entities stay unresolved (no billion laughs, no XXE), no
-#: fetch over the network, no DTD loaded or validated, libxml2's own size caps stay on.
-SAFE_PARSER_OPTIONS: dict[str, bool] = {
-    "resolve_entities": False,
-    "no_network": True,
-    "load_dtd": False,
-    "dtd_validation": False,
-    "huge_tree": False,
-}
+# The settings no caller may loosen, spelled out in both factories below: entities stay
+# unresolved (no billion laughs, no XXE), nothing is fetched over the network, no DTD is loaded
+# or validated, libxml2's own size caps stay on (huge_tree=False).
+
+PullEvent = Literal["start", "end", "start-ns", "end-ns", "comment", "pi"]
 
 
 def hardened_parser(
@@ -26,10 +25,14 @@ def hardened_parser(
     collect_ids: bool = True,
     strip_cdata: bool = True,
 ) -> etree.XMLParser:
-    """A new ``XMLParser`` with :data:`SAFE_PARSER_OPTIONS`; the keyword arguments choose only
-    what the tree keeps (parsers are not thread-safe: one per thread)."""
+    """A new ``XMLParser`` with the safe settings; the keyword arguments choose only what the
+    tree keeps (parsers are not thread-safe: one per thread)."""
     return etree.XMLParser(
-        **SAFE_PARSER_OPTIONS,
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
         remove_comments=remove_comments,
         remove_pis=remove_pis,
         remove_blank_text=remove_blank_text,
@@ -40,7 +43,7 @@ def hardened_parser(
 
 def hardened_pull_parser(
     *,
-    events: tuple[str, ...],
+    events: Iterable[PullEvent],
     tag: list[str],
     remove_comments: bool = False,
     remove_pis: bool = False,
@@ -48,11 +51,15 @@ def hardened_pull_parser(
     collect_ids: bool = True,
     strip_cdata: bool = True,
 ) -> etree.XMLPullParser:
-    """A new incremental ``XMLPullParser`` with :data:`SAFE_PARSER_OPTIONS`."""
+    """A new incremental ``XMLPullParser`` with the safe settings."""
     return etree.XMLPullParser(
         events=events,
         tag=tag,
-        **SAFE_PARSER_OPTIONS,
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
         remove_comments=remove_comments,
         remove_pis=remove_pis,
         remove_blank_text=remove_blank_text,

@@ -103,8 +103,8 @@ def _register(name: str, source: str) -> str:
     """Put ``source`` into :mod:`linecache` as ``<format-proxy fast path NAME>`` (``#n`` added
     when another mapping's code holds that name already); returns the pseudo-filename."""
     filename = f"<format-proxy fast path {name}>"
-    held = linecache.cache.get(filename)
-    if held is not None and "".join(held[2]) != source:
+    held = linecache.getlines(filename)  # [] for a name not registered yet
+    if held and "".join(held) != source:
         filename = f"<format-proxy fast path {name}#{next(_serial)}>"
     # mtime None: linecache.checkcache() keeps the entry (there is no file to compare with).
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)

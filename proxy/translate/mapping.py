@@ -90,6 +90,7 @@ class CompiledMapping:
             instance = json.loads(json_bytes, parse_int=_fallback_int)
         except ValueError as exc:  # pragma: no cover - already parsed exactly once
             raise TranslationError("not_well_formed", "", str(exc)) from None
+        assert self._validator is not None
         error = next(iter(self._validator.iter_errors(instance)), None)
         if error is not None:
             raise TranslationError(
@@ -116,7 +117,7 @@ def compile_mapping(
     opts = parse_options(spec, key_path)
     compiled = SchemaCompiler(opts, base_dir=Path(base_dir), key_path=key_path).compile()
     validator = None
-    if compiled.fallback and compiled.schema is not None:
+    if compiled.fallback and compiled.schema is not None and compiled.registry is not None:
         import jsonschema
 
         validator = jsonschema.Draft202012Validator(compiled.schema, registry=compiled.registry)

@@ -136,7 +136,7 @@ def parse_type(value: object, key_path: str) -> tuple[int, bool]:
             "or a list of one of them and null)",
         )
     nullable = "null" in names
-    rest = [n for n in names if n != "null"]
+    rest = [str(n) for n in names if n != "null"]  # all str (checked above)
     if len(rest) > 1:
         raise MappingError(key_path, f"ambiguous type {value!r}: one scalar type (plus null) only")
     return (TYPE_BY_NAME[rest[0]] if rest else T_NULL), nullable

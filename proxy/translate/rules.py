@@ -193,9 +193,9 @@ class PathOptions:
         out = [self]
         for c in self.children.values():
             out.extend(c.walk())
-        for c in (self.wildcard, self.items):
-            if c is not None:
-                out.extend(c.walk())
+        for sub in (self.wildcard, self.items):
+            if sub is not None:
+                out.extend(sub.walk())
         return out
 
 

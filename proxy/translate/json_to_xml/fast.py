@@ -11,7 +11,7 @@ errors carry their full pointer while the valid case never pays for bookkeeping.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from proxy.translate.codegen import Emitter, Generated
 from proxy.translate.failures import Fail
@@ -164,7 +164,7 @@ class JsonFastPath(Generated):
             e("if v is not M:")
             e.indent += 1
             e("if v is None: raise Fail('type_mismatch', '')")
-            self._scalar(e, p.rule, "v", "t", attr=True)  # type: ignore[arg-type]
+            self._scalar(e, cast(ScalarRule, p.rule), "v", "t", attr=True)
             a = self._const(" " + p.qname + '="', "A")
             e(f"head += {a} + t + '\"'")
             e.indent -= 1
@@ -176,7 +176,7 @@ class JsonFastPath(Generated):
             e("    out.append(head + '/>')")
             e("    return")
             e("if v is None: raise Fail('type_mismatch', '')")
-            self._scalar(e, tp.rule, "v", "t", attr=False)  # type: ignore[arg-type]
+            self._scalar(e, cast(ScalarRule, tp.rule), "v", "t", attr=False)
             e("out.append(head + '>' + t + '</' + names.qname + '>' if t else head + '/>')")
             e("return")
             return

@@ -12,7 +12,7 @@ so every check (required, unknown and duplicate keys, array bounds) is the usual
 from __future__ import annotations
 
 import json
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]  # typeshed omits it
 from typing import Any
 
 from proxy.translate.failures import Fail, parse_failure
@@ -92,7 +92,13 @@ class _Pass:
         try:
             try:
                 i = _skip(text, 0)
-                end = self._object(text, i, spec.rule, walker.root_names, spec.declarations, 1, out)
+                if isinstance(spec.rule, ObjectRule):
+                    end = self._object(
+                        text, i, spec.rule, walker.root_names, spec.declarations, 1, out
+                    )
+                else:  # an array root: the usual path (what _object does for a non-object)
+                    value, end = self._value(text, i)
+                    walker.element(spec.rule, value, walker.root_names, out, 1, spec.declarations)
                 if _skip(text, end) != len(text):
                     raise json.JSONDecodeError("Extra data", text, _skip(text, end))
             except Fail as f:
@@ -122,7 +128,7 @@ class _Pass:
         if i >= len(s) or s[i] != "{":  # not an object: the usual path says what it is
             value, end = self._value(s, i)
             self.walker.element(rule, value, names, out, depth, decl)
-            return end  # type: ignore[no-any-return]
+            return end
         pairs = Pairs()
         i = _skip(s, i + 1)
         if i < len(s) and s[i] == "}":
@@ -201,7 +207,7 @@ class _Pass:
                 walker.element(rule, value, names, out, depth)
             else:
                 raise Fail("type_mismatch", f"expected an array, got {_kind(value)}")
-            return end  # type: ignore[no-any-return]
+            return end
         fn = self.fast.function(items) if self.fast is not None else None
         head = len(out)
         if wrapped:

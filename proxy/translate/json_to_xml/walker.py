@@ -11,8 +11,8 @@ up.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from proxy.translate.checks import uniqueness_key
 from proxy.translate.failures import Fail
@@ -114,12 +114,12 @@ class JsonWalker:
             return
         kind = rule.kind
         if kind == SCALAR:
-            text = self.scalar_text(value, rule)  # type: ignore[arg-type]
+            text = self.scalar_text(value, cast(ScalarRule, rule))
             out.append(names.open + text + names.close if text else names.empty)
         elif kind == OBJECT:
-            self.object(rule, value, names.qname, decl, out, depth)  # type: ignore[arg-type]
+            self.object(cast(ObjectRule, rule), value, names.qname, decl, out, depth)
         elif kind == ARRAY:
-            self.array(rule, value, names, out, depth)  # type: ignore[arg-type]
+            self.array(cast(ArrayRule, rule), value, names, out, depth)
         else:
             assert isinstance(rule, AnyRule)
             write_any(value, rule.options, names.qname, decl, self, out, depth)
@@ -199,17 +199,23 @@ class JsonWalker:
             problem = rule.check(keys)
             if problem is not None:
                 raise Fail("schema_violation", problem)
-        groups = self._groups(rule, d) if rule.groups else None
+        groups = self._groups(rule, d) if rule.groups else _NO_GROUPS
         head = "<" + qname + decl
         for p in rule.attr_props:
-            src = d if p.group is None else groups.get(p.group.key, _EMPTY)  # type: ignore[union-attr]
+            src = d if p.group is None else groups.get(p.group.key, _EMPTY)
             v = src.get(p.key, _MISSING)
             if v is _MISSING:
                 continue
             try:
                 if v is None:
                     raise Fail("type_mismatch", "an attribute cannot be null")
-                head += " " + p.qname + '="' + escape_attr(self.scalar_value(v, p.rule)) + '"'  # type: ignore[arg-type]
+                head += (
+                    " "
+                    + p.qname
+                    + '="'
+                    + escape_attr(self.scalar_value(v, cast(ScalarRule, p.rule)))
+                    + '"'
+                )
             except Fail as f:
                 f.path.append(p.key)
                 if p.group is not None:
@@ -224,7 +230,7 @@ class JsonWalker:
             try:
                 if v is None:
                     raise Fail("type_mismatch", "text content cannot be null")
-                text = self.scalar_text(v, tp.rule)  # type: ignore[arg-type]
+                text = self.scalar_text(v, cast(ScalarRule, tp.rule))
             except Fail as f:
                 f.path.append(tp.key)
                 raise
@@ -235,7 +241,7 @@ class JsonWalker:
         depth += 1
         for p in rule.elem_props:
             if p.group is not None:
-                self._group_member(p, groups.get(p.group.key, _EMPTY), out, depth)  # type: ignore[union-attr]
+                self._group_member(p, groups.get(p.group.key, _EMPTY), out, depth)
                 continue
             v = d.get(p.key, _MISSING)
             if v is _MISSING:
@@ -246,11 +252,11 @@ class JsonWalker:
                 continue
             try:
                 if p.unwrapped:
-                    arr = p.rule
+                    arr = cast(ArrayRule, p.rule)
                     if type(v) is not list:
                         raise Fail("type_mismatch", f"expected an array, got {kind_of(v)}")
-                    self.array_checks(arr, v)  # type: ignore[arg-type]
-                    items = arr.items  # type: ignore[attr-defined]
+                    self.array_checks(arr, v)
+                    items = cast(Rule, arr.items)
                     for i, item in enumerate(v):
                         try:
                             self.element(items, item, arr, out, depth)
@@ -260,7 +266,7 @@ class JsonWalker:
                 else:
                     r = p.rule
                     if r.kind == SCALAR and v is not None:
-                        text = self.scalar_text(v, r)  # type: ignore[arg-type]
+                        text = self.scalar_text(v, cast(ScalarRule, r))
                         out.append(p.open + text + p.close if text else p.empty)
                     else:
                         self.element(r, v, p, out, depth)
@@ -356,7 +362,7 @@ class JsonWalker:
                 f.path.append(k)
                 raise
 
-    def array_checks(self, arr: ArrayRule, items: list[Any]) -> None:
+    def array_checks(self, arr: ArrayRule, items: Sequence[Any]) -> None:
         n = len(items)
         if n < arr.min_items:
             raise Fail(
@@ -399,7 +405,7 @@ class JsonWalker:
                     if item is None:
                         self.element(items, item, rule, out, depth)
                         continue
-                    text = self.scalar_text(item, items)  # type: ignore[arg-type]
+                    text = self.scalar_text(item, cast(ScalarRule, items))
                     out.append(open_ + text + close if text else empty)
                 except Fail as f:
                     f.path.append(i)
@@ -416,6 +422,7 @@ class JsonWalker:
 
 _MISSING: Any = object()
 _EMPTY: dict[str, Any] = {}
+_NO_GROUPS: dict[str, dict[str, Any]] = {}  # only read for group members: never then
 
 
 def _expects(rule: Rule) -> str:

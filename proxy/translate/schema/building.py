@@ -148,13 +148,13 @@ class SchemaCompiler:
         for where in v.fallback:
             if where not in self.fallback:
                 self.fallback.append(where)
-        for kw, _, where in v.checks:
+        for kw, _, at in v.checks:
             if (
                 kw in ("enum", "const")
                 and self._kind_safe(v) in (OBJECT, ARRAY)
-                and str(where) not in self.fallback
+                and str(at) not in self.fallback
             ):
-                self.fallback.append(str(where))
+                self.fallback.append(str(at))
 
     def _kind_safe(self, v: View) -> int:
         try:

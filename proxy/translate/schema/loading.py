@@ -72,7 +72,10 @@ class SchemaLoader:
         resource = Resource.from_contents(
             contents, default_specification=referencing.jsonschema.DRAFT202012
         )
-        registry: Registry[Any] = Registry(retrieve=self._retrieve).with_resource(uri, resource)
+        # attrs' private field ``_retrieve`` takes ``retrieve=``: mypy's attrs plugin misses it.
+        registry: Registry[Any] = Registry(retrieve=self._retrieve).with_resource(  # type: ignore[call-arg]
+            uri, resource
+        )
         if file_uri != uri:
             registry = registry.with_resource(file_uri, resource)
         registry = registry.crawl()
@@ -89,7 +92,7 @@ class SchemaLoader:
             rel = uri[len(self._main_base.rsplit("/", 1)[0]) + 1 :]
             path = (self._main_dir / unquote(rel)).resolve()
         if path is None or not path.is_file():
-            raise referencing.exceptions.NoSuchResource(ref=uri)
+            raise referencing.exceptions.NoSuchResource(ref=uri)  # type: ignore[call-arg]  # attrs
         contents = self._load_file(path, f"{self.key_path}.schema")
         try:
             name = str(path.relative_to(self.base_dir))

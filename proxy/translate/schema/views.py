@@ -203,7 +203,9 @@ class ViewBuilder:
         if len(kinds) == 1 and None not in kinds:
             # Same scalar type in every branch: the type is known; which branch matches is a
             # validation question the jsonschema fallback answers.
-            out = View(loc, types={kinds.pop()}, add_null=bool(nulls), structural=True)
+            kind = kinds.pop()
+            assert kind is not None
+            out = View(loc, types={kind}, add_null=bool(nulls), structural=True)
             out.fallback.append(str(where))
             return out
         raise MappingError(

@@ -17,7 +17,7 @@ every value from the schema enters as a constant object, never as source text
 from __future__ import annotations
 
 from collections.abc import Set as AbstractSet
-from typing import Any
+from typing import Any, cast
 
 from proxy.translate.codegen import Emitter, Generated
 from proxy.translate.lexical import BOOLEAN_IN, encode_basestring, integer_ok, number_ok
@@ -222,7 +222,7 @@ class FastPath(Generated):
             for i, p in enumerate(attrs):
                 e(f"{kw} name == {self._const(p.tag, 'T')}:")
                 e.indent += 1
-                self._scalar(e, p.rule, "value", f"a{i}")  # type: ignore[arg-type]
+                self._scalar(e, cast(ScalarRule, p.rule), "value", f"a{i}")
                 e.indent -= 1
                 kw = "elif"
             e(f"else: {self._slow}" if kw == "elif" else self._slow)
@@ -250,12 +250,12 @@ class FastPath(Generated):
             k = self._const("," + tp.key_json, "K")
             if tp.required:
                 e("if t is None: t = ''")
-                self._scalar(e, tp.rule, "t", "v")  # type: ignore[arg-type]
+                self._scalar(e, cast(ScalarRule, tp.rule), "t", "v")
                 pieces.append(f"{k} + v")
             else:
                 e("if t:")
                 e.indent += 1
-                self._scalar(e, tp.rule, "t", "v")  # type: ignore[arg-type]
+                self._scalar(e, cast(ScalarRule, tp.rule), "t", "v")
                 e.indent -= 1
                 e("else:")
                 e("    v = None")

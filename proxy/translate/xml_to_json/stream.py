@@ -13,7 +13,7 @@ each record's bytes instead of walking it. Memory: the input, the records' JSON,
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, cast
 
 from lxml import etree
 
@@ -56,13 +56,17 @@ class StreamingReader:
     def _rule_at(self, tags: tuple[str, ...]) -> Rule | None:
         rule = self._cache.get(tags, _UNSET)
         if rule is not _UNSET:
-            return rule  # type: ignore[no-any-return]
+            return cast("Rule | None", rule)
         root = self.walker.root
         found: Rule | None = root.rule if tags[0] == root.tag else None
         for tag in tags[1:]:
             if isinstance(found, ObjectRule):
                 p = found.elems.get(tag)
-                found = None if p is None else (p.rule.items if p.unwrapped else p.rule)  # type: ignore[attr-defined]
+                found = (
+                    None
+                    if p is None
+                    else (cast(ArrayRule, p.rule).items if p.unwrapped else p.rule)
+                )
             elif isinstance(found, ArrayRule) and tag == found.item_tag:
                 found = found.items
             else:

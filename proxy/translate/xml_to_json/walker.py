@@ -11,7 +11,7 @@ are copied as written after a grammar check). Anything outside the mapping's dom
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn, cast
 
 from lxml import etree
 
@@ -102,19 +102,19 @@ class XmlWalker:
             raise Fail.at("too_deep", elem, f"nesting deeper than {self.rt.max_depth} elements")
         kind = rule.kind
         if kind == OBJECT:
-            return self.object(elem, rule, depth)  # type: ignore[arg-type]
+            return self.object(elem, cast(ObjectRule, rule), depth)
         if kind == SCALAR:
-            return self.leaf(elem, rule)  # type: ignore[arg-type]
+            return self.leaf(elem, cast(ScalarRule, rule))
         if kind == ARRAY:
-            return self.array(elem, rule, depth)  # type: ignore[arg-type]
-        return any_value(elem, rule, self, depth)  # type: ignore[arg-type]
+            return self.array(elem, cast(ArrayRule, rule), depth)
+        return any_value(elem, cast(AnyRule, rule), self, depth)
 
     # Scalars ------------------------------------------------------------------------------------
 
     def scalar(self, text: str, rule: ScalarRule, node: Any, attr: str | None = None) -> str:
         """Lexical check + conversion of one text/attribute value to its JSON literal."""
         try:
-            return self.tables.converter(rule)(text)  # type: ignore[no-any-return]
+            return self.tables.converter(rule)(text)
         except ScalarError as b:
             raise Fail.at(b.reason, node, b.detail, attr=attr, text=attr is None) from None
 
@@ -128,7 +128,7 @@ class XmlWalker:
                 return nil
         text = elem.text
         try:
-            return self.tables.converter(rule)("" if text is None else text)  # type: ignore[no-any-return]
+            return self.tables.converter(rule)("" if text is None else text)
         except ScalarError as b:
             raise Fail.at(b.reason, elem, b.detail, text=True) from None
 
@@ -242,7 +242,7 @@ class XmlWalker:
             text = elem.text
             if text or tp.required:
                 try:
-                    conv = self.tables.converter(tp.rule)  # type: ignore[arg-type]
+                    conv = self.tables.converter(tp.rule)
                     parts.append(tp.key_json + conv(text or ""))
                 except ScalarError as b:
                     raise Fail.at(b.reason, elem, b.detail, text=True) from None
@@ -321,17 +321,21 @@ class XmlWalker:
                         last = self._extra(child, rule, depth, parts, extra_seen)
                         continue
                     self._unknown(child, rule)
-                i, kind, key_json, conv, r, req, p = s  # type: ignore[misc]
+                i, kind, key_json, conv, r, req, p = s
                 if i <= last:
                     if i == last and run is not None:
                         if conv is not None:
                             if len(child) or child.keys():
-                                run.append(self.leaf(child, r.items))
+                                run.append(
+                                    self.leaf(child, cast(ScalarRule, cast(ArrayRule, r).items))
+                                )
                             else:
                                 text = child.text
                                 run.append(conv("" if text is None else text))
                         else:
-                            run.append(self.value(child, r.items, depth))
+                            run.append(
+                                self.value(child, cast(Rule, cast(ArrayRule, r).items), depth)
+                            )
                         continue
                     self._misplaced(child, p, rule, last, elem)
                 if run is not None:
@@ -344,24 +348,25 @@ class XmlWalker:
                     nreq += 1
                 if kind == K_LEAF:
                     if len(child) or child.keys():
-                        parts.append(key_json + self.leaf(child, r))
+                        parts.append(key_json + self.leaf(child, cast(ScalarRule, r)))
                     else:
                         text = child.text
+                        assert conv is not None
                         parts.append(key_json + conv("" if text is None else text))
                 elif kind == K_OBJECT:
-                    parts.append(key_json + self.object(child, r, depth))
+                    parts.append(key_json + self.object(child, cast(ObjectRule, r), depth))
                 elif kind == K_RUN:
                     run_slot = s
                     if conv is not None:
                         if len(child) or child.keys():
-                            run = [self.leaf(child, r.items)]
+                            run = [self.leaf(child, cast(ScalarRule, cast(ArrayRule, r).items))]
                         else:
                             text = child.text
                             run = [conv("" if text is None else text)]
                     else:
-                        run = [self.value(child, r.items, depth)]
+                        run = [self.value(child, cast(Rule, cast(ArrayRule, r).items), depth)]
                 elif kind == K_ARRAY:
-                    parts.append(key_json + self.array(child, r, depth))
+                    parts.append(key_json + self.array(child, cast(ArrayRule, r), depth))
                 else:
                     parts.append(key_json + self.value(child, r, depth))
         except ScalarError as b:
@@ -435,10 +440,12 @@ class XmlWalker:
                 f"{_name(tag)} appears twice; it is a property name, which is unique",
             )
         seen.add(local)
-        parts.append(encode_basestring(local) + ":" + self.value(child, rule.extra, depth))  # type: ignore[arg-type]
+        parts.append(
+            encode_basestring(local) + ":" + self.value(child, cast(Rule, rule.extra), depth)
+        )
         return len(rule.elem_props)
 
-    def _unknown(self, child: Any, rule: ObjectRule) -> None:
+    def _unknown(self, child: Any, rule: ObjectRule) -> NoReturn:
         self.not_element(child)
         tag = child.tag
         ns = tag[1:].split("}")[0] if tag[0] == "{" else ""
@@ -490,8 +497,8 @@ class XmlWalker:
         kept = []
         for part in parts:
             if part.startswith("\x00"):
-                _, n, fragment = part.split("\x00", 2)
-                members.setdefault(int(n), []).append(fragment)
+                _, num, fragment = part.split("\x00", 2)
+                members.setdefault(int(num), []).append(fragment)
             else:
                 kept.append(part)
         parts[:] = kept
@@ -600,7 +607,7 @@ class XmlWalker:
         depth += 1
         if depth > self.rt.max_depth and len(elem):
             raise Fail.at("too_deep", elem[0], f"nesting deeper than {self.rt.max_depth} elements")
-        conv = self.tables.converter(items) if items.kind == SCALAR else None  # type: ignore[arg-type]
+        conv = self.tables.converter(items) if items.kind == SCALAR else None
         child = None
         try:
             for child in elem:
@@ -612,7 +619,7 @@ class XmlWalker:
                 if conv is None:
                     out.append(self.value(child, items, depth))
                 elif len(child) or child.keys():
-                    out.append(self.leaf(child, items))  # type: ignore[arg-type]
+                    out.append(self.leaf(child, cast(ScalarRule, items)))
                 else:
                     text = child.text
                     out.append(conv("" if text is None else text))
