@@ -118,7 +118,7 @@ def compile_mapping(
     compiled = SchemaCompiler(opts, base_dir=Path(base_dir), key_path=key_path).compile()
     validator = None
     if compiled.fallback and compiled.schema is not None and compiled.registry is not None:
-        import jsonschema
+        import jsonschema  # deferred for start-up cost: only mappings that need the fallback
 
         validator = jsonschema.Draft202012Validator(compiled.schema, registry=compiled.registry)
         compiled.warnings.append(

@@ -11,7 +11,7 @@ are copied as written after a grammar check). Anything outside the mapping's dom
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NoReturn, cast
+from typing import Any, cast
 
 from lxml import etree
 
@@ -21,7 +21,6 @@ from proxy.translate.lexical import encode_basestring
 from proxy.translate.model import Number, parse_exact
 from proxy.translate.rules import (
     ARRAY,
-    GROUP,
     OBJECT,
     SCALAR,
     XSI_NIL,
@@ -36,6 +35,16 @@ from proxy.translate.rules import (
 from proxy.translate.runtime import Runtime
 from proxy.translate.xml_to_json.convention import any_key, any_value
 from proxy.translate.xml_to_json.records import FRAGS
+from proxy.translate.xml_to_json.refusals import (
+    children_in_leaf,
+    misplaced,
+    missing,
+    name_of,
+    not_element,
+    object_check,
+    unknown,
+    wrong_item,
+)
 from proxy.translate.xml_to_json.tables import (
     K_ARRAY,
     K_LEAF,
@@ -45,7 +54,6 @@ from proxy.translate.xml_to_json.tables import (
     ScalarError,
     Slot,
     Tables,
-    type_name,
 )
 
 __all__ = ["RootFn", "XmlWalker"]
@@ -82,8 +90,8 @@ class XmlWalker:
             raise Fail.at(
                 "wrong_root",
                 root,
-                f"root element is {_name(root.tag)}, the mapping expects "
-                f"{_name(spec.tag)}"
+                f"root element is {name_of(root.tag)}, the mapping expects "
+                f"{name_of(spec.tag)}"
                 + (
                     f" (namespace {ns!r} is not the mapping's)"
                     if ns and ns not in self.known_ns
@@ -121,7 +129,7 @@ class XmlWalker:
     def leaf(self, elem: Any, rule: ScalarRule) -> str:
         """A scalar element: text only, no child elements, no attributes but xsi:nil."""
         if len(elem):
-            self.children_in_leaf(elem, rule)
+            children_in_leaf(elem, rule)
         if elem.keys():
             nil = self._nil(elem, rule)
             if nil is not None:
@@ -156,35 +164,16 @@ class XmlWalker:
                 raise Fail.at(
                     "unknown_attribute",
                     elem,
-                    f"attribute {_name(name)} is not in the mapping",
+                    f"attribute {name_of(name)} is not in the mapping",
                     attr=name,
                 )
         return result
 
     def children_in_leaf(self, elem: Any, rule: Rule) -> None:
-        for child in elem:
-            self.not_element(child)
-        what = type_name(rule) if isinstance(rule, ScalarRule) else "text"
-        raise Fail.at(
-            "type_mismatch",
-            elem[0],
-            f"child element inside {_name(elem.tag)}, which is a {what}",
-        )
+        children_in_leaf(elem, rule)
 
     def not_element(self, child: Any) -> None:
-        """Raise for a comment / PI child (when they are not dropped at parse time)."""
-        tag = child.tag
-        if tag is _COMMENT:
-            raise Fail.at(
-                "comment_forbidden", child, "comments are not accepted (mapping.comments)"
-            )
-        if tag is _PI:
-            raise Fail.at(
-                "processing_instruction_forbidden",
-                child,
-                f"processing instruction <?{child.target}?> is not accepted "
-                "(mapping.processing_instructions)",
-            )
+        not_element(child)
 
     # Objects -------------------------------------------------------------------------------------
 
@@ -220,7 +209,7 @@ class XmlWalker:
                         raise Fail.at(
                             "unknown_attribute",
                             elem,
-                            f"attribute {_name(name)} is not in the mapping",
+                            f"attribute {name_of(name)} is not in the mapping",
                             attr=name,
                         )
                     found[a[3]] = a[0] + a[1](value)
@@ -233,11 +222,11 @@ class XmlWalker:
         if tp is not None:
             if len(elem):
                 for child in elem:
-                    self.not_element(child)
+                    not_element(child)
                 raise Fail.at(
                     "mixed_content",
                     elem[0],
-                    f"child element next to the text content of {_name(elem.tag)}",
+                    f"child element next to the text content of {name_of(elem.tag)}",
                 )
             text = elem.text
             if text or tp.required:
@@ -256,16 +245,16 @@ class XmlWalker:
                 raise Fail.at(
                     "type_mismatch",
                     elem,
-                    f"text content in {_name(elem.tag)}, which has no text in the mapping",
+                    f"text content in {name_of(elem.tag)}, which has no text in the mapping",
                     text=True,
                 )
             nreq = self._children(elem, rule, tables, depth, parts, nreq)
         if rule.groups:
             nreq += self._gather_groups(elem, rule, parts)
         if nreq != len(rule.required):
-            self._missing(elem, rule, parts)
+            missing(elem, rule, parts)
         if rule.check is not None:
-            self._object_check(elem, rule)
+            object_check(elem, rule)
         return "{" + ",".join(parts) + "}"
 
     def _object_nil(self, elem: Any, rule: ObjectRule, names: list[Any]) -> str | None:
@@ -320,7 +309,7 @@ class XmlWalker:
                             extra_seen = set()
                         last = self._extra(child, rule, depth, parts, extra_seen)
                         continue
-                    self._unknown(child, rule)
+                    unknown(child, rule, self.known_ns)
                 i, kind, key_json, conv, r, req, p = s
                 if i <= last:
                     if i == last and run is not None:
@@ -337,7 +326,7 @@ class XmlWalker:
                                 self.value(child, cast(Rule, cast(ArrayRule, r).items), depth)
                             )
                         continue
-                    self._misplaced(child, p, rule, last, elem)
+                    misplaced(child, p, rule, last, elem)
                 if run is not None:
                     self._close_run(elem, run_slot, run, parts)
                     run = None
@@ -409,7 +398,7 @@ class XmlWalker:
             raise Fail.at(
                 "schema_violation",
                 node,
-                f"{n} {_name(item_tag)} element(s); the schema wants {bound} (minItems/maxItems)",
+                f"{n} {name_of(item_tag)} element(s); the schema wants {bound} (minItems/maxItems)",
             )
         if arr.unique and n > 1:
             seen: dict[Any, int] = {}
@@ -432,63 +421,18 @@ class XmlWalker:
         tag = child.tag
         ns, local = tag[1:].split("}", 1) if tag[0] == "{" else ("", tag)
         if ns != rule.extra_ns or local in rule.by_key:
-            self._unknown(child, rule)
+            unknown(child, rule, self.known_ns)
         if local in seen:
             raise Fail.at(
                 "duplicate_element",
                 child,
-                f"{_name(tag)} appears twice; it is a property name, which is unique",
+                f"{name_of(tag)} appears twice; it is a property name, which is unique",
             )
         seen.add(local)
         parts.append(
             encode_basestring(local) + ":" + self.value(child, cast(Rule, rule.extra), depth)
         )
         return len(rule.elem_props)
-
-    def _unknown(self, child: Any, rule: ObjectRule) -> NoReturn:
-        self.not_element(child)
-        tag = child.tag
-        ns = tag[1:].split("}")[0] if tag[0] == "{" else ""
-        if ns and ns not in self.known_ns:
-            raise Fail.at(
-                "unknown_namespace",
-                child,
-                f"namespace {ns!r} is not in the mapping",
-            )
-        expected = ", ".join(_name(p.tag) for p in rule.elem_props[:12]) or "no child elements"
-        raise Fail.at(
-            "unknown_element",
-            child,
-            f"element {_name(tag)} is not in the mapping (expected: {expected})",
-        )
-
-    def _misplaced(self, child: Any, p: Prop, rule: ObjectRule, last: int, elem: Any) -> None:
-        if p.index == last:
-            raise Fail.at(
-                "duplicate_element",
-                child,
-                f"{_name(child.tag)} appears again; the schema has one {p.key!r}, not an array",
-            )
-        if p.unwrapped:
-            raise Fail.at(
-                "interleaved_siblings",
-                child,
-                f"{_name(child.tag)} items are separated by other elements; an array's items "
-                "must be adjacent to round-trip",
-            )
-        if last >= len(rule.elem_props):
-            raise Fail.at(
-                "out_of_order",
-                child,
-                f"{_name(child.tag)} comes after additional (undeclared) elements; declared "
-                "properties come first",
-            )
-        after = rule.elem_props[last]
-        raise Fail.at(
-            "out_of_order",
-            child,
-            f"{_name(child.tag)} comes after {_name(after.tag)}; the schema order puts it before",
-        )
 
     def _gather_groups(self, elem: Any, rule: ObjectRule, parts: list[str]) -> int:
         """Move the members of ``nodeType: none`` groups out of ``parts`` into one object per
@@ -523,64 +467,11 @@ class XmlWalker:
                 raise Fail.at(
                     "missing_element",
                     elem,
-                    f"required {what} {_name(m.tag)} ({g.key}.{m.key}) is missing",
+                    f"required {what} {name_of(m.tag)} ({g.key}.{m.key}) is missing",
                 )
             parts.append(g.key_json + "{" + ",".join(frags) + "}")
             added += g.required
         return added
-
-    def _missing(self, elem: Any, rule: ObjectRule, parts: list[str]) -> None:
-        present = set()
-        for name in elem.attrib:
-            p = rule.attrs.get(name)
-            if p is not None:
-                present.add(p.key)
-        for child in elem:
-            p = rule.elems.get(child.tag)
-            if p is not None:
-                present.add(p.key)
-        if rule.text is not None and elem.text:
-            present.add(rule.text.key)
-        for p in rule.props:
-            if not p.required or p.key in present:
-                continue
-            if p.unwrapped or p.node == GROUP:
-                continue  # present as [] (see _fill_runs) / as {} (see _gather_groups)
-            if p.node == 1:
-                raise Fail.at(
-                    "missing_element",
-                    elem,
-                    f"required attribute {_name(p.tag)} ({p.key!r}) is missing",
-                )
-            if p.node == 2:
-                continue  # required text: handled in object()
-            raise Fail.at(
-                "missing_element",
-                elem,
-                f"required element {_name(p.tag)} ({p.key!r}) is missing",
-            )
-
-    def _object_check(self, elem: Any, rule: ObjectRule) -> None:
-        keys = set()
-        for name in elem.attrib:
-            p = rule.attrs.get(name)
-            if p is not None:
-                keys.add((p.group or p).key)
-        for child in elem:
-            p = rule.elems.get(child.tag)
-            if p is not None:
-                keys.add((p.group or p).key)
-            elif isinstance(child.tag, str):
-                keys.add(child.tag.rsplit("}", 1)[-1])
-        if rule.text is not None and (elem.text or rule.text.required):
-            keys.add(rule.text.key)
-        for p in rule.props:
-            if p.unwrapped and p.required:
-                keys.add(p.key)
-        assert rule.check is not None
-        problem = rule.check(keys)
-        if problem is not None:
-            raise Fail.at("schema_violation", elem, problem)
 
     # Arrays ---------------------------------------------------------------------------------------
 
@@ -597,7 +488,7 @@ class XmlWalker:
             raise Fail.at(
                 "mixed_content" if len(elem) else "type_mismatch",
                 elem,
-                f"text in {_name(elem.tag)}, which wraps array items",
+                f"text in {name_of(elem.tag)}, which wraps array items",
                 text=True,
             )
         items = rule.items
@@ -615,7 +506,7 @@ class XmlWalker:
                 if tail is not None and tail.strip(_WS):
                     raise Fail.at("mixed_content", child, "text next to child elements", tail=True)
                 if child.tag != tag:
-                    self._wrong_item(child, elem, tag)
+                    wrong_item(child, elem, tag, self.known_ns)
                 if conv is None:
                     out.append(self.value(child, items, depth))
                 elif len(child) or child.keys():
@@ -628,25 +519,3 @@ class XmlWalker:
         if rule.min_items or rule.max_items is not None or rule.unique:
             self._array_checks(elem, rule, out, tag)
         return "[" + ",".join(out) + "]"
-
-    def _wrong_item(self, child: Any, elem: Any, tag: str) -> None:
-        self.not_element(child)
-        ctag = child.tag
-        ns = ctag[1:].split("}")[0] if ctag[0] == "{" else ""
-        if ns and ns not in self.known_ns:
-            raise Fail.at("unknown_namespace", child, f"namespace {ns!r} is not in the mapping")
-        raise Fail.at(
-            "unknown_element",
-            child,
-            f"element {_name(ctag)} in {_name(elem.tag)}, which holds only {_name(tag)} items",
-        )
-
-
-def _name(clark: object) -> str:
-    """``{urn:x}item`` → ``item (urn:x)`` for messages."""
-    if not isinstance(clark, str):
-        return "node"
-    if clark.startswith("{"):
-        uri, local = clark[1:].split("}", 1)
-        return f"<{local}> ({uri})"
-    return f"<{clark}>"
