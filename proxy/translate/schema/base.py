@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from referencing import Registry
 
+from proxy.errors import MappingError
 from proxy.translate.checks import (
     ARRAY_KEYWORDS,
     NUMBER_KEYWORDS,
@@ -203,3 +204,22 @@ def object_check(checks: list[tuple[str, Any]]) -> Any:
         return None
 
     return check
+
+
+def check_unused(trie: PathOptions, key_path: str) -> None:
+    """Refuse inline options for paths the schema does not have (all applied ones are marked)."""
+    for n in trie.walk():
+        if n.has_settings and not n.used:
+            name = (
+                "xml"
+                if n.xml is not None
+                else "attributes"
+                if n.attribute
+                else "arrays"
+                if n.array
+                else "types"
+            )
+            raise MappingError(
+                f"{key_path}.{name}./{'/'.join(n.path)}",
+                "no such property in the schema",
+            )

@@ -52,6 +52,7 @@ from proxy.translate.schema.base import (
     Compiled,
     Loc,
     View,
+    check_unused,
     clark,
     json_type,
     local_of,
@@ -89,7 +90,7 @@ class SchemaCompiler:
         else:
             root_rule_view = None
         root = self._root(root_rule_view, schema, registry)
-        self._check_unused()
+        check_unused(self.trie, self.key_path)
         namespaces = self.ns.finalise(root)
         warnings = list(dict.fromkeys(self.warnings))
         return Compiled(root, warnings, namespaces, schema, registry, self.fallback)
@@ -594,20 +595,3 @@ class SchemaCompiler:
         if local:
             self.ns.named.append((root, ns, local, False))
         return root
-
-    def _check_unused(self) -> None:
-        for n in self.trie.walk():
-            if n.has_settings and not n.used:
-                name = (
-                    "xml"
-                    if n.xml is not None
-                    else "attributes"
-                    if n.attribute
-                    else "arrays"
-                    if n.array
-                    else "types"
-                )
-                raise MappingError(
-                    f"{self.key_path}.{name}./{'/'.join(n.path)}",
-                    "no such property in the schema",
-                )
