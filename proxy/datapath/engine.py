@@ -44,7 +44,7 @@ T = TypeVar("T")
 _log = get_logger("format_proxy.datapath")
 
 #: Modules the fork server imports once, so a new worker starts with the engine loaded.
-_PRELOAD = ("proxy.datapath.tasks", "proxy.translate")
+_PRELOAD = ("proxy.datapath.tasks", "proxy.translate.mapping")
 
 
 class DocumentWorker:
