@@ -17,7 +17,7 @@ import pytest
 from proxy.datapath.budget import ByteBudget
 from proxy.datapath.cache import FailureMemo
 from proxy.datapath.spool import UploadStore
-from proxy.datapath.workers import TaskTimeout, WorkerDied, WorkerPool
+from proxy.datapath.workers import PoolBusy, TaskTimeout, WorkerDied, WorkerPool
 from proxy.errors import SlowDown, TranslationError
 from tests.datapath import worker_tasks as tasks
 
@@ -183,3 +183,18 @@ async def test_a_worker_that_died_while_idle_is_replaced_before_it_gets_a_task(p
     await asyncio.sleep(0.2)  # the proxy's end of the socket sees the end of the stream
     assert await pool.run(tasks.add, 2, 5, budget=10) == 7  # no error for this request
     assert ("worker_died", {"pid": idle, "while": "idle"}) in pool.events  # type: ignore[attr-defined]
+
+
+async def test_no_free_worker_within_the_wait_limit_is_pool_busy():
+    p = WorkerPool(1, wait_limit=0.3)
+    try:
+        await p.start()
+        busy = asyncio.ensure_future(p.run(tasks.sleep, 1.5, budget=10))
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        with pytest.raises(PoolBusy):
+            await p.run(tasks.add, 1, 1, budget=10)
+        assert time.monotonic() - started < 1.0
+        assert await busy  # the busy task was not disturbed
+    finally:
+        p.close()
