@@ -37,6 +37,8 @@ _FRAME = struct.Struct("!Q")
 _START_TIMEOUT = 120.0
 #: Pause between attempts to replace a worker that failed to start.
 _RESPAWN_PAUSE = 1.0
+#: How often a request waiting for a free worker looks whether the pool was closed.
+_WAIT_STEP = 0.5
 _PR_SET_PDEATHSIG = 1
 
 
@@ -219,17 +221,7 @@ class WorkerPool:
         if self._closed:
             raise WorkerDied(None)
         payload = pickle.dumps((fn, args), protocol=5)
-        self._replenish()
-        while True:
-            try:
-                worker = await asyncio.wait_for(self._queue().get(), self._wait_limit)
-            except TimeoutError:
-                raise PoolBusy(
-                    f"no document worker was free within {self._wait_limit:g} s"
-                ) from None
-            if not worker.channel.lost:
-                break
-            self._drop(worker, "worker_died", {"pid": worker.process.pid, "while": "idle"})
+        worker = await self._acquire()
         job = asyncio.create_task(self._exchange(worker, payload, budget))
         job.add_done_callback(lambda t: self._settle(worker, t))
         answer = await asyncio.shield(job)
@@ -240,6 +232,25 @@ class WorkerPool:
         if ok:
             return value
         raise value
+
+    async def _acquire(self) -> _Worker:
+        """A free, live worker; waits at most ``wait_limit`` (PoolBusy), and not past close."""
+        self._replenish()
+        loop = asyncio.get_running_loop()
+        deadline = None if self._wait_limit is None else loop.time() + self._wait_limit
+        while True:
+            if self._closed:
+                raise WorkerDied(None)
+            step = _WAIT_STEP if deadline is None else min(_WAIT_STEP, deadline - loop.time())
+            if step <= 0:
+                raise PoolBusy(f"no document worker was free within {self._wait_limit:g} s")
+            try:
+                worker = await asyncio.wait_for(self._queue().get(), step)
+            except TimeoutError:
+                continue  # look at the deadline and at close() again
+            if not worker.channel.lost:
+                return worker
+            self._drop(worker, "worker_died", {"pid": worker.process.pid, "while": "idle"})
 
     def close(self) -> None:
         """Kill every worker now (at shutdown: requests have been drained or given up)."""

@@ -198,3 +198,18 @@ async def test_no_free_worker_within_the_wait_limit_is_pool_busy():
         assert await busy  # the busy task was not disturbed
     finally:
         p.close()
+
+
+async def test_requests_waiting_for_a_worker_end_when_the_pool_closes():
+    p = WorkerPool(1)
+    await p.start()
+    busy = asyncio.ensure_future(p.run(tasks.sleep, 30, budget=60))
+    await asyncio.sleep(0.1)
+    waiting = asyncio.ensure_future(p.run(tasks.add, 1, 1, budget=10))
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    p.close()
+    for job in (busy, waiting):
+        with pytest.raises(WorkerDied):
+            await job
+    assert time.monotonic() - started < 2.5
