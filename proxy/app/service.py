@@ -51,8 +51,8 @@ class ProxyService:
         self.metrics = Metrics(version=__version__, app_version=config.app_version)
         self._credentials = credentials
         if route_handler is None and config.routes:
+            from proxy.app.observer import MetricsObserver
             from proxy.datapath import TranslatingHandler
-            from proxy.datapath.observe import MetricsObserver
 
             observer = MetricsObserver(self.metrics, tuple(r.name for r in config.routes))
             route_handler = TranslatingHandler(config, observer)

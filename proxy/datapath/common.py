@@ -8,7 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from proxy.app.logging import get_logger
+import structlog
+
 from proxy.config import Limits, RouteConfig
 from proxy.datapath.cache import RepresentationCache
 from proxy.datapath.documents import Format, Representation
@@ -29,7 +30,7 @@ __all__ = [
     "without_headers",
 ]
 
-_log = get_logger("format_proxy.datapath")
+_log = structlog.get_logger("format_proxy.datapath")
 
 
 @dataclass(slots=True)

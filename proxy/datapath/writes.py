@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from proxy.app.logging import get_logger
+import structlog
+
 from proxy.config import RouteConfig
 from proxy.datapath.common import (
     EMPTY_SHA256,
@@ -44,7 +45,7 @@ from proxy.s3.address import S3Address, parse_copy_source
 
 __all__ = ["COPY_SOURCE_HEADERS", "WritePath"]
 
-_log = get_logger("format_proxy.datapath")
+_log = structlog.get_logger("format_proxy.datapath")
 
 # Client headers replaced by the proxy when it stores a document it validated (and maybe
 # translated): framing, digests of the client's bytes, the type and the format label.

@@ -20,11 +20,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 from xml.sax.saxutils import escape
 
+import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http import HttpVersion11
 
-from proxy.app.logging import get_logger
 from proxy.errors import ProxyError
 from proxy.relay.metrics import CONTENT_TYPE_LATEST, Metrics
 from proxy.relay.pipeline import Exchange, IncomingRequest, Pipeline, ProxyResponse, UpstreamBody
@@ -32,7 +32,7 @@ from proxy.relay.zerocopy import RelayAborted, relay, socket_fd
 
 __all__ = ["DataServer", "build_metrics_app", "error_document"]
 
-_log = get_logger("format_proxy.access")
+_log = structlog.get_logger("format_proxy.access")
 _WRITE_BUFFER = 1024 * 1024
 
 

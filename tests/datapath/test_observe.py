@@ -8,9 +8,9 @@ import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from proxy.app.observer import MetricsObserver
 from proxy.app.service import ProxyService
 from proxy.config import load_config
-from proxy.datapath.observe import MetricsObserver
 from proxy.errors import TRANSLATION_REASONS
 from proxy.relay.credentials import StaticCredentials
 from proxy.relay.metrics import Metrics
