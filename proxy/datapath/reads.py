@@ -25,7 +25,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
-from proxy.config import RouteConfig
 from proxy.datapath.cache import CacheKey
 from proxy.datapath.common import (
     Context,
@@ -44,6 +43,7 @@ from proxy.datapath.formats import (
     sniff,
 )
 from proxy.datapath.observe import Operation, direction_of
+from proxy.datapath.routes import CompiledRoute
 from proxy.errors import (
     ClientError,
     EntityTooLarge,
@@ -204,7 +204,7 @@ class ReadPath:
         self._ctx = ctx
 
     async def serve(
-        self, request: S3Request, route: RouteConfig, forward: Forwarder
+        self, request: S3Request, route: CompiledRoute, forward: Forwarder
     ) -> ProxyResponse:
         op: Operation = "head" if request.method == "HEAD" else "get"
         target = self._ctx.version_format(route)
@@ -257,14 +257,14 @@ class ReadPath:
     def _fail(
         self,
         request: S3Request,
-        route: RouteConfig,
+        route: CompiledRoute,
         op: Operation,
         target: Format,
         err: TranslationError,
     ) -> None:
         """Count and log; raise the S3 error unless the route serves stored bytes instead."""
         source = other_format(target)
-        passthrough = route.on_error == "passthrough"
+        passthrough = route.config.on_error == "passthrough"
         report_failure(
             self._ctx,
             route,
@@ -280,7 +280,7 @@ class ReadPath:
     # --- direct: one GET -----------------------------------------------------------------------
 
     async def _direct(
-        self, request: S3Request, route: RouteConfig, forward: Forwarder, target: Format
+        self, request: S3Request, route: CompiledRoute, forward: Forwarder, target: Format
     ) -> ProxyResponse:
         ctx = self._ctx
         reply = await forward.send(request)
@@ -334,7 +334,7 @@ class ReadPath:
             if len(data) > limit:
                 raise self._too_large(len(data))
             read.append(data)
-            return await ctx.worker.render(route.compiled, data, fmt, target)
+            return await ctx.worker.render(route.mapping, data, fmt, target)
 
         try:
             rep = await self._lookup(cache_key if etag else None, fill)
@@ -378,7 +378,7 @@ class ReadPath:
     async def _probe(
         self,
         request: S3Request,
-        route: RouteConfig,
+        route: CompiledRoute,
         forward: Forwarder,
         target: Format,
         op: Operation,
@@ -435,7 +435,7 @@ class ReadPath:
     async def _translation(
         self,
         request: S3Request,
-        route: RouteConfig,
+        route: CompiledRoute,
         forward: Forwarder,
         address: S3Address,
         base: list[tuple[str, str]],
@@ -464,14 +464,14 @@ class ReadPath:
                 data = await reply.read(limit)
             except EntityTooLarge:
                 raise self._too_large(limit + 1) from None
-            return await ctx.worker.render(route.compiled, data, source, target)
+            return await ctx.worker.render(route.mapping, data, source, target)
 
         return await self._lookup(cache_key, fill)
 
     async def visible_etag(
         self,
         request: S3Request,
-        route: RouteConfig,
+        route: CompiledRoute,
         forward: Forwarder,
         address: S3Address,
         base: list[tuple[str, str]],

@@ -23,10 +23,10 @@ from datetime import UTC, datetime
 
 from multidict import CIMultiDict
 
-from proxy.config import RouteConfig
 from proxy.datapath.common import Context, address_without, without_headers
 from proxy.datapath.documents import ClientDigests, client_digests, verify_digests
 from proxy.datapath.reads import ReadPath
+from proxy.datapath.routes import CompiledRoute, RouteTable
 from proxy.datapath.spool import (
     MAX_PARTS,
     Part,
@@ -50,7 +50,6 @@ from proxy.errors import (
 )
 from proxy.relay.bodies import RequestBody
 from proxy.relay.pipeline import Forwarder, ProxyResponse, S3Request
-from proxy.relay.routing import Router
 from proxy.s3.address import S3Address, parse_copy_source
 
 __all__ = ["UploadPath"]
@@ -84,18 +83,18 @@ class UploadPath:
         store: UploadStore,
         reads: ReadPath,
         writes: WritePath,
-        router: Router,
+        routes: RouteTable,
         scheme: str,
     ) -> None:
         self._ctx = ctx
         self._store = store
         self._reads = reads
         self._writes = writes
-        self._router = router
+        self._routes = routes
         self._scheme = scheme
 
     async def handle(
-        self, request: S3Request, route: RouteConfig, forward: Forwarder
+        self, request: S3Request, route: CompiledRoute, forward: Forwarder
     ) -> ProxyResponse:
         op = request.operation
         if op == "CreateMultipartUpload":
@@ -117,7 +116,7 @@ class UploadPath:
         a = request.address
         return self._store.get(a.values.get("uploadId", ""), a.bucket or "", a.key or "")
 
-    def _create(self, request: S3Request, route: RouteConfig) -> ProxyResponse:
+    def _create(self, request: S3Request, route: CompiledRoute) -> ProxyResponse:
         a = request.address
         alg = request.headers.get("x-amz-checksum-algorithm")
         ctype = request.headers.get("x-amz-checksum-type")
@@ -253,7 +252,7 @@ class UploadPath:
             request_id=request.request_id,
             log_fields=request.log_fields,
         )
-        route = self._router.match(source.bucket, source.key)
+        route = self._routes.match(source.bucket, source.key)
         if route is not None and not (source.key or "").endswith("/"):
             reply = await self._reads.serve(get, route, forward)
         else:
@@ -302,7 +301,7 @@ class UploadPath:
         return ProxyResponse(200, [_XML], body)
 
     async def _complete(
-        self, request: S3Request, route: RouteConfig, forward: Forwarder
+        self, request: S3Request, route: CompiledRoute, forward: Forwarder
     ) -> ProxyResponse:
         upload = self._upload(request)
         async with upload.lock:

@@ -17,7 +17,6 @@ from collections.abc import Iterable
 
 import structlog
 
-from proxy.config import RouteConfig
 from proxy.datapath.common import (
     EMPTY_SHA256,
     Context,
@@ -39,6 +38,7 @@ from proxy.datapath.formats import (
 )
 from proxy.datapath.observe import direction_of
 from proxy.datapath.reads import Changed, ReadPath, UpstreamAnswer, stored_format
+from proxy.datapath.routes import CompiledRoute
 from proxy.errors import InvalidDocument, PreconditionFailed, TranslationError
 from proxy.relay.pipeline import Forwarder, ProxyResponse, S3Request, UpstreamReply
 from proxy.s3.address import S3Address, parse_copy_source
@@ -97,7 +97,7 @@ class WritePath:
         self._reads = reads
 
     async def put(
-        self, request: S3Request, route: RouteConfig, forward: Forwarder
+        self, request: S3Request, route: CompiledRoute, forward: Forwarder
     ) -> ProxyResponse:
         body = request.body
         data = await body.read_all(self._ctx.limits.max_translate_bytes)
@@ -115,7 +115,7 @@ class WritePath:
     async def store(
         self,
         request: S3Request,
-        route: RouteConfig,
+        route: CompiledRoute,
         forward: Forwarder,
         data: bytes,
         digests: ClientDigests,
@@ -131,7 +131,7 @@ class WritePath:
         store = ctx.store_format(route)
         try:
             doc = await ctx.worker.prepare_write(
-                route.compiled, data, writer=writer, store=store, digests=digests
+                route.mapping, data, writer=writer, store=store, digests=digests
             )
         except TranslationError as err:
             checked_as = store if store != writer else other_format(writer)
@@ -185,7 +185,7 @@ class WritePath:
     async def _resolve_if_match(
         self,
         request: S3Request,
-        route: RouteConfig,
+        route: CompiledRoute,
         forward: Forwarder,
         address: S3Address,
         headers: list[tuple[str, str]],
@@ -212,7 +212,7 @@ class WritePath:
     # --- CopyObject ------------------------------------------------------------------------------
 
     async def copy(
-        self, request: S3Request, route: RouteConfig, forward: Forwarder
+        self, request: S3Request, route: CompiledRoute, forward: Forwarder
     ) -> ProxyResponse:
         directive = (request.headers.get("x-amz-metadata-directive") or "COPY").strip().upper()
         source = parse_copy_source(request.headers.get("x-amz-copy-source"))
@@ -252,7 +252,7 @@ class WritePath:
         request: S3Request,
         forward: Forwarder,
         source: S3Address,
-        route: RouteConfig,
+        route: CompiledRoute,
     ) -> tuple[str, str | None]:
         base = [
             (COPY_SOURCE_HEADERS[k.lower()], v)

@@ -46,8 +46,8 @@ def _read(path: str | None) -> bytes:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_for_offline_use(args.config, args.app_version)
-    route = find_route(config, args.route)
+    _, routes = load_for_offline_use(args.config, args.app_version)
+    route = find_route(routes, args.route)
     data = _read(args.file)
     from proxy.translate import detect_format
 
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_UNTRANSLATABLE
-        mapping = route.compiled
+        mapping = route.mapping
         out = mapping.xml_to_json(data) if args.to == "json" else mapping.json_to_xml(data)
     except TranslationError as exc:
         print(describe_failure(exc), file=sys.stderr)
