@@ -27,19 +27,7 @@ from proxy.datapath.common import Context, address_without, without_headers
 from proxy.datapath.documents import ClientDigests, client_digests, verify_digests
 from proxy.datapath.reads import ReadPath
 from proxy.datapath.routes import CompiledRoute, RouteTable
-from proxy.datapath.spool import (
-    MAX_PARTS,
-    Part,
-    Upload,
-    UploadStore,
-    assemble,
-    complete_result,
-    copy_part_result,
-    initiate_result,
-    list_parts_result,
-    parse_complete,
-    select_parts,
-)
+from proxy.datapath.spool import Part, Upload, UploadStore, assemble, select_parts
 from proxy.datapath.writes import COPY_SOURCE_HEADERS, WritePath
 from proxy.errors import (
     EntityTooLarge,
@@ -51,6 +39,14 @@ from proxy.errors import (
 from proxy.relay.bodies import RequestBody
 from proxy.relay.pipeline import Forwarder, ProxyResponse, S3Request
 from proxy.s3.address import S3Address, parse_copy_source
+from proxy.s3.multipart import (
+    MAX_PARTS,
+    complete_result,
+    copy_part_result,
+    initiate_result,
+    list_parts_result,
+    parse_complete,
+)
 
 __all__ = ["UploadPath"]
 
@@ -297,7 +293,16 @@ class UploadPath:
         max_parts = values.get("max-parts", "1000") or "1000"
         if not marker.isdigit() or not max_parts.isdigit():
             raise InvalidArgument("part-number-marker and max-parts must be non-negative integers")
-        body = list_parts_result(upload, marker=int(marker), max_parts=min(int(max_parts), 1000))
+        body = list_parts_result(
+            upload.bucket,
+            upload.key,
+            upload.upload_id,
+            upload.parts.values(),
+            marker=int(marker),
+            max_parts=min(int(max_parts), 1000),
+            checksum_algorithm=upload.checksum_algorithm,
+            checksum_type=upload.checksum_type,
+        )
         return ProxyResponse(200, [_XML], body)
 
     async def _complete(
