@@ -317,7 +317,8 @@ class ReadPath:
             return stored_as_is()
 
         etag = reply.header("ETag")
-        cache_key = (request.address.bucket or "", request.address.key or "", etag, target)
+        a = request.address
+        cache_key: CacheKey | None = (a.bucket or "", a.key or "", etag, target) if etag else None
         read: list[bytes] = []
         filled = False
 
@@ -337,7 +338,7 @@ class ReadPath:
             return await ctx.worker.render(route.mapping, data, fmt, target)
 
         try:
-            rep = await self._lookup(cache_key if etag else None, fill)
+            rep = await self._lookup(cache_key, fill)
         except TranslationError as err:
             try:
                 self._fail(request, route, "get", target, err)

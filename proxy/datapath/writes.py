@@ -27,6 +27,7 @@ from proxy.datapath.common import (
 )
 from proxy.datapath.documents import (
     ClientDigests,
+    Format,
     StoredDocument,
     client_digests,
     other_format,
@@ -253,7 +254,7 @@ class WritePath:
         forward: Forwarder,
         source: S3Address,
         route: CompiledRoute,
-    ) -> tuple[str, str | None]:
+    ) -> tuple[Format, str | None]:
         base = [
             (COPY_SOURCE_HEADERS[k.lower()], v)
             for k, v in request.headers.items()

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 EXIT_FAILED = 1
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "check",
         help="compile every route's mapping and round-trip sample documents",

@@ -17,7 +17,7 @@ EXIT_UNTRANSLATABLE = 1
 EXIT_USAGE = 2
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "translate",
         help="translate one document with a route's mapping",
