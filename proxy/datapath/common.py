@@ -12,7 +12,7 @@ import structlog
 
 from proxy.config import Limits
 from proxy.datapath.cache import RepresentationCache
-from proxy.datapath.documents import Format, Representation
+from proxy.datapath.documents import Representation
 from proxy.datapath.engine import DocumentWorker
 from proxy.datapath.observe import Direction, Operation, TranslationObserver
 from proxy.datapath.routes import CompiledRoute
@@ -20,6 +20,7 @@ from proxy.errors import TranslationError
 from proxy.relay.pipeline import Forwarder, S3Request, UpstreamReply
 from proxy.s3.address import S3Address
 from proxy.s3.signing import EMPTY_SHA256
+from proxy.translate import Format
 
 __all__ = [
     "EMPTY_SHA256",

@@ -16,7 +16,6 @@ from typing import ParamSpec, TypeVar
 
 from proxy.datapath.documents import (
     ClientDigests,
-    Format,
     Representation,
     StoredDocument,
     Translator,
@@ -24,6 +23,7 @@ from proxy.datapath.documents import (
     render,
 )
 from proxy.datapath.observe import TranslationObserver, direction_of
+from proxy.translate import Format
 
 __all__ = ["DocumentWorker"]
 

@@ -34,7 +34,7 @@ from proxy.datapath.common import (
     send_empty,
     without_headers,
 )
-from proxy.datapath.documents import Format, Representation, other_format
+from proxy.datapath.documents import Representation, other_format
 from proxy.datapath.formats import (
     META_HEADER,
     detect_stored_format,
@@ -56,6 +56,7 @@ from proxy.relay.pipeline import Forwarder, ProxyResponse, S3Request, UpstreamRe
 from proxy.s3.address import S3Address
 from proxy.s3.conditional import CONDITIONAL_HEADERS, Outcome, evaluate, has_conditions
 from proxy.s3.ranges import ByteRange, parse_range, part_range
+from proxy.translate import Format
 
 __all__ = ["SNIFF_BYTES", "Changed", "ReadPath", "UpstreamAnswer", "fetch_prefix"]
 

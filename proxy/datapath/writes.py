@@ -27,7 +27,6 @@ from proxy.datapath.common import (
 )
 from proxy.datapath.documents import (
     ClientDigests,
-    Format,
     StoredDocument,
     client_digests,
     other_format,
@@ -43,6 +42,7 @@ from proxy.datapath.routes import CompiledRoute
 from proxy.errors import InvalidDocument, PreconditionFailed, TranslationError
 from proxy.relay.pipeline import Forwarder, ProxyResponse, S3Request, UpstreamReply
 from proxy.s3.address import S3Address, parse_copy_source
+from proxy.translate import Format
 
 __all__ = ["COPY_SOURCE_HEADERS", "WritePath"]
 

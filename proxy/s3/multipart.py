@@ -17,6 +17,7 @@ from lxml import etree
 
 from proxy.errors import MalformedXML
 from proxy.s3.checksums import ALGORITHMS
+from proxy.xmlsafe import hardened_parser
 
 __all__ = [
     "MAX_PARTS",
@@ -54,9 +55,7 @@ class CompletedPart:
     checksums: dict[str, str]
 
 
-_PARSER = etree.XMLParser(
-    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_pis=True
-)
+_PARSER = hardened_parser(remove_pis=True)
 _MALFORMED = (
     "The XML you provided was not well-formed or did not validate against our published schema"
 )
