@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["configure_logging", "get_logger", "redact"]
+__all__ = ["RateLimitedLog", "configure_logging", "get_logger", "redact"]
 
 REDACTED = "[redacted]"
 
@@ -49,6 +50,15 @@ _SECRET_VALUE_RES = (
         re.IGNORECASE,
     ),
     re.compile(r"(Signature=)[0-9a-f]{16,}", re.IGNORECASE),
+    # Secret headers quoted as header lines ("X-Amz-Security-Token: ...").
+    re.compile(
+        r"((?:Authorization|Proxy-Authorization|X-Amz-Security-Token|X-Amz-Signature"
+        r"|X-Amz-Credential)\s*:\s*)[^\r\n]+",
+        re.IGNORECASE,
+    ),
+    # Python bytes literals: raw wire data quoted in exception messages (aiohttp's parser errors
+    # quote the offending request line or header — signatures, tokens and object keys).
+    re.compile(r"""(\bb)(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""),
 )
 
 
@@ -111,7 +121,12 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
                 redact,
                 structlog.processors.JSONRenderer(),
             ],
-            foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name],
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                # Render tracebacks to text before redaction, so it applies to them too.
+                structlog.processors.format_exc_info,
+            ],
         )
     )
     root = logging.getLogger()
@@ -121,3 +136,31 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
 
 def get_logger(name: str = "format_proxy") -> Any:
     return structlog.get_logger(name)
+
+
+class RateLimitedLog:
+    """At most one line per ``interval`` seconds for a recurring event (accept errors, refused
+    connections): a flood must not turn into a flood of log lines. The next line written
+    carries how many were skipped (``suppressed``)."""
+
+    def __init__(
+        self, logger: Any, *, interval: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._logger = logger
+        self._interval = interval
+        self._clock = clock
+        self._last: float | None = None
+        self._suppressed = 0
+
+    def warning(self, event: str, **fields: Any) -> bool:
+        """Log ``event`` unless one was logged less than ``interval`` ago; True if written."""
+        now = self._clock()
+        if self._last is not None and now - self._last < self._interval:
+            self._suppressed += 1
+            return False
+        if self._suppressed:
+            fields["suppressed"] = self._suppressed
+        self._suppressed = 0
+        self._last = now
+        self._logger.warning(event, **fields)
+        return True
