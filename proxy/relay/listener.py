@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
 from proxy.app.logging import RateLimitedLog, get_logger
 from proxy.relay.metrics import Metrics
@@ -143,6 +143,16 @@ class _Connection(RequestHandler):
         super().data_received(data)
         if self._head_timer is not None and self._request_count != self._head_mark:
             self._stop_head_timer()  # the head is complete (or rejected)
+        if self._messages and self._current_request is not None:
+            failed = self._messages[-1][0]
+            if isinstance(failed, _ErrInfo):
+                # Broken framing in the body being read (a bad chunk size): aiohttp queues a
+                # 400 for after the handler but leaves the handler waiting for body bytes that
+                # will never come. Fail its body read instead; the body is over (no lingering
+                # read of it after the handler) and the connection closes after the answer.
+                content = self._current_request.content
+                content.set_exception(failed.exc)
+                content.feed_eof()
 
     def _stop_head_timer(self) -> None:
         if self._head_timer is not None:

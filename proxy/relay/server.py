@@ -46,7 +46,7 @@ __all__ = ["DataServer", "build_metrics_app", "error_document"]
 _log = get_logger("format_proxy.access")
 _WRITE_BUFFER = 1024 * 1024
 # Where aiohttp's parser messages start quoting the client's bytes: ": b'..." or " b'...".
-_RAW_BYTES = re.compile(r":?\s*\bb['\"]")
+_RAW_BYTES = re.compile(r":?\s*(?:\bbytearray\()?\bb['\"]")
 # What clients are told for failures whose detail (the upstream's address, credential sources)
 # belongs in the proxy's log only; the log line keeps the full message.
 _PUBLIC_MESSAGES: tuple[tuple[type[ProxyError], str], ...] = (
@@ -455,7 +455,8 @@ def _body_consumed(request: web.BaseRequest) -> bool:
     """False if part of the client's body is still unread (we answered early, e.g. an error
     while the client waits for 100-continue): the connection must not be reused, or the
     client's next request would be read as the rest of this body."""
-    return request.content.at_eof()
+    content = request.content
+    return content.exception() is None and content.at_eof()
 
 
 async def _flushed(transport: Any, writer: AbstractStreamWriter) -> None:
