@@ -121,10 +121,12 @@ class _ClientStream:
                     chunk, end_of_http_chunk = await content.readchunk()
             except TimeoutError:
                 self._on_timeout()
-                raise RequestTimeout(
+                err = RequestTimeout(
                     "no request body bytes arrived for "
                     f"{self._idle_timeout:g} seconds; the request was abandoned"
-                ) from None
+                )
+                _abandon_body(self._request, err)
+                raise err from None
             except HttpProcessingError as exc:
                 raise MalformedBody(
                     f"the request body's HTTP framing is invalid: {parse_problem(exc)}"
@@ -133,6 +135,15 @@ class _ClientStream:
             # empty-payload reader answers (b"", True) forever after its first call.
             if chunk or not end_of_http_chunk or content.at_eof():
                 return chunk
+
+
+def _abandon_body(request: web.BaseRequest, err: Exception) -> None:
+    """Give up on the rest of a stalled body: later reads fail, aiohttp does not wait for it
+    after the answer (its lingering read), and the connection closes once the answer is out."""
+    content = request.content
+    content.set_exception(err)
+    content.feed_eof()
+    request.protocol.close()
 
 
 def parse_problem(exc: BaseException) -> str:
