@@ -48,18 +48,13 @@ _WRITE_BUFFER = 1024 * 1024
 # Where aiohttp's parser messages start quoting the client's bytes: ": b'..." or " b'...".
 _RAW_BYTES = re.compile(r":?\s*(?:\bbytearray\()?\bb['\"]")
 # What clients are told for failures whose detail (the upstream's address, credential sources)
-# belongs in the proxy's log only; the log line keeps the full message.
-_PUBLIC_MESSAGES: tuple[tuple[type[ProxyError], str], ...] = (
-    (
-        UpstreamError,
-        "the upstream S3 service could not be reached or did not answer in time; "
-        "the proxy's log has the details",
-    ),
-    (
-        CredentialsError,
-        "the proxy has no usable upstream credentials at the moment; its log has the details",
-    ),
+# belongs in the proxy's log only; the log line keeps the full message. Upstream failures keep
+# their kind, told by the wording proxy.relay.upstream gives them.
+_UPSTREAM_KINDS = (
+    ("did not answer in time", "did not answer in time"),
+    ("unreachable", "is unreachable"),
 )
+_SEE_LOG = "; the proxy's log has the details"
 
 
 def new_request_id() -> str:
@@ -68,10 +63,14 @@ def new_request_id() -> str:
 
 
 def public_message(err: ProxyError) -> str:
-    """The message a client sees for ``err``."""
-    for kind, text in _PUBLIC_MESSAGES:
-        if isinstance(err, kind):
-            return text
+    """The message a client sees for ``err``: never the upstream's address."""
+    if isinstance(err, UpstreamError):
+        for marker, kind in _UPSTREAM_KINDS:
+            if marker in err.message:
+                return f"the upstream S3 service {kind}"
+        return f"the upstream S3 service failed{_SEE_LOG}"
+    if isinstance(err, CredentialsError):
+        return f"the proxy has no usable upstream credentials at the moment{_SEE_LOG}"
     return err.message
 
 
