@@ -10,6 +10,7 @@ session tokens and object keys included). The keep-alive idle timeout is aiohttp
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -19,7 +20,7 @@ from aiohttp.web_protocol import RequestHandler, _ErrInfo
 from proxy.app.logging import RateLimitedLog, get_logger
 from proxy.relay.metrics import Metrics
 
-__all__ = ["ErrorPages", "ListenerServer", "ListenerSettings"]
+__all__ = ["ErrorPages", "ListenerServer", "ListenerSettings", "SendWatch"]
 
 _log = get_logger("format_proxy.listener")
 
@@ -194,3 +195,48 @@ class _Connection(RequestHandler):
         # structured logger instead of the plain one.
         message = str(args[0]) if args else "aiohttp error"
         _log.error(message, exc_info=kw.get("exc_info", True))
+
+
+class SendWatch:
+    """Aborts a response whose client stopped reading: nothing written and nothing of the
+    queued bytes taken for ``timeout`` seconds (checked once per period, so a stall is caught
+    within one to two periods). Without it a client that never reads would hold its upstream
+    connection for as long as it stays connected."""
+
+    __slots__ = ("_handle", "_last", "_on_stall", "_progress", "_timeout", "_transport")
+
+    def __init__(
+        self,
+        transport: asyncio.Transport | None,
+        progress: Callable[[], int],
+        timeout: float,
+        on_stall: Callable[[], None],
+    ) -> None:
+        self._transport = transport
+        self._progress = progress
+        self._timeout = timeout
+        self._on_stall = on_stall
+        self._last = (-1, -1)
+        self._handle: asyncio.TimerHandle | None = None
+        if transport is not None:
+            self._handle = asyncio.get_running_loop().call_later(timeout, self._check)
+
+    def _check(self) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            self._handle = None
+            return
+        queued = transport.get_write_buffer_size()
+        state = (self._progress(), queued)
+        if queued and state == self._last:
+            self._handle = None
+            self._on_stall()
+            transport.abort()  # close() would wait for the queued bytes to be read
+            return
+        self._last = state
+        self._handle = asyncio.get_running_loop().call_later(self._timeout, self._check)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None

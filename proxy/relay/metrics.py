@@ -82,7 +82,7 @@ class Metrics:
         )
         self.client_timeouts = Counter(
             "format_proxy_client_timeouts",
-            "Client connections closed for a stalled client, by phase (header|body).",
+            "Client connections closed for a stalled client, by phase (header|body|response).",
             ["phase"],
             registry=r,
         )
@@ -93,7 +93,7 @@ class Metrics:
         )
         for reason in ("max_client_connections", "malformed_request"):
             self.refused.labels(reason)
-        for phase in ("header", "body"):
+        for phase in ("header", "body", "response"):
             self.client_timeouts.labels(phase)
         self.build_info = Gauge(
             "format_proxy_build_info",

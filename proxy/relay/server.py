@@ -36,7 +36,7 @@ from proxy.errors import (
     SlowDown,
     UpstreamError,
 )
-from proxy.relay.listener import ListenerServer, ListenerSettings
+from proxy.relay.listener import ListenerServer, ListenerSettings, SendWatch
 from proxy.relay.metrics import CONTENT_TYPE_LATEST, Metrics
 from proxy.relay.pipeline import Exchange, IncomingRequest, Pipeline, ProxyResponse, UpstreamBody
 from proxy.relay.zerocopy import RelayAborted, relay, socket_fd
@@ -160,7 +160,8 @@ class DataServer:
     ``zero_copy_min_bytes``: an unmodified upstream GET body at least this large is moved from
     the upstream socket to the client's inside the kernel (:mod:`proxy.relay.zerocopy`) when both
     sides are plain sockets; 0 turns that off. ``body_idle_timeout``: longest wait for the next
-    bytes of a request body. Also the listener's :class:`~proxy.relay.listener.ErrorPages`.
+    bytes of a request body, and longest a client may leave its response unread. Also the
+    listener's :class:`~proxy.relay.listener.ErrorPages`.
     """
 
     def __init__(
@@ -243,6 +244,9 @@ class DataServer:
 
     def _body_timed_out(self) -> None:
         self._m.client_timeouts.labels("body").inc()
+
+    def _response_stalled(self) -> None:
+        self._m.client_timeouts.labels("response").inc()
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         ex = Exchange(request_id=new_request_id(), method=request.method)
@@ -353,6 +357,12 @@ class DataServer:
         release: Callable[[], None] | None = presp.release  # type: ignore[assignment]
         written = _Counter()
         response = _Response(status=presp.status)
+        watch = SendWatch(
+            request.transport,
+            lambda: written.n,
+            self._body_idle_timeout,
+            self._response_stalled,
+        )
         try:
             hdrs = response.headers
             for name, value in presp.headers:
@@ -392,6 +402,7 @@ class DataServer:
                 return response, written.n, f"response aborted: {exc.reason} ({sent})"
             return response, written.n, f"response aborted: {type(exc).__name__}: {exc}"
         finally:
+            watch.cancel()
             if release is not None:
                 release()
 

@@ -3,6 +3,7 @@ without a body. Each closes the connection in bounded time and frees what it hel
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -125,3 +126,39 @@ def test_timeouts_must_be_positive(key: str, tmp_path) -> None:
     result = run_proxy_command(["check", "--config", str(config)])
     assert result.returncode == 2, result
     assert key in result.stderr
+
+
+def test_unread_response_is_aborted_and_frees_its_upstream_connection(
+    start_proxy, moto_backend: Backend
+) -> None:
+    """A client that asks for a large object and never reads it: the response is aborted after
+    body_idle_timeout and the upstream connection it held is released."""
+    proxy = start_proxy(
+        backend=moto_backend,
+        upstream_options={"max_connections": 1, "connect_timeout": 2},
+        limits={"zero_copy_min_bytes": 0},  # the buffered path (splice is bounded separately)
+        extra_config={"server": {"body_idle_timeout": 1, "idle_timeout": 30}},
+    )
+    bucket = moto_backend.new_bucket()
+    s3 = boto3_client(proxy)
+    s3.put_object(Bucket=bucket, Key="big", Body=b"z" * (32 << 20))
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", proxy.port))
+    try:
+        sock.sendall(request_head("GET", f"/{bucket}/big", {"Host": "127.0.0.1"}))
+        assert sock.recv(1024).startswith(b"HTTP/1.1 200")  # then it stops reading
+        deadline = time.monotonic() + 10
+        while not proxy.scrape().value("format_proxy_client_timeouts_total", phase="response"):
+            assert time.monotonic() < deadline, "the unread response was never aborted"
+            time.sleep(0.2)
+    finally:
+        sock.close()
+    # The single pooled upstream connection is free again.
+    assert s3.head_object(Bucket=bucket, Key="big")["ContentLength"] == 32 << 20
+    assert proxy.wait_for_log(
+        lambda line: (
+            line.get("operation") == "GetObject" and "response aborted" in str(line.get("error"))
+        )
+    )
