@@ -42,6 +42,9 @@ _SECRET_NAMES = frozenset(
 )
 # Values carrying secrets: SigV4/SigV2 Authorization headers and presigned query parameters.
 _SECRET_VALUE_RES = (
+    # Python bytes literals: raw wire data quoted in exception messages (aiohttp's parser errors
+    # quote the offending request line or header — signatures, tokens and object keys).
+    re.compile(r"""(\bb)(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""),
     re.compile(r"(AWS4-HMAC-SHA256|AWS4-ECDSA-P256-SHA256)\s+\S.*", re.IGNORECASE),
     re.compile(r"\bAWS [A-Z0-9]{16,}:\S+"),
     re.compile(
@@ -56,9 +59,6 @@ _SECRET_VALUE_RES = (
         r"|X-Amz-Credential)\s*:\s*)[^\r\n]+",
         re.IGNORECASE,
     ),
-    # Python bytes literals: raw wire data quoted in exception messages (aiohttp's parser errors
-    # quote the offending request line or header — signatures, tokens and object keys).
-    re.compile(r"""(\bb)(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""),
 )
 
 
