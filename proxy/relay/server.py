@@ -62,7 +62,7 @@ def new_request_id() -> str:
     return os.urandom(8).hex().upper()
 
 
-def public_message(err: ProxyError) -> str:
+def _public_message(err: ProxyError) -> str:
     """The message a client sees for ``err``: never the upstream's address."""
     if isinstance(err, UpstreamError):
         for marker, kind in _UPSTREAM_KINDS:
@@ -78,7 +78,7 @@ def error_document(err: ProxyError, resource: str, request_id: str) -> bytes:
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n<Error>'
         f"<Code>{escape(err.code)}</Code>"
-        f"<Message>{escape(public_message(err))}</Message>"
+        f"<Message>{escape(_public_message(err))}</Message>"
         f"<Resource>{escape(err.resource or resource)}</Resource>"
         f"<RequestId>{escape(request_id)}</RequestId>"
         "</Error>"
@@ -128,7 +128,7 @@ class _ClientStream:
                 raise err from None
             except HttpProcessingError as exc:
                 raise MalformedBody(
-                    f"the request body's HTTP framing is invalid: {parse_problem(exc)}"
+                    f"the request body's HTTP framing is invalid: {_parse_problem(exc)}"
                 ) from None
             # (b"", False) is EOF, (b"", True) a chunk boundary — except that aiohttp's shared
             # empty-payload reader answers (b"", True) forever after its first call.
@@ -145,7 +145,7 @@ def _abandon_body(request: web.BaseRequest, err: Exception) -> None:
     request.protocol.close()
 
 
-def parse_problem(exc: BaseException) -> str:
+def _parse_problem(exc: BaseException) -> str:
     """What aiohttp's parser objected to, without the raw bytes its message quotes
     (``Invalid header value char``, ``Got more than 8190 bytes when reading``)."""
     text = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
@@ -227,7 +227,7 @@ class DataServer:
         the answer quotes the client's bytes."""
         request_id = new_request_id()
         if status < 500:
-            problem = parse_problem(exc) if exc is not None else "malformed request"
+            problem = _parse_problem(exc) if exc is not None else "malformed request"
             err: ProxyError = ClientError(f"the request is not valid HTTP/1.1: {problem}")
             self._m.refused.labels("malformed_request").inc()
             kind = type(exc).__name__ if exc is not None else "BadRequest"
