@@ -13,8 +13,6 @@ import platform
 import statistics
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -83,40 +81,6 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
-
-
-class PeakRSS:
-    """Sample a process's resident set size in a thread; ``peak`` and ``growth`` over start."""
-
-    def __init__(self, pid: int, interval: float = 0.005) -> None:
-        self._proc = psutil.Process(pid)
-        self._interval = interval
-        self._stop = threading.Event()
-        self.baseline = self._proc.memory_info().rss
-        self.peak = self.baseline
-        self.samples = 0
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, self._proc.memory_info().rss)
-                self.samples += 1
-            except psutil.Error:
-                return
-            time.sleep(self._interval)
-
-    def __enter__(self) -> PeakRSS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.baseline
 
 
 def machine() -> dict[str, Any]:

@@ -41,7 +41,6 @@ import psutil
 from _common import (
     KiB,
     MiB,
-    PeakRSS,
     machine,
     median,
     percentile,
@@ -53,6 +52,7 @@ from _common import (
 
 from tests.support.backends import Backend, Credentials, start_seaweedfs
 from tests.support.clients import CLIENT_CREDENTIALS
+from tests.support.peakrss import PeakRSS
 from tests.support.proxy import ProxyProcess
 
 TARGETS = ("direct", "proxy")

@@ -59,6 +59,19 @@ class InvalidArgument(ClientError):
     code = "InvalidArgument"
 
 
+class InvalidBucketName(ClientError):
+    """A bucket name the proxy cannot forward unchanged (S3's naming rules)."""
+
+    code = "InvalidBucketName"
+
+
+class InvalidURI(ClientError):
+    """A request target the upstream could read differently from the proxy (see
+    ``docs/security.md``, "Request targets")."""
+
+    code = "InvalidURI"
+
+
 class MalformedBody(ClientError):
     """aws-chunked framing that cannot be decoded, or a body that does not match its headers."""
 
@@ -180,7 +193,7 @@ class TranslationError(ProxyError):
         super().__init__(f"{reason} at {where}: {detail}")
 
 
-# --- the translating data path (issue 4) -------------------------------------------------------
+# --- the translating data path ----------------------------------------------------------------
 
 
 class InvalidDocument(ClientError):

@@ -1,4 +1,4 @@
-"""The translating data path (issue 4): objects on routes, in the format of the pod's version.
+"""The translating data path: objects on routes, in the format of the pod's version.
 
 See ``docs/datapath.md`` for the behaviour, every difference from plain S3, and the metrics.
 """

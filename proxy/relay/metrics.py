@@ -29,7 +29,7 @@ class Metrics:
     def __init__(self, *, version: str, app_version: str | None) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
 
-        # --- passthrough (issue 2) ---
+        # --- passthrough ---
         self.requests = Counter(
             "format_proxy_requests",
             "S3 requests answered, by S3 operation and HTTP status code.",
@@ -103,7 +103,7 @@ class Metrics:
         )
         self.build_info.labels(version=version, app_version=app_version or "").set(1)
 
-        # --- translation (issue 4) ---
+        # --- translation ---
         self.translations = Counter(
             "format_proxy_translations",
             "Documents translated, by route, direction (xml_to_json|json_to_xml) and operation "

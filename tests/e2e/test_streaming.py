@@ -6,7 +6,6 @@ import hashlib
 import http.client
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -14,44 +13,13 @@ import pytest
 
 from tests.support.backends import Backend
 from tests.support.clients import boto3_client
+from tests.support.peakrss import PeakRSS
 from tests.support.proxy import ProxyProcess
 
 MiB = 1024 * 1024
 LARGE = 160 * MiB
 #: The proxy may use some memory per transfer (buffers), never anything like the body's size.
 RSS_GROWTH_LIMIT = 64 * MiB
-
-
-class PeakRSS:
-    """Samples a process's RSS in a thread; ``growth`` = peak - RSS when sampling began."""
-
-    def __init__(self, proxy: ProxyProcess, interval: float = 0.01) -> None:
-        self._proc = proxy.psutil()
-        self._interval = interval
-        self._stop = threading.Event()
-        self.baseline = self._proc.memory_info().rss
-        self.peak = self.baseline
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, self._proc.memory_info().rss)
-            except Exception:
-                return
-            time.sleep(self._interval)
-
-    def __enter__(self) -> PeakRSS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.baseline
 
 
 def _big_file(path: Path, size: int) -> str:
@@ -84,13 +52,13 @@ def test_large_put_and_get_stream_with_bounded_memory(
     client.put_object(Bucket=bucket, Key="warm-up", Body=b"x" * 100_000)  # settle allocations
     client.get_object(Bucket=bucket, Key="warm-up")["Body"].read()
 
-    with PeakRSS(proxy) as put_rss, path.open("rb") as f:
+    with PeakRSS(proxy.pid) as put_rss, path.open("rb") as f:
         client.put_object(Bucket=bucket, Key="large", Body=f, ContentLength=LARGE)
     assert backend.sha256(bucket, "large") == digest
     assert put_rss.growth <= RSS_GROWTH_LIMIT, f"PUT grew RSS by {put_rss.growth / MiB:.1f} MiB"
 
     h = hashlib.sha256()
-    with PeakRSS(proxy) as get_rss:
+    with PeakRSS(proxy.pid) as get_rss:
         body = client.get_object(Bucket=bucket, Key="large")["Body"]
         for chunk in iter(lambda: body.read(MiB), b""):
             h.update(chunk)

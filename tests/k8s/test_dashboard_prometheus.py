@@ -6,7 +6,7 @@ rejected one). A real Prometheus (the Debian server) scrapes it every second wit
 PodMonitor would give it, and loads the alert rules file. Each query is then run with Grafana's
 variables substituted; it must return at least one finite sample.
 
-The translated requests make every translation panel (issue 4's metrics) show data too.
+The translated requests make every translation panel (the translation metrics) show data too.
 """
 
 from __future__ import annotations

@@ -239,7 +239,7 @@ def test_installs_exactly_the_lock_and_no_extras(image: BuiltImage):
     for absent in ("moto", "pytest", "boto3", "pip", "setuptools"):
         assert absent not in installed
     # Byte-compiled at build time: nothing to write at run time.
-    assert list((image.venv / "lib").rglob("proxy/__pycache__/cli.*.pyc"))
+    assert list((image.venv / "lib").rglob("proxy/app/__pycache__/cli.*.pyc"))
 
 
 def test_help_and_version(image: BuiltImage):

@@ -227,7 +227,7 @@ def start_seaweedfs(
 ) -> Backend:
     """``weed server -filer -s3`` on free ports, ready once a real PUT has succeeded.
 
-    Deviations from the plain recipe in DESIGN.md, both so that many small test buckets work
+    Deviations from a plain `weed server` start, both so that many small test buckets work
     whatever the disk size: volumes are capped at 64 MiB (``-master.volumeSizeLimitMB``) with an
     explicit ``-volume.max``, and a new bucket grows one volume instead of seven
     (``WEED_MASTER_VOLUME_GROWTH_COPY_1``); with the defaults, a machine with little free disk runs
