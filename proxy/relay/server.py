@@ -273,9 +273,9 @@ class DataServer:
             except Exception as exc:  # a bug: still an S3-shaped answer, and a traceback in logs
                 _log.exception("unhandled error", request_id=ex.request_id)
                 failed = f"InternalError: {type(exc).__name__}"
-                err = ProxyError("internal error in format-proxy; see its log")
-                status = err.status
-                return await self._write_error(request, err, ex)
+                internal = ProxyError("internal error in format-proxy; see its log")
+                status = internal.status
+                return await self._write_error(request, internal, ex)
             status = presp.status
             response, bytes_out, failed = await self._write(request, presp, ex)
             return response
@@ -443,7 +443,7 @@ class DataServer:
             transport = request.transport
             await _flushed(transport, writer)
             client_fd = socket_fd(transport)
-            if client_fd is None:
+            if client_fd is None or transport is None:
                 raise ConnectionResetError("the client connection closed")
 
             def progress(n: int) -> None:
