@@ -88,6 +88,21 @@ class EntityTooLarge(ClientError):
     code = "EntityTooLarge"
 
 
+class RequestTimeout(ClientError):
+    """The client stopped sending its request body (S3's own code for this)."""
+
+    code = "RequestTimeout"
+
+
+class SlowDown(ProxyError):
+    """The proxy is at a global bound (client connections, bytes of documents in flight,
+    bytes of spooled uploads, free document workers): the request is refused before any work,
+    as S3 sheds load. SDKs back off and retry."""
+
+    status = 503
+    code = "SlowDown"
+
+
 class NotImplementedByProxy(ProxyError):
     status = 501
     code = "NotImplemented"
@@ -125,14 +140,6 @@ class CredentialsError(ProxyError):
 
 
 # --- the proxy's own capacity ---------------------------------------------------------------
-
-
-class SlowDown(ProxyError):
-    """A global budget (bytes of documents in translation, bytes of spooled uploads) is spent:
-    the request is refused before any work, as S3 sheds load. SDKs back off and retry."""
-
-    status = 503
-    code = "SlowDown"
 
 
 class WorkerLost(ProxyError):

@@ -20,12 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from proxy.app.logging import get_logger
-from proxy.config import Config, RouteConfig
+import structlog
+
+from proxy.config import Config
 from proxy.datapath import tasks
 from proxy.datapath.documents import (
     ClientDigests,
-    Format,
     Representation,
     StoredDocument,
     prepare_write,
@@ -33,15 +33,17 @@ from proxy.datapath.documents import (
     verify_digests,
 )
 from proxy.datapath.observe import TranslationObserver, direction_of
+from proxy.datapath.routes import CompiledRoute
 from proxy.datapath.spool import Part
 from proxy.datapath.workers import PoolBusy, TaskTimeout, WorkerDied, WorkerPool
 from proxy.errors import SlowDown, TranslationError, WorkerLost
+from proxy.translate import Format
 
 __all__ = ["DocumentWorker"]
 
 T = TypeVar("T")
 
-_log = get_logger("format_proxy.datapath")
+_log = structlog.get_logger("format_proxy.datapath")
 
 #: Modules the fork server imports once, so a new worker starts with the engine loaded.
 _PRELOAD = ("proxy.datapath.tasks", "proxy.translate.mapping")
@@ -120,11 +122,11 @@ class DocumentWorker:
         )
 
     async def render(
-        self, route: RouteConfig, data: bytes, source: Format, target: Format
+        self, route: CompiledRoute, data: bytes, source: Format, target: Format
     ) -> Representation:
         try:
             if self.pool is None:
-                rep = await self.io(render, route.compiled, data, source, target)
+                rep = await self.io(render, route.mapping, data, source, target)
             else:
                 rep = await self._run(
                     render, tasks.render_route, self._index[route.name], data, source, target
@@ -136,7 +138,7 @@ class DocumentWorker:
 
     async def prepare_write(
         self,
-        route: RouteConfig,
+        route: CompiledRoute,
         data: bytes,
         *,
         writer: Format,
@@ -147,7 +149,7 @@ class DocumentWorker:
             if self.pool is None:
                 doc = await self.io(
                     functools.partial(
-                        prepare_write, route.compiled, writer=writer, store=store, digests=digests
+                        prepare_write, route.mapping, writer=writer, store=store, digests=digests
                     ),
                     data,
                 )

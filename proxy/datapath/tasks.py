@@ -15,7 +15,6 @@ from typing import Any
 from proxy.config import Limits
 from proxy.datapath.documents import (
     ClientDigests,
-    Format,
     Representation,
     StoredDocument,
     prepare_write,
@@ -23,6 +22,7 @@ from proxy.datapath.documents import (
     verify_digests,
 )
 from proxy.datapath.spool import Part, write_part_file
+from proxy.translate import Format
 
 __all__ = ["compile_routes", "prepare_route", "render_route", "spool_part"]
 

@@ -25,7 +25,7 @@ import signal
 import socket
 import struct
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -309,7 +309,7 @@ class WorkerPool:
             self._idle = asyncio.Queue()
         return self._idle
 
-    def _background(self, coro: Any) -> asyncio.Task[Any]:
+    def _background(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

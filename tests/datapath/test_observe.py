@@ -8,9 +8,10 @@ import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from proxy.app.observer import MetricsObserver
 from proxy.app.service import ProxyService
 from proxy.config import load_config
-from proxy.datapath.observe import MetricsObserver
+from proxy.datapath.routes import compile_routes
 from proxy.errors import TRANSLATION_REASONS
 from proxy.relay.credentials import StaticCredentials
 from proxy.relay.metrics import Metrics
@@ -146,7 +147,8 @@ async def test_service_wires_the_translating_handler_and_metrics(fake_s3: FakeS3
     config_file.write_text(yaml.safe_dump(doc))
     # The real engine, in the service's own document worker processes.
     cfg = load_config(str(config_file), environ={})
-    engine = cfg.routes[0].compiled
+    (compiled,) = compile_routes(cfg)
+    engine = compiled.mapping
     fake_s3.put(BUCKET, "docs/a", xml_doc(a="1"), x_amz_meta_format="xml")
     written = engine.xml_to_json(xml_doc(a="2"))
     service = ProxyService(cfg, credentials=StaticCredentials("AK", "SK"))
