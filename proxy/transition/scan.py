@@ -27,6 +27,9 @@ from proxy.transition.shard import WHOLE, Shard
 from proxy.transition.workers import for_each
 
 UNDETECTABLE = "undetectable"
+#: The gauges :func:`push_report` pushes (a contract, like the sidecar's metrics).
+STORED_OBJECTS = "format_proxy_stored_objects"
+STORED_BYTES = "format_proxy_stored_bytes"
 
 
 @dataclass
@@ -159,13 +162,13 @@ def push_report(report: ScanReport, url: str, *, job: str = "format-proxy-scan")
 
     registry = CollectorRegistry()
     objects = Gauge(
-        "format_proxy_stored_objects",
+        STORED_OBJECTS,
         "Objects stored on a route, by stored format, as of the last scan",
         ["route", "format"],
         registry=registry,
     )
     nbytes = Gauge(
-        "format_proxy_stored_bytes",
+        STORED_BYTES,
         "Bytes stored on a route, by stored format, as of the last scan",
         ["route", "format"],
         registry=registry,
