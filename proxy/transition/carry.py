@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
-from proxy.datapath.formats import CONTENT_TYPES, META_KEY, Format
+from proxy.datapath.formats import CONTENT_TYPES, META_KEY
+from proxy.translate import Format
 
 _COPIED = (
     "CacheControl",

@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.datapath.formats import META_KEY, Format, detect_stored_format, needs_sniff, sniff
+from proxy.datapath.formats import META_KEY, detect_stored_format, needs_sniff, sniff
 from proxy.errors import TranslationError
+from proxy.translate import Format
 
 SNIFF_BYTES = 1024
 #: The most the data path looks at for the sniff.

@@ -22,10 +22,10 @@ from typing import Any, Literal, Protocol
 
 import botocore.exceptions
 
-from proxy.datapath.formats import Format
 from proxy.errors import TranslationError
 from proxy.transition.carry import checksum_algorithm, content_md5, write_args
 from proxy.transition.detect import SNIFF_MAX_BYTES, format_of, undecided
+from proxy.translate import Format
 
 Outcome = Literal["rewritten", "skipped", "failed"]
 

@@ -27,6 +27,7 @@ from proxy.transition.shard import WHOLE, Shard
 from proxy.transition.workers import for_each
 
 UNDETECTABLE = "undetectable"
+_CHANGED_RETRIES = 3
 #: The gauges :func:`push_report` pushes (a contract, like the sidecar's metrics).
 STORED_OBJECTS = "format_proxy_stored_objects"
 STORED_BYTES = "format_proxy_stored_bytes"
@@ -92,13 +93,22 @@ def run_scan(
         out.write(json.dumps(entry, ensure_ascii=False) + "\n")
         out.flush()
 
+    def look(key: str) -> tuple[str, int, dict[str, str] | None]:
+        for attempt in range(_CHANGED_RETRIES + 1):
+            try:
+                if validate:
+                    return _validate(client, route.bucket, key, translator)
+                return _detect(client, route.bucket, key)
+            except botocore.exceptions.ClientError as exc:
+                # Rewritten between the HEAD and the ranged GET (If-Match): look again.
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if status != 412 or attempt == _CHANGED_RETRIES:
+                    raise
+        raise AssertionError("unreachable")
+
     def job(ref: Any) -> None:
         try:
-            fmt, size, problem = (
-                _validate(client, route.bucket, ref.key, translator)
-                if validate
-                else _detect(client, route.bucket, ref.key)
-            )
+            fmt, size, problem = look(ref.key)
         except botocore.exceptions.ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             with lock:
