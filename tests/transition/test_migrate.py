@@ -39,7 +39,9 @@ def _full_headers(i: int) -> dict[str, Any]:
         "CacheControl": "max-age=60",
         "ContentDisposition": f'attachment; filename="order-{i}.xml"',
         "ContentLanguage": "de-CH",
+        "ContentEncoding": "identity",
         "Expires": EXPIRES,
+        "StorageClass": "STANDARD_IA",
     }
 
 
@@ -49,7 +51,9 @@ def _assert_kept(backend: Backend, bucket: str, key: str, i: int, head: dict[str
     assert head["CacheControl"] == "max-age=60"
     assert head["ContentDisposition"] == f'attachment; filename="order-{i}.xml"'
     assert head["ContentLanguage"] == "de-CH"
+    assert head["ContentEncoding"] == "identity"
     assert head["Expires"] == EXPIRES
+    assert head["StorageClass"] == "STANDARD_IA"
     tags = backend.direct.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
     assert sorted(tags, key=lambda t: t["Key"]) == sorted(TAGS["TagSet"], key=lambda t: t["Key"])
 
