@@ -1,8 +1,9 @@
 """Configuration: typed, layered (flag > env > file > default), validated once at start-up.
 
-``load_config`` is the only entry point. It returns a frozen :class:`Config` whose routes carry
-their compiled mappings, or raises :class:`proxy.errors.ConfigError` naming the key path and the
-problem. Nothing else in the proxy reads files, environment variables or flags for settings.
+``load_config`` is the only entry point. It returns a frozen, validated :class:`Config`, or
+raises :class:`proxy.errors.ConfigError` naming the key path and the problem. Nothing else in the
+proxy reads files, environment variables or flags for settings. Route mappings are compiled by
+the data path (:func:`proxy.datapath.routes.compile_routes`), not here.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -181,13 +181,6 @@ class RouteConfig(_Strict):
     mapping: dict[str, Any] = Field(default_factory=dict)
     on_error: Literal["fail", "passthrough"] = "fail"
 
-    # Filled by load_config: the compiled mapping (a proxy.translate.CompiledMapping).
-    _compiled: Any = PrivateAttr(default=None)
-
-    @property
-    def compiled(self) -> Any:
-        return self._compiled
-
     def format_for(self, version: str) -> Format:
         return self.formats[version]
 
@@ -304,9 +297,8 @@ def load_config(
     *,
     overrides: Mapping[str, object | None] | None = None,
     environ: Mapping[str, str] | None = None,
-    compile_mappings: bool = True,
 ) -> Config:
-    """Read, layer and validate the configuration; compile every route's mapping.
+    """Read, layer and validate the configuration.
 
     ``overrides`` are command-line values keyed by the names in :data:`OVERRIDES` (``None`` =
     not given); ``environ`` defaults to ``os.environ`` and supplies ``FORMAT_PROXY_*`` values,
@@ -359,20 +351,4 @@ def load_config(
                 lines.append(f"{_format_loc(tuple(err['loc'])) or 'config'}: {_humanise(err)}")
         first, _, rest = lines[0].partition(": ")
         raise ConfigError(first, "\n".join([rest, *lines[1:]])) from None
-
-    if compile_mappings:
-        _compile_routes(config)
     return config
-
-
-def _compile_routes(config: Config) -> None:
-    from proxy.translate import compile_mapping  # deferred: the translator is heavy
-
-    for i, route in enumerate(config.routes):
-        compiled = compile_mapping(
-            route.mapping,
-            base_dir=config.base_dir,
-            limits=config.limits,
-            key_path=f"routes[{i}].mapping",
-        )
-        route._compiled = compiled

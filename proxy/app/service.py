@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import ssl
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -24,6 +25,9 @@ from proxy.relay.server import DataServer, build_metrics_app
 from proxy.relay.upstream import Upstream, UpstreamSettings
 from proxy.s3.address import Endpoint, S3Address, build_upstream
 from proxy.s3.signing import Signer
+
+if TYPE_CHECKING:
+    from proxy.datapath.routes import CompiledRoute
 
 __all__ = ["ProxyService"]
 
@@ -46,16 +50,22 @@ class ProxyService:
         *,
         credentials: CredentialSource | None = None,
         route_handler: RouteHandler | None = None,
+        routes: tuple[CompiledRoute, ...] | None = None,
     ) -> None:
+        """Without a ``route_handler``, routes are served by the translating handler over
+        ``routes`` (the config's routes compiled), compiled here when not given."""
         self.config = config
         self.metrics = Metrics(version=__version__, app_version=config.app_version)
         self._credentials = credentials
         if route_handler is None and config.routes:
+            from proxy.app.observer import MetricsObserver
             from proxy.datapath import TranslatingHandler
-            from proxy.datapath.observe import MetricsObserver
+            from proxy.datapath.routes import compile_routes
 
+            # Mappings compile here, at start-up: one that does not is a ConfigError (exit 2).
             observer = MetricsObserver(self.metrics, tuple(r.name for r in config.routes))
-            route_handler = TranslatingHandler(config, observer)
+            compiled = routes if routes is not None else compile_routes(config)
+            route_handler = TranslatingHandler(config, compiled, observer)
         self._route_handler = route_handler
         self._embedded: EmbeddedS3 | None = None
         self._upstream: Upstream | None = None

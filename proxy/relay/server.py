@@ -20,11 +20,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 from xml.sax.saxutils import escape
 
+import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http import HttpVersion11
 
-from proxy.app.logging import get_logger
 from proxy.errors import ProxyError
 from proxy.relay.metrics import CONTENT_TYPE_LATEST, Metrics
 from proxy.relay.pipeline import Exchange, IncomingRequest, Pipeline, ProxyResponse, UpstreamBody
@@ -32,7 +32,7 @@ from proxy.relay.zerocopy import RelayAborted, relay, socket_fd
 
 __all__ = ["DataServer", "build_metrics_app", "error_document"]
 
-_log = get_logger("format_proxy.access")
+_log = structlog.get_logger("format_proxy.access")
 _WRITE_BUFFER = 1024 * 1024
 
 
@@ -139,9 +139,9 @@ class DataServer:
             except Exception as exc:  # a bug: still an S3-shaped answer, and a traceback in logs
                 _log.exception("unhandled error", request_id=ex.request_id)
                 failed = f"InternalError: {type(exc).__name__}"
-                err = ProxyError("internal error in format-proxy; see its log")
-                status = err.status
-                return await self._write_error(request, err, ex)
+                internal = ProxyError("internal error in format-proxy; see its log")
+                status = internal.status
+                return await self._write_error(request, internal, ex)
             status = presp.status
             response, bytes_out, failed = await self._write(request, presp, ex)
             return response
@@ -302,7 +302,7 @@ class DataServer:
             transport = request.transport
             await _flushed(transport, writer)
             client_fd = socket_fd(transport)
-            if client_fd is None:
+            if transport is None or client_fd is None:
                 raise ConnectionResetError("the client connection closed")
 
             def progress(n: int) -> None:

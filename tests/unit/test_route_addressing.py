@@ -163,7 +163,7 @@ async def _start(world: World, workdir: Path) -> None:
     }
     path = workdir / "proxy.yaml"
     path.write_text(yaml.safe_dump(doc))
-    cfg = load_config(path, environ={}, compile_mappings=False)
+    cfg = load_config(path, environ={})
     service = ProxyService(
         cfg, credentials=StaticCredentials(ACCESS_KEY, SECRET_KEY), route_handler=Recorder(world)
     )

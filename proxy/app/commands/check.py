@@ -14,15 +14,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from proxy.app.commands._routes import find_route, load_for_offline_use
-from proxy.config import Config, RouteConfig
 from proxy.errors import ConfigError, TranslationError
+
+if TYPE_CHECKING:
+    from proxy.datapath.routes import CompiledRoute
 
 EXIT_FAILED = 1
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "check",
         help="compile every route's mapping and round-trip sample documents",
@@ -43,28 +46,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=run)
 
 
-def _route_for(config: Config, sample: str, default: str | None) -> tuple[RouteConfig, Path]:
+def _route_for(
+    routes: tuple[CompiledRoute, ...], sample: str, default: str | None
+) -> tuple[CompiledRoute, Path]:
     name, sep, path = sample.partition("=")
-    if sep and any(r.name == name for r in config.routes):
-        return find_route(config, name), Path(path)
+    if sep and any(r.name == name for r in routes):
+        return find_route(routes, name), Path(path)
     if default is not None:
-        return find_route(config, default), Path(sample)
-    if len(config.routes) == 1:
-        return config.routes[0], Path(sample)
-    if not config.routes:
+        return find_route(routes, default), Path(sample)
+    if len(routes) == 1:
+        return routes[0], Path(sample)
+    if not routes:
         raise ConfigError("routes", "the config has no routes to check samples against")
-    names = ", ".join(r.name for r in config.routes)
+    names = ", ".join(r.name for r in routes)
     raise ConfigError(
         "--route", f"several routes ({names}): give --route NAME or write the sample as NAME=PATH"
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_for_offline_use(args.config, args.app_version)
+    _, routes = load_for_offline_use(args.config, args.app_version)
     out = sys.stdout
-    for route in config.routes:
-        mapping = route.compiled
-        schema = route.mapping.get("schema")
+    for route in routes:
+        mapping = route.mapping
+        schema = route.config.mapping.get("schema")
         what = f"schema {schema}" if schema else "no schema (default convention)"
         print(
             f"route {route.name}: mapping compiled ({what}, root <{mapping.root_name or '*'}>)",
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from proxy.translate.roundtrip import round_trip
 
     for sample in args.samples:
-        route, path = _route_for(config, sample, args.route)
+        route, path = _route_for(routes, sample, args.route)
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -90,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"FAIL  {path}: {exc.reason} at {exc.location}: {exc.detail}", file=out)
             failed += 1
             continue
-        result = round_trip(route.compiled, data, fmt)
+        result = round_trip(route.mapping, data, fmt)
         tag = f"{fmt}, route {route.name}"
         if result.outcome == "exact":
             print(f"OK    {path} ({tag})", file=out)

@@ -26,7 +26,7 @@ _FLAGS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "serve",
         help="run the S3 sidecar",
