@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from _common import machine, median, run_in_workdir, table, write_json
+from common import machine, median, run_in_workdir, table, write_json
 
 from tests.datapath.orders import order, orders_route, xml_bytes
 from tests.support.backends import Backend, direct_client, isolated_aws_env, start_seaweedfs

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
 import botocore.config
 import botocore.session
@@ -59,7 +59,7 @@ def make_client(
         raise ConfigError("--upstream", "the config's upstream is 'embedded': give --upstream URL")
     endpoint = upstream.rstrip("/") if upstream else up.resolved_endpoint()
     session = botocore.session.Session(profile=up.profile)
-    style = "virtual" if up.uses_virtual_hosting(endpoint) else "path"
+    style: Literal["virtual", "path"] = "virtual" if up.uses_virtual_hosting(endpoint) else "path"
     client = session.create_client(
         "s3",
         region_name=up.region,

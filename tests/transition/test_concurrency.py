@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from proxy.app.commands._routes import find_route, load_for_offline_use
+from proxy.config import load_config
+from proxy.datapath.routes import compile_routes
 from proxy.transition.client import make_client
 from proxy.transition.rewrite import Plan, Rewriter
 from proxy.transition.state import NoState
@@ -50,13 +51,13 @@ def rewriter_for(backend: Backend, monkeypatch: pytest.MonkeyPatch, config_for: 
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
     def make(bucket: str, before_write: Any, **plan: Any) -> Rewriter:
-        config = load_for_offline_use(str(config_for(bucket)), None)
-        route = find_route(config, "orders")
+        config = load_config(config_for(bucket))
+        [route] = compile_routes(config)
         client = make_client(config, pool=2)
         options = {"max_bytes": config.limits.max_translate_bytes, **plan}
         return Rewriter(
             client,
-            Plan(bucket=bucket, target="json", translator=route.compiled, **options),
+            Plan(bucket=bucket, target="json", translator=route.mapping, **options),
             NoState(),
             before_write=before_write,
         )

@@ -46,10 +46,10 @@ def setup(
     args: argparse.Namespace, *, max_rps: float = 0.0
 ) -> tuple[Config, RouteConfig, Any, Any]:
     """Config, route, its compiled mapping, and an S3 client sized to the concurrency."""
-    config = load_for_offline_use(args.config, args.app_version)
-    route = find_route(config, args.route)
+    config, routes = load_for_offline_use(args.config, args.app_version)
+    route = find_route(routes, args.route)
     client = make_client(config, upstream=args.upstream, pool=args.concurrency, max_rps=max_rps)
-    return config, route, route.compiled, client
+    return config, route.config, route.mapping, client
 
 
 def stop_on_signals() -> threading.Event:
