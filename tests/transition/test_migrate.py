@@ -82,9 +82,14 @@ def test_migrate_rewrites_keeps_everything_and_reports_untranslatable(
     docs = {k if k in keys else k.replace("//", "/"): d for k, d in docs.items()}
     config = config_for(bucket)
 
+    def etags() -> dict[str, str]:
+        return {k: backend.direct.head_object(Bucket=bucket, Key=k)["ETag"] for k in keys}
+
+    before = etags()
     dry = run_cli(backend, ["migrate", "--config", str(config), "--route", "orders", "--to",
                             "json", "--dry-run"])  # fmt: skip
     assert dry.summary["rewritten"] == len(docs) and dry.summary["dry_run"] is True
+    assert etags() == before  # nothing written
     for key in docs:
         assert stored(backend, bucket, key)[0]["Metadata"].get("format") != "json"
 
