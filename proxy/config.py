@@ -113,6 +113,12 @@ class UpstreamConfig(_Strict):
         parts = urlsplit(v)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not a URL: {v!r} (expected http(s)://host[:port] or 'embedded')")
+        try:
+            parts.port  # noqa: B018 - parsing it is the check (not a number, above 65535)
+        except ValueError:
+            raise ValueError(f"not a valid port in {v!r} (expected 1-65535)") from None
+        if parts.port == 0:
+            raise ValueError(f"not a valid port in {v!r} (expected 1-65535)")
         if parts.query or parts.fragment:
             raise ValueError(f"must not have a query or fragment: {v!r}")
         return v.rstrip("/")
@@ -170,6 +176,22 @@ class Limits(_Strict):
     #: Unmodified passthrough GET bodies at least this large move socket to socket inside the
     #: kernel (splice) when client and upstream are plain HTTP; 0 = never.
     zero_copy_min_bytes: ByteSize = 1024**2
+    #: Most client connections open on the data listener at once; past it a new connection is
+    #: answered ``503 SlowDown`` with ``Connection: close`` and counted. Keep it below the
+    #: process's open-file limit.
+    max_client_connections: int = Field(default=1024, ge=1)
+
+
+class ServerConfig(_Strict):
+    """Client-side timeouts of the data listener (seconds)."""
+
+    #: A connection with no request in progress (before its first request, or between
+    #: keep-alive requests) is closed after this long.
+    idle_timeout: float = Field(default=60.0, gt=0)
+    #: From a request's first byte until its request line and headers are complete.
+    header_timeout: float = Field(default=15.0, gt=0)
+    #: Longest wait for the next bytes of a request body (also right after ``100 Continue``).
+    body_idle_timeout: float = Field(default=60.0, gt=0)
 
 
 class RouteConfig(_Strict):
@@ -192,6 +214,7 @@ class Config(_Strict):
     tls: TLSConfig = Field(default_factory=TLSConfig)
     upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
     limits: Limits = Field(default_factory=Limits)
+    server: ServerConfig = Field(default_factory=ServerConfig)
     routes: tuple[RouteConfig, ...] = ()
     shutdown_grace_seconds: float = Field(default=25.0, ge=0)
     #: Host suffixes that mark virtual-hosted requests: ``Host: <bucket>.<suffix>``. Any other
