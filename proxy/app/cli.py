@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from proxy import __version__
 from proxy.errors import ConfigError, ProxyError
 
-COMMANDS = ("serve", "translate", "check", "inject", "webhook")
+COMMANDS = ("serve", "translate", "check", "inject", "webhook", "scan", "migrate")
 
 EXIT_CONFIG = 2
 
