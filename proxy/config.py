@@ -176,10 +176,43 @@ class Limits(_Strict):
     #: Unmodified passthrough GET bodies at least this large move socket to socket inside the
     #: kernel (splice) when client and upstream are plain HTTP; 0 = never.
     zero_copy_min_bytes: ByteSize = 1024**2
+    #: Longest a worker process may spend on one document (translation, validation, digests);
+    #: past it the worker is killed and the request fails with reason ``too_slow``.
+    translate_timeout: float = Field(default=10.0, gt=0)
+    #: Document worker processes; None = min(2, CPU count).
+    translate_workers: int | None = Field(default=None, ge=1)
+    #: How much lower the workers' CPU priority is than the proxy's (``nice`` increment): the
+    #: event loop wins the CPU over translations on a small machine.
+    translate_nice: int = Field(default=10, ge=0, le=19)
+    #: Bytes of documents being translated at once (GET, PUT, multipart completion) across all
+    #: requests; a request that would go past it gets ``503 SlowDown``.
+    max_inflight_translate_bytes: ByteSize = 128 * 1024**2
+    #: Bytes of multipart parts spooled to disk across all open uploads on routes; an
+    #: UploadPart that would go past it gets ``503 SlowDown``.
+    max_spool_bytes: ByteSize = 1024**3
+    #: Translation failures remembered per stored object version (bucket, key, ETag), so a
+    #: document that cannot be translated fails fast on the next read; least recently used
+    #: entries are forgotten past this count.
+    remembered_failures: int = Field(default=4096, ge=0)
+
     #: Most client connections open on the data listener at once; past it a new connection is
     #: answered ``503 SlowDown`` with ``Connection: close`` and counted. Keep it below the
     #: process's open-file limit.
     max_client_connections: int = Field(default=1024, ge=1)
+
+    @model_validator(mode="after")
+    def _budgets_fit(self) -> Limits:
+        if self.max_inflight_translate_bytes < self.max_translate_bytes:
+            raise _KeyedError(
+                "limits.max_inflight_translate_bytes",
+                f"must be at least limits.max_translate_bytes ({self.max_translate_bytes}): "
+                "otherwise the largest document could never be translated",
+            )
+        return self
+
+    def workers(self) -> int:
+        """The number of document worker processes."""
+        return self.translate_workers or min(2, os.cpu_count() or 1)
 
 
 class ServerConfig(_Strict):

@@ -95,7 +95,9 @@ class RequestTimeout(ClientError):
 
 
 class SlowDown(ProxyError):
-    """The proxy is at a global bound (client connections); SDKs back off and retry."""
+    """The proxy is at a global bound (client connections, bytes of documents in flight,
+    bytes of spooled uploads, free document workers): the request is refused before any work,
+    as S3 sheds load. SDKs back off and retry."""
 
     status = 503
     code = "SlowDown"
@@ -137,6 +139,17 @@ class CredentialsError(ProxyError):
     code = "ServiceUnavailable"
 
 
+# --- the proxy's own capacity ---------------------------------------------------------------
+
+
+class WorkerLost(ProxyError):
+    """A document worker process stopped unexpectedly (killed by the kernel, crashed) while
+    working on this request. A new worker replaces it; retrying is safe."""
+
+    status = 503
+    code = "ServiceUnavailable"
+
+
 # --- translation ------------------------------------------------------------------------------
 
 #: The fixed, documented set of translation failure reasons. They are metric label values.
@@ -168,6 +181,8 @@ TRANSLATION_REASONS: frozenset[str] = frozenset(
         "schema_violation",
         "undetectable_format",
         "wrong_root",
+        # the engine took longer than limits.translate_timeout: the worker was stopped
+        "too_slow",
     }
 )
 
@@ -191,6 +206,10 @@ class TranslationError(ProxyError):
         # JSON Pointer spells the document root "", which would read as "at : ..."
         where = location if location else "the document root"
         super().__init__(f"{reason} at {where}: {detail}")
+
+    def __reduce__(self) -> tuple[type[TranslationError], tuple[str, str, str]]:
+        # Raised in worker processes: pickled with its own arguments, not the message.
+        return (type(self), (self.reason, self.location, self.detail))
 
 
 # --- the translating data path ----------------------------------------------------------------
