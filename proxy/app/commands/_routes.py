@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from proxy.config import Config, RouteConfig, load_config
-from proxy.errors import ConfigError
+from proxy.errors import ConfigError, UsageError
 
 
 def load_for_offline_use(path: str | None, app_version: str | None) -> Config:
@@ -58,4 +58,4 @@ def find_route(config: Config, name: str) -> RouteConfig:
         if route.name == name:
             return route
     known = ", ".join(r.name for r in config.routes) or "none"
-    raise ConfigError("--route", f"no route named {name!r} in the config (routes: {known})")
+    raise UsageError(f"no route named {name!r} in the config (routes: {known})")

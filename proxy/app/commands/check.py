@@ -6,7 +6,8 @@ file: ``OK``, ``OK (normalised: ...)`` or ``FAIL <reason> at <location>: ...``. 
 sample fails (with ``--strict``, also if one only comes back normalised).
 
 A sample is checked against the only route, the ``--route`` given, or the route named in a
-``ROUTE=PATH`` argument.
+``ROUTE=PATH`` argument. A config without routes and no samples is an error: there is nothing
+to check. Usage errors (an unknown route name, no routes to check against) exit 2.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from proxy.app.commands._routes import find_route, load_for_offline_use
 from proxy.config import Config, RouteConfig
-from proxy.errors import ConfigError, TranslationError
+from proxy.errors import TranslationError, UsageError
 
 EXIT_FAILED = 1
 
@@ -27,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "check",
         help="compile every route's mapping and round-trip sample documents",
         description="Compile every route's mapping and round-trip each SAMPLE (format "
-        "detected), one line per file. Exit 1 if a sample fails, 2 on configuration errors.",
+        "detected), one line per file. Exit 0 if all pass; 1 if a sample fails (or cannot be "
+        "read); 2 on usage or configuration errors, including a config with no routes.",
     )
     p.add_argument("--config", metavar="PATH", help="YAML config file (env FORMAT_PROXY_CONFIG)")
     p.add_argument("--route", metavar="NAME", help="check samples against this route")
@@ -45,22 +47,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def _route_for(config: Config, sample: str, default: str | None) -> tuple[RouteConfig, Path]:
     name, sep, path = sample.partition("=")
-    if sep and any(r.name == name for r in config.routes):
+    # ROUTE=PATH, unless a file is really named like that
+    if sep and name and not Path(sample).exists():
         return find_route(config, name), Path(path)
     if default is not None:
         return find_route(config, default), Path(sample)
     if len(config.routes) == 1:
         return config.routes[0], Path(sample)
     if not config.routes:
-        raise ConfigError("routes", "the config has no routes to check samples against")
+        raise UsageError("the config has no routes to check samples against")
     names = ", ".join(r.name for r in config.routes)
-    raise ConfigError(
-        "--route", f"several routes ({names}): give --route NAME or write the sample as NAME=PATH"
+    raise UsageError(
+        f"several routes ({names}): give --route NAME or write the sample as NAME=PATH"
     )
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_for_offline_use(args.config, args.app_version)
+    if not config.routes and not args.samples:
+        raise UsageError(
+            "nothing to check: the config has no routes and no samples were given "
+            "(check compiles each route's mapping and round-trips SAMPLE files against it)"
+        )
+    # every sample's route is resolved first, so a wrong name fails before any output
+    targets = [_route_for(config, sample, args.route) for sample in args.samples]
     out = sys.stdout
     for route in config.routes:
         mapping = route.compiled
@@ -76,8 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from proxy.translate import detect_format
     from proxy.translate.roundtrip import round_trip
 
-    for sample in args.samples:
-        route, path = _route_for(config, sample, args.route)
+    for route, path in targets:
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -87,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             fmt = detect_format(data)
         except TranslationError as exc:
-            print(f"FAIL  {path}: {exc.reason} at {exc.location}: {exc.detail}", file=out)
+            print(f"FAIL  {path}: {exc}", file=out)
             failed += 1
             continue
         result = round_trip(route.compiled, data, fmt)
@@ -102,8 +111,7 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             err = result.error
             if err is not None:
-                where = err.location if err.location else '""'
-                print(f"FAIL  {path} ({tag}): {err.reason} at {where}: {err.detail}", file=out)
+                print(f"FAIL  {path} ({tag}): {err}", file=out)
             else:
                 print(f"FAIL  {path} ({tag}): {result.detail}", file=out)
     if args.samples:

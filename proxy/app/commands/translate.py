@@ -1,8 +1,10 @@
 """``format-proxy translate --config CFG --route NAME --to json|xml [FILE]``.
 
 Translates one document (FILE, or standard input) with the route's mapping, exactly as the
-proxy would, and writes the result to standard output. Exit status: 0 translated; 1 the
-document cannot be translated (the reason and location on stderr); 2 configuration or usage.
+proxy would, and writes the result to standard output, followed by a newline. Exit status: 0
+translated; 1 the document cannot be translated (the reason and location on stderr, also when
+it is already in the target format or in no known format); 2 usage or configuration errors
+(an unknown route, an unreadable FILE, an invalid config).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import argparse
 import sys
 
 from proxy.app.commands._routes import find_route, load_for_offline_use
-from proxy.errors import ConfigError, TranslationError
+from proxy.errors import TranslationError, UsageError, describe_location
 
 EXIT_UNTRANSLATABLE = 1
 EXIT_USAGE = 2
@@ -23,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="translate one document with a route's mapping",
         description="Translate one document (FILE or stdin) with a route's mapping and write "
         "it to stdout. Exit 1 with the reason and location on stderr if it cannot be "
-        "translated; exit 2 for configuration errors.",
+        "translated; exit 2 for usage or configuration errors (unknown route, unreadable "
+        "FILE, invalid config).",
     )
     p.add_argument("--config", metavar="PATH", help="YAML config file (env FORMAT_PROXY_CONFIG)")
     p.add_argument("--route", required=True, metavar="NAME", help="the route whose mapping to use")
@@ -42,7 +45,7 @@ def _read(path: str | None) -> bytes:
         with open(path, "rb") as f:
             return f.read()
     except OSError as exc:
-        raise ConfigError("FILE", f"cannot read '{path}': {exc.strerror or exc}") from None
+        raise UsageError(f"cannot read '{path}': {exc.strerror or exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,15 +68,14 @@ def run(args: argparse.Namespace) -> int:
     except TranslationError as exc:
         print(describe_failure(exc), file=sys.stderr)
         return EXIT_UNTRANSLATABLE
-    sys.stdout.buffer.write(out)
-    if args.to == "json" and sys.stdout.isatty():
-        sys.stdout.buffer.write(b"\n")
+    # a trailing newline, like any text a command prints (insignificant after either format)
+    sys.stdout.buffer.write(out + b"\n")
     sys.stdout.buffer.flush()
     return 0
 
 
 def describe_failure(exc: TranslationError) -> str:
-    location = exc.location if exc.location else '"" (the whole document)'
+    location = describe_location(exc.location)
     return (
         "format-proxy: cannot translate the document\n"
         f"  reason:   {exc.reason}\n"
