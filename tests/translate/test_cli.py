@@ -193,9 +193,9 @@ def test_check_with_nothing_to_check_fails(tmp_path: Path) -> None:
     cfg = tmp_path / "empty.yaml"
     cfg.write_text("upstream: {endpoint: embedded}\nroutes: []\n", encoding="utf-8")
     p = run("check", "--config", str(cfg))
-    assert p.returncode == 2
+    assert p.returncode == 1
     assert p.stdout == b""
-    assert b"nothing to check" in p.stderr
+    assert b"nothing to check: the config is valid but has no routes" in p.stderr
 
 
 def test_check_unknown_route_in_a_sample_names_the_known_routes() -> None:

@@ -85,8 +85,10 @@ def test_embedded_backend_accepts_only_the_proxys_own_key(tmp_path: Path) -> Non
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FORMAT_PROXY_"))}
     env.update(HOME=str(tmp_path), AWS_EC2_METADATA_DISABLED="true")
     proc = subprocess.Popen(
-        [str(FORMAT_PROXY), "serve", "--config", str(ROOT / "config" / "local.yaml")]
-        + ["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"],
+        [
+            *(str(FORMAT_PROXY), "serve", "--config", str(ROOT / "config" / "local.yaml")),
+            *("--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=env,
