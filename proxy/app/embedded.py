@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import urllib.parse
+import urllib.request
 
-from proxy.errors import ConfigError
+from proxy.errors import ConfigError, ProxyError
 from proxy.relay.credentials import StaticCredentials
 
 __all__ = ["EmbeddedS3", "create_bucket_body"]
@@ -23,6 +26,11 @@ _ALLOW_ALL = json.dumps(
 )
 # create_user, put_user_policy, create_access_key: the only calls moto lets through unsigned.
 _SETUP_CALLS = 3
+_SETUP_AUTHORIZATION = (
+    "AWS4-HMAC-SHA256 Credential=setup/20240101/us-east-1/iam/aws4_request, "
+    "SignedHeaders=host, Signature=0"
+)
+_KEY_TAGS = ("AccessKeyId", "SecretAccessKey")
 
 
 class EmbeddedS3:
@@ -60,21 +68,26 @@ class EmbeddedS3:
 
     @staticmethod
     def _create_key(endpoint: str) -> StaticCredentials:
-        import boto3  # a dependency of moto
-        from botocore.config import Config
-
-        iam = boto3.session.Session().client(
-            "iam",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="unsigned-setup",
-            aws_secret_access_key="unsigned-setup",
-            config=Config(retries={"total_max_attempts": 1}),
-        )
-        iam.create_user(UserName=_USER)
-        iam.put_user_policy(UserName=_USER, PolicyName="all", PolicyDocument=_ALLOW_ALL)
-        key = iam.create_access_key(UserName=_USER)["AccessKey"]
-        return StaticCredentials(key["AccessKeyId"], key["SecretAccessKey"])
+        """Three unauthenticated IAM calls (moto lets exactly these through): the user, its
+        allow-all policy, its key. Plain HTTP, so no AWS profile or variable can interfere."""
+        for action in (
+            {"Action": "CreateUser", "UserName": _USER},
+            {"Action": "PutUserPolicy", "UserName": _USER, "PolicyName": "all",
+             "PolicyDocument": _ALLOW_ALL},
+            {"Action": "CreateAccessKey", "UserName": _USER},
+        ):  # fmt: skip
+            body = urllib.parse.urlencode({**action, "Version": "2010-05-08"}).encode()
+            request = urllib.request.Request(endpoint + "/", data=body, method="POST")
+            request.add_header("Content-Type", "application/x-www-form-urlencoded")
+            # moto routes a request by the service in the credential scope; it checks nothing
+            request.add_header("Authorization", _SETUP_AUTHORIZATION)
+            with urllib.request.urlopen(request, timeout=30) as response:
+                reply = response.read()
+        found = {tag: re.search(rf"<{tag}>([^<]+)</{tag}>".encode(), reply) for tag in _KEY_TAGS}
+        if not all(found.values()):
+            raise ProxyError(f"the embedded S3 gave no access key: {reply[:300]!r}")
+        access_key, secret_key = (m.group(1).decode() for m in found.values() if m is not None)
+        return StaticCredentials(access_key, secret_key)
 
     def stop(self) -> None:
         server = self._server

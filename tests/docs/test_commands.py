@@ -83,6 +83,4 @@ def test_runnable_block(block, clone: Path) -> None:
         )  # fmt: skip
         actual = (p.stdout + p.stderr).splitlines()
         for line in expected:
-            assert line_matches(line, actual), f"{block.id}: {line!r} not in:\n" + "\n".join(
-                actual
-            )
+            assert line_matches(line, actual), f"{block.id}: {line!r} not in:\n" + "\n".join(actual)

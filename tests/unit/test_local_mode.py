@@ -83,7 +83,8 @@ def test_embedded_backend_accepts_only_the_proxys_own_key(tmp_path: Path) -> Non
     """docs/security.md: the embedded moto enforces SigV4 with a key only the proxy holds, so a
     client talking to it directly with made-up keys is refused, while the proxy's requests pass."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FORMAT_PROXY_"))}
-    env.update(HOME=str(tmp_path), AWS_EC2_METADATA_DISABLED="true")
+    # a newcomer's shell may name a profile this machine lacks: the local mode needs none
+    env.update(HOME=str(tmp_path), AWS_EC2_METADATA_DISABLED="true", AWS_PROFILE="no-such")
     proc = subprocess.Popen(
         [
             *(str(FORMAT_PROXY), "serve", "--config", str(ROOT / "config" / "local.yaml")),
