@@ -28,6 +28,8 @@ def test_local_config_runs_without_aws_credentials(tmp_path: Path) -> None:
         AWS_CONFIG_FILE=str(tmp_path / "none"),
         AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
         AWS_EC2_METADATA_DISABLED="true",
+        # a newcomer's shell may name a profile this machine lacks: the local mode needs none
+        AWS_PROFILE="no-such-profile",
     )
     proc = subprocess.Popen(
         [
@@ -83,8 +85,7 @@ def test_embedded_backend_accepts_only_the_proxys_own_key(tmp_path: Path) -> Non
     """docs/security.md: the embedded moto enforces SigV4 with a key only the proxy holds, so a
     client talking to it directly with made-up keys is refused, while the proxy's requests pass."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FORMAT_PROXY_"))}
-    # a newcomer's shell may name a profile this machine lacks: the local mode needs none
-    env.update(HOME=str(tmp_path), AWS_EC2_METADATA_DISABLED="true", AWS_PROFILE="no-such")
+    env.update(HOME=str(tmp_path), AWS_EC2_METADATA_DISABLED="true")
     proc = subprocess.Popen(
         [
             *(str(FORMAT_PROXY), "serve", "--config", str(ROOT / "config" / "local.yaml")),
