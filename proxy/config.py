@@ -28,8 +28,8 @@ from pydantic import (
 )
 
 from proxy.errors import ConfigError
+from proxy.translate import Format
 
-Format = Literal["xml", "json"]
 StorePolicy = Literal["xml", "json", "as-written"]
 
 EMBEDDED = "embedded"

@@ -65,6 +65,19 @@ class InvalidArgument(ClientError):
     code = "InvalidArgument"
 
 
+class InvalidBucketName(ClientError):
+    """A bucket name the proxy cannot forward unchanged (S3's naming rules)."""
+
+    code = "InvalidBucketName"
+
+
+class InvalidURI(ClientError):
+    """A request target the upstream could read differently from the proxy (see
+    ``docs/security.md``, "Request targets")."""
+
+    code = "InvalidURI"
+
+
 class MalformedBody(ClientError):
     """aws-chunked framing that cannot be decoded, or a body that does not match its headers."""
 

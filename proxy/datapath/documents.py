@@ -19,12 +19,13 @@ import time
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from proxy.datapath.formats import CONTENT_TYPES
 from proxy.errors import BadDigest, ContentSHA256Mismatch, InvalidArgument
 from proxy.s3.checksums import ALGORITHMS, algorithm_of_header, new_checksum
 from proxy.s3.signing import is_real_sha256
+from proxy.translate import Format
 
 __all__ = [
     "ClientDigests",
@@ -37,7 +38,6 @@ __all__ = [
     "verify_digests",
 ]
 
-Format = Literal["xml", "json"]
 
 # Rough per-entry bookkeeping cost, so many tiny entries still count against the budget.
 _ENTRY_OVERHEAD = 512

@@ -8,11 +8,8 @@ at. Pure.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from proxy.errors import TranslationError
-
-Format = Literal["xml", "json"]
+from proxy.translate import Format, sniff_format
 
 #: User-metadata key (``x-amz-meta-format``) the proxy writes on every object it stores on a route.
 META_KEY = "format"
@@ -30,9 +27,6 @@ _UNINFORMATIVE = frozenset(
         "application/x-www-form-urlencoded",
     }
 )
-
-_WHITESPACE = b" \t\r\n"
-_BOM = b"\xef\xbb\xbf"
 
 
 def format_from_metadata(value: str | None) -> Format | None:
@@ -62,17 +56,9 @@ def format_from_content_type(value: str | None) -> Format | None:
 
 
 def sniff(head: bytes) -> Format | None:
-    """The format the first non-whitespace byte (after an optional UTF-8 BOM) announces."""
-    data = head[3:] if head.startswith(_BOM) else head
-    data = data.lstrip(_WHITESPACE)
-    if not data:
-        return None
-    first = data[:1]
-    if first == b"<":
-        return "xml"
-    if first in (b"{", b"["):
-        return "json"
-    return None
+    """The format the first non-whitespace character announces (BOM-aware, UTF-16/32 too):
+    the engine's own sniffer, so the data path, ``check`` and ``translate`` agree."""
+    return sniff_format(head)
 
 
 def needs_sniff(meta_value: str | None, content_type: str | None) -> bool:

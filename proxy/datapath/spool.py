@@ -37,6 +37,7 @@ from proxy.errors import (
     NoSuchUpload,
 )
 from proxy.s3.checksums import ALGORITHMS, new_checksum
+from proxy.xmlsafe import hardened_parser
 
 __all__ = [
     "MAX_PARTS",
@@ -254,9 +255,7 @@ class CompletedPart:
     checksums: dict[str, str]
 
 
-_PARSER = etree.XMLParser(
-    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_pis=True
-)
+_PARSER = hardened_parser(remove_pis=True)
 _MALFORMED = (
     "The XML you provided was not well-formed or did not validate against our published schema"
 )

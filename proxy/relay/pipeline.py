@@ -58,6 +58,7 @@ from proxy.s3.address import (
     Endpoint,
     S3Address,
     build_upstream,
+    check_forwardable,
     parse_copy_source,
     parse_request,
 )
@@ -307,10 +308,18 @@ class Pipeline:
 
     async def handle(self, incoming: IncomingRequest, ex: Exchange) -> ProxyResponse:
         headers = incoming.headers
+        # Parsed once: the router decides on, and the upstream receives, this one address.
         address = parse_request(incoming.raw_target, headers.get("Host", ""), self._suffixes)
         ex.bucket = address.bucket
         ex.key = address.key
         ex.operation = detect_operation(incoming.method, address, headers)
+        check_forwardable(address)
+        route = self._router.route(address) if self._router else None
+        if route is None and ex.operation == "UploadPartCopy" and self._router:
+            # The client sized the part's range on what it sees of the source: a source on a
+            # route may look different from its stored bytes, so the route handler copies it.
+            source = parse_copy_source(headers.get("x-amz-copy-source"))
+            route = self._router.route(source) if source else None
         body = open_request_body(
             headers,
             incoming.body,
@@ -329,12 +338,6 @@ class Pipeline:
             request_id=ex.request_id,
             log_fields=ex.log_fields,
         )
-        route = self._router.match(address.bucket, address.key) if self._router else None
-        if route is None and ex.operation == "UploadPartCopy" and self._router:
-            # The client sized the part's range on what it sees of the source: a source on a
-            # route may look different from its stored bytes, so the route handler copies it.
-            source = parse_copy_source(headers.get("x-amz-copy-source"))
-            route = self._router.match(source.bucket, source.key) if source else None
         forwarder = _PipelineForwarder(self, ex)
         if route is None:
             return await forwarder.passthrough(request)

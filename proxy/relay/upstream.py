@@ -2,9 +2,11 @@
 exceptions become domain errors.
 
 URLs are handed to aiohttp pre-encoded (``yarl.URL(..., encoded=True)``) so nothing is re-quoted
-between signing and sending. aiohttp adds no headers of its own (no ``Accept-Encoding``, no
-default ``Content-Type``, no ``User-Agent``): what we signed is what goes out. Responses are not
-decompressed: a ``Content-Encoding: gzip`` object is passed through as stored.
+between signing and sending; a URL yarl would still change (it drops tabs and newlines, for
+one) is refused rather than sent as something other than what was signed and routed. aiohttp
+adds no headers of its own (no ``Accept-Encoding``, no default ``Content-Type``, no
+``User-Agent``): what we signed is what goes out. Responses are not decompressed: a
+``Content-Encoding: gzip`` object is passed through as stored.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from proxy.errors import ProxyError, UpstreamError
+from proxy.errors import InvalidURI, ProxyError, UpstreamError
 from proxy.relay.zerocopy import socket_fd
 
 __all__ = ["DetachedBody", "LocalhostResolver", "Upstream", "UpstreamSettings", "detach_body"]
@@ -122,6 +124,9 @@ class Upstream:
         if session is None:
             raise UpstreamError("upstream client is not started")
         target = URL(url, encoded=True)
+        if str(target) != url:
+            # The path parsers would send is not the one the request was routed and signed on.
+            raise InvalidURI("the request target cannot be forwarded unchanged")
         attempts = 2 if retry_safe else 1
         for attempt in range(attempts):
             try:

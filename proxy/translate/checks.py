@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from proxy.translate.lexical import to_decimal
 from proxy.translate.rules import T_INTEGER, T_NUMBER, T_STRING
@@ -234,7 +234,7 @@ def _memoised(check: ScalarCheck) -> ScalarCheck:
             verdict = check(v)
             if len(v) <= _MEMO_VALUE_LEN and len(memo) < _MEMO_SIZE:
                 memo[v] = verdict
-        return verdict  # type: ignore[no-any-return]
+        return cast("str | None", verdict)
 
     return cached
 
@@ -251,7 +251,7 @@ def uniqueness_key(value: Any, number_type: type) -> Any:
     if value is True or value is False:
         return (_B, value)
     if isinstance(value, number_type):
-        return (_N, to_decimal(value))  # Decimal hashes by value: 1.0 == 1
+        return (_N, to_decimal(str(value)))  # Decimal hashes by value: 1.0 == 1
     if isinstance(value, str):
         return (_S, value)
     if isinstance(value, dict):

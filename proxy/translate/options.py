@@ -136,7 +136,7 @@ def parse_type(value: object, key_path: str) -> tuple[int, bool]:
             "or a list of one of them and null)",
         )
     nullable = "null" in names
-    rest = [n for n in names if n != "null"]
+    rest = [str(n) for n in names if n != "null"]  # all str (checked above)
     if len(rest) > 1:
         raise MappingError(key_path, f"ambiguous type {value!r}: one scalar type (plus null) only")
     return (TYPE_BY_NAME[rest[0]] if rest else T_NULL), nullable
@@ -150,7 +150,7 @@ def check_xml_object(xml: object, key_path: str) -> dict[str, Any]:
         if isinstance(k, str) and k.startswith("x-"):
             continue
         if k not in XML_OBJECT_KEYS:
-            hint = _closest(str(k), XML_OBJECT_KEYS)
+            hint = closest(str(k), XML_OBJECT_KEYS)
             raise MappingError(
                 key_path, f"unknown keyword {k!r}" + (f" (did you mean {hint!r}?)" if hint else "")
             )
@@ -182,7 +182,7 @@ def _is_qname(name: str) -> bool:
     return is_ncname(local) and (not prefix or is_ncname(prefix))
 
 
-def _closest(word: str, choices: frozenset[str]) -> str | None:
+def closest(word: str, choices: frozenset[str]) -> str | None:
     import difflib
 
     found = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.7)
@@ -194,7 +194,7 @@ def parse_options(spec: Mapping[str, Any], key_path: str) -> Options:
         raise MappingError(key_path, "must be a mapping")
     for k in spec:
         if k not in KNOWN_KEYS:
-            hint = _closest(str(k), KNOWN_KEYS)
+            hint = closest(str(k), KNOWN_KEYS)
             raise MappingError(
                 f"{key_path}.{k}", "unknown key" + (f" (did you mean {hint!r}?)" if hint else "")
             )

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from lxml import etree
 
 from proxy.errors import TranslationError
+from proxy.translate.model import Format, Number, Pairs, parse_exact
+from proxy.xmlsafe import hardened_parser
 
 if TYPE_CHECKING:
-    from proxy.translate import CompiledMapping
+    from proxy.translate.mapping import CompiledMapping
 
 _WS = " \t\r\n"
 
@@ -29,7 +31,7 @@ Outcome = Literal["exact", "normalised", "failed"]
 
 @dataclass(frozen=True)
 class RoundTrip:
-    format: Literal["xml", "json"]
+    format: Format
     outcome: Outcome
     #: For ``normalised`` / ``failed``: what differs or why it failed.
     detail: str = ""
@@ -42,7 +44,7 @@ class RoundTrip:
 
 def canonical_xml(data: bytes, *, rewrite_prefixes: bool = False) -> str:
     """C14N 2.0 with whitespace-only text in elements that have child elements removed."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    parser = hardened_parser()
     root = etree.fromstring(data, parser)
     for el in root.iter():
         if len(el):
@@ -62,8 +64,6 @@ def _first_difference(a: str, b: str) -> str:
 
 
 def _json_value(data: bytes) -> Any:
-    from proxy.translate.jsonread import Number, Pairs, parse_exact
-
     def norm(v: Any) -> Any:
         t = type(v)
         if t is Pairs:
@@ -108,7 +108,7 @@ def _show(v: Any) -> str:
     return repr(val)
 
 
-def round_trip(mapping: CompiledMapping, data: bytes, fmt: Literal["xml", "json"]) -> RoundTrip:
+def round_trip(mapping: CompiledMapping, data: bytes, fmt: Format) -> RoundTrip:
     try:
         if fmt == "xml":
             j = mapping.xml_to_json(data)

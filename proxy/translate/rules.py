@@ -169,6 +169,17 @@ class PathOptions:
     items: PathOptions | None = None
     #: Set when compilation applied this node; unused option paths are mapping errors.
     used: bool = False
+    #: The scalar rule of ``type`` (built on first use by :meth:`scalar_rule`).
+    _scalar: ScalarRule | None = field(default=None, repr=False, compare=False)
+
+    def scalar_rule(self) -> ScalarRule:
+        """The rule a ``types`` option gives this path's scalar (``type`` must be set)."""
+        rule = self._scalar
+        if rule is None:
+            assert self.type is not None
+            rule = ScalarRule(SCALAR, "/" + "/".join(self.path), self.nullable, self.type)
+            self._scalar = rule
+        return rule
 
     def child(self, key: str) -> PathOptions | None:
         node = self.children.get(key)
@@ -182,9 +193,9 @@ class PathOptions:
         out = [self]
         for c in self.children.values():
             out.extend(c.walk())
-        for c in (self.wildcard, self.items):
-            if c is not None:
-                out.extend(c.walk())
+        for sub in (self.wildcard, self.items):
+            if sub is not None:
+                out.extend(sub.walk())
         return out
 
 

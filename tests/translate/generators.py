@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from proxy.translate import CompiledMapping
 from proxy.translate.checks import uniqueness_key
-from proxy.translate.jsonread import Number, Pairs
 from proxy.translate.lexical import is_ncname
+from proxy.translate.model import Number, Pairs
 from proxy.translate.rules import (
     ANY,
     ARRAY,

@@ -10,8 +10,8 @@ import yaml
 from lxml import etree
 
 from proxy.translate import CompiledMapping, compile_mapping
-from proxy.translate.jsonread import Number, Pairs, parse_exact
 from proxy.translate.lexical import encode_basestring
+from proxy.translate.model import Number, Pairs, parse_exact
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
@@ -119,7 +119,7 @@ def both_paths(m: CompiledMapping, xml: bytes) -> tuple[str, str]:
     """(fast path JSON, table walker JSON) for one document: they must agree."""
     reader = m._reader
     root = reader.parse(xml)
-    table = reader.value(root, m.root.rule, 1) if m.root.tag else reader.translate_root(root)
+    table = reader.walker.value(root, m.root.rule, 1) if m.root.tag else reader.translate_root(root)
     fast = reader.translate_root(root) if reader.fast is not None else table
     return fast, table
 
@@ -136,7 +136,7 @@ def corpus_pairs() -> list[tuple[str, Path]]:
 
 def json_both_paths(m: CompiledMapping, data: bytes) -> tuple[bytes, bytes]:
     """(fast path XML, table walker XML) for one JSON document: they must agree."""
-    from proxy.translate.jsonread import decode_json
+    from proxy.translate.json_to_xml.decode import decode_json
 
     value = decode_json(data, m.runtime)
     return m._writer.translate(value), m._writer.translate(value, fast=False)

@@ -112,3 +112,43 @@ def test_nothing_but_whitespace_between_elements_is_dropped() -> None:
     doc = FULL_XML.replace(b"<note>   </note>", b"<note>\r\n\t </note>")
     out = ORDERS.xml_to_json(doc)
     assert b'"note":"\\n\\t "' in out  # CR LF is one LF after any XML parser's normalisation
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+def test_one_sniffer_for_data_path_and_engine(encoding: str) -> None:
+    """A UTF-16/32 document with its byte order mark is XML to the engine and the data path."""
+    from proxy.datapath.formats import sniff
+    from proxy.translate import sniff_format
+
+    bom = {"utf-16-be": "\ufeff"}.get(encoding, "")
+    data = (bom + '  <?xml version="1.0"?><a/>').encode(encoding)
+    assert detect_format(data) == "xml"
+    assert sniff_format(data) == "xml"
+    assert sniff(data) == "xml"
+    assert sniff(b"\xef\xbb\xbf [1]") == sniff_format(b"\xef\xbb\xbf [1]") == "json"
+    assert sniff(b"  ") is None
+
+
+def test_compile_mapping_takes_translate_limits_or_any_object_like_them() -> None:
+    """The engine owns its limits (TranslateLimits); config's Limits still fits the Protocol."""
+    import yaml
+
+    from proxy.config import Limits
+    from proxy.translate import TranslateLimits, compile_mapping
+    from tests.translate.helpers import DATA
+
+    d = DATA / "orders"
+    spec = yaml.safe_load((d / "mapping.yaml").read_text(encoding="utf-8"))
+    doc = next(d.glob("*.xml")).read_bytes()
+    for limits in (
+        TranslateLimits(max_translate_bytes=len(doc) - 1),
+        Limits(max_translate_bytes=len(doc) - 1),
+    ):
+        m = compile_mapping(spec, base_dir=d, limits=limits)
+        with pytest.raises(TranslationError) as exc:
+            m.xml_to_json(doc)
+        assert exc.value.reason == "too_large"
+    assert TranslateLimits.of(None) == TranslateLimits()
+    assert TranslateLimits.of(Limits()) == TranslateLimits(
+        Limits().max_depth, Limits().max_text_bytes, Limits().max_translate_bytes
+    )

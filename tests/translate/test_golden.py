@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.translate.jsonread import parse_exact
+from proxy.translate.model import parse_exact
 from tests.translate.helpers import (
     DATA,
     both_paths,

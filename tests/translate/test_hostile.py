@@ -149,7 +149,7 @@ def test_parser_alone_resolves_nothing(secret_file: Path, listener: Listener) ->
     m = compile_mapping({"root": "r"}, base_dir=REPO)
     before = listener.connections
     for blanks in (True, False):
-        parser = m._reader._parser(blanks)
+        parser = m._reader.parsing.parser(blanks)
         doc = (
             f'<!DOCTYPE r SYSTEM "http://127.0.0.1:{listener.port}/d.dtd" '
             f'[<!ENTITY f SYSTEM "file://{secret_file}">'

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy.translate import CompiledMapping
-from proxy.translate.jsonread import parse_exact
+from proxy.translate.model import parse_exact
 from tests.translate.generators import (
     after_round_trip,
     foreign_style,

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import proxy.translate.xmlread as xmlread
+import proxy.translate.xml_to_json.translator as xml_to_json
 from proxy.errors import TranslationError
 from tests.translate.generators import mapping_style, style_for, write_xml, xml_document
 from tests.translate.helpers import CORPUS, REPO, corpus_pairs, load_mapping
@@ -41,23 +41,23 @@ def tree_and_stream(name: str, data: bytes) -> tuple[object, object]:
     m = MAPPINGS[name]
     out = []
     for threshold in (10**12, 0):
-        old = xmlread.STREAM_THRESHOLD
-        xmlread.STREAM_THRESHOLD = threshold
+        old = xml_to_json.STREAM_THRESHOLD
+        xml_to_json.STREAM_THRESHOLD = threshold
         try:
             out.append(m.xml_to_json(data))
         except TranslationError as exc:
             out.append((exc.reason, exc.location))
         finally:
-            xmlread.STREAM_THRESHOLD = old
+            xml_to_json.STREAM_THRESHOLD = old
     return out[0], out[1]
 
 
 @pytest.fixture
 def streaming() -> Iterator[None]:
-    old = xmlread.STREAM_THRESHOLD
-    xmlread.STREAM_THRESHOLD = 0
+    old = xml_to_json.STREAM_THRESHOLD
+    xml_to_json.STREAM_THRESHOLD = 0
     yield
-    xmlread.STREAM_THRESHOLD = old
+    xml_to_json.STREAM_THRESHOLD = old
 
 
 @pytest.mark.parametrize(("name", "xml"), PAIRS, ids=[f"{n}/{p.name}" for n, p in PAIRS])
@@ -145,19 +145,19 @@ def test_generated_documents_same_in_both_paths(name: str, data: st.DataObject, 
 
 def json_tree_and_stream(name: str, data: bytes) -> tuple[object, object]:
     """(whole-value result, streaming result) for a JSON document."""
-    import proxy.translate.jsonread as jsonread
+    import proxy.translate.json_to_xml.translator as json_to_xml
 
     m = MAPPINGS[name]
     out = []
     for threshold in (10**12, 0):
-        old = jsonread.STREAM_THRESHOLD
-        jsonread.STREAM_THRESHOLD = threshold
+        old = json_to_xml.STREAM_THRESHOLD
+        json_to_xml.STREAM_THRESHOLD = threshold
         try:
             out.append(m.json_to_xml(data))
         except TranslationError as exc:
             out.append((exc.reason, exc.location))
         finally:
-            jsonread.STREAM_THRESHOLD = old
+            json_to_xml.STREAM_THRESHOLD = old
     return out[0], out[1]
 
 
@@ -228,7 +228,7 @@ def test_json_errors_are_the_same_in_both_paths(mutate: object, expected: tuple[
 
 def test_json_root_key_order_does_not_matter() -> None:
     """Records first, scalars after: the XML still comes out in schema order."""
-    from proxy.translate.jsonread import parse_exact
+    from proxy.translate.model import parse_exact
     from tests.translate.helpers import compact
 
     value = parse_exact(ORDER_JSON.decode())

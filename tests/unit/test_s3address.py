@@ -148,3 +148,97 @@ def test_query_encoding_is_canonical_and_order_kept() -> None:
 def test_absolute_form_target() -> None:
     addr = parse_request("http://127.0.0.1:15480/b/k?acl", "127.0.0.1", SUFFIXES)
     assert (addr.bucket, addr.key, addr.params) == ("b", "k", frozenset({"acl"}))
+
+
+# --- one parse for routing and forwarding ----------------------------------------------------
+
+
+def test_the_routed_key_is_decoded_from_the_forwarded_form() -> None:
+    from urllib.parse import unquote
+
+    for raw in ["a+b", "%6Frders/x", "orders%2fx", "x%0A", "100%", "%C3%A9", "sp ace"]:
+        addr = parse_request(f"/bucket/{raw}", "127.0.0.1", SUFFIXES)
+        path = build_upstream(addr, PATH_EP).path
+        assert unquote(path.removeprefix("/bucket/")) == addr.key
+    # Escapes of unreserved characters are decoded; "%2F" is not (it is not "/").
+    assert canonical_path("/b/%6Frders%7E%2f%41") == "/b/orders~%2FA"
+
+
+def test_a_trailing_newline_is_not_canonical() -> None:
+    # "$" matched before a final "\n": the bucket went out raw and the newline was dropped.
+    assert canonical_path("shop-data\n") == "shop-data%0A"
+    assert canonical_path("x\n") != "x\n"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/shop-data%0A/orders/x",
+        "/shop-data%0d/orders/x",
+        "/shop-data%09/k",
+        "/shop-data%00/k",
+        "/shop-data%2Forders/x",
+        "/./orders/x",
+        "/../k",
+        "//orders/x",
+        "/a..b/k",
+        "/-bucket/k",
+        "/bucket-/k",
+        "/192.168.1.1/k",
+        "/b%C3%A9/k",
+    ],
+)
+def test_buckets_that_cannot_be_forwarded_unchanged_are_refused(target: str) -> None:
+    from proxy.errors import InvalidBucketName
+    from proxy.s3.address import check_forwardable
+
+    with pytest.raises(InvalidBucketName):
+        check_forwardable(parse_request(target, "127.0.0.1", SUFFIXES))
+
+
+def test_forwardable_requests_pass() -> None:
+    from proxy.s3.address import check_forwardable
+
+    for target in ["/", "/b", "/b/k", "/My_Legacy.Bucket/k", "/bucket//leading", "/b/x%0Ay"]:
+        check_forwardable(parse_request(target, "127.0.0.1", SUFFIXES))
+
+
+def test_keys_that_are_not_utf8_are_refused() -> None:
+    from proxy.errors import InvalidURI
+    from proxy.s3.address import check_forwardable
+
+    with pytest.raises(InvalidURI):
+        check_forwardable(parse_request("/bucket/a%FFb", "127.0.0.1", SUFFIXES))
+
+
+def test_virtual_host_bucket_checks() -> None:
+    from proxy.errors import InvalidBucketName
+    from proxy.s3.address import check_forwardable
+
+    assert virtual_bucket("shop.localhost.:15480", SUFFIXES) == "shop"
+    assert virtual_bucket("shop.localhost.", SUFFIXES) == "shop"
+    with pytest.raises(InvalidBucketName):
+        check_forwardable(parse_request("/k", "shop%0a.localhost", SUFFIXES))
+    with pytest.raises(InvalidBucketName):
+        check_forwardable(parse_request("/k", "a/b.localhost", SUFFIXES))
+
+
+@pytest.mark.parametrize(
+    ("key", "path_style", "in_host"),
+    [
+        ("orders/x", ("b", "orders/x"), ("b", "orders/x")),
+        ("a.xml", ("b", "a.xml"), ("b", "a.xml")),
+        ("/orders/x", ("b", "orders/x"), ("b", "orders/x")),
+        ("orders//x", ("b", "orders/x"), ("b", "orders/x")),
+        ("./orders/x", ("b", "orders/x"), ("b", "orders/x")),
+        ("x/../orders/x", ("b", "orders/x"), ("b", "orders/x")),
+        ("../c/orders/x", ("c", "orders/x"), ("b", "c/orders/x")),
+        ("orders/.", ("b", "orders/"), ("b", "orders/")),
+        ("..", (None, None), ("b", None)),
+    ],
+)
+def test_folded_reading(key: str, path_style: tuple, in_host: tuple) -> None:
+    from proxy.s3.address import folded
+
+    assert folded("b", key) == path_style
+    assert folded("b", key, in_host=True) == in_host

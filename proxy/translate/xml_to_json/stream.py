@@ -1,4 +1,4 @@
-"""XML → JSON for large documents in bounded memory: records translated as they are parsed.
+"""XML → JSON, streaming: large documents in bounded memory: records translated as they are parsed.
 
 A parsed lxml tree costs about six times the document; a large document is almost always a
 long array of records (order lines, listing entries). Here the document is fed to a pull
@@ -12,77 +12,40 @@ each record's bytes instead of walking it. Memory: the input, the records' JSON,
 
 from __future__ import annotations
 
-import io
 import threading
-from typing import Any
+from typing import Any, cast
 
 from lxml import etree
 
 from proxy.errors import TranslationError
+from proxy.translate.failures import Fail, syntax_error
+from proxy.translate.output import join, join_releasing
 from proxy.translate.rules import ArrayRule, ObjectRule, Rule
+from proxy.translate.xml_to_json.fast import FastPath
+from proxy.translate.xml_to_json.parse import XmlParsing
+from proxy.translate.xml_to_json.records import FRAGS
+from proxy.translate.xml_to_json.walker import XmlWalker
+from proxy.xmlsafe import hardened_pull_parser
 
 #: Feed size: big enough to keep lxml's per-call overhead negligible, small enough that the
 #: pending (not yet translated) part of the tree stays small.
 CHUNK = 256 * 1024
 
 
-class _Frags(threading.local):
-    """The current document's translated records, per thread (the generated code and the
-    table walker look placeholders up here). Empty (falsy) outside a streaming translation."""
-
-    frags: dict[Any, bytes] = {}  # noqa: RUF012 - never mutated: a per-thread dict replaces it
-
-
-FRAGS = _Frags()
-
-
-def join_releasing(out: list[Any]) -> bytes:
-    """Like :func:`join` for a large output whose pieces nothing else references: each piece
-    is released as soon as it is copied, so the pieces and the result never coexist whole."""
-    buf = io.BytesIO()
-    write = buf.write
-    for i, p in enumerate(out):
-        write(p if type(p) is bytes else p.encode("utf-8"))
-        out[i] = None
-    return buf.getvalue()  # no copy: BytesIO hands over its buffer
-
-
-def join(out: list[Any]) -> bytes:
-    """UTF-8 bytes of a list of str pieces and (already encoded) record fragments."""
-    try:
-        return "".join(out).encode("utf-8")  # no nested record in it: the common case
-    except TypeError:
-        return b"".join(p if type(p) is bytes else p.encode("utf-8") for p in out)
-
-
-def record_rules(root_rule: Rule) -> tuple[dict[str, None], set[int]]:
-    """(record element tags, ids of record rules): items of arrays whose items are objects."""
-    tags: dict[str, None] = {}
-    rules: set[int] = set()
-    seen: set[int] = set()
-    stack = [root_rule]
-    while stack:
-        rule = stack.pop()
-        if id(rule) in seen:
-            continue
-        seen.add(id(rule))
-        if isinstance(rule, ObjectRule):
-            for p in rule.props:
-                stack.append(p.rule)
-            if rule.extra is not None:
-                stack.append(rule.extra)
-        elif isinstance(rule, ArrayRule) and rule.items is not None:
-            if isinstance(rule.items, ObjectRule):
-                tags[rule.item_tag] = None
-                rules.add(id(rule.items))
-            stack.append(rule.items)
-    return tags, rules
-
-
 class StreamingReader:
-    def __init__(self, reader: Any) -> None:
-        self.reader = reader
-        self.tags, self.rules = record_rules(reader.root.rule)
+    """Translate one mapping's large documents record by record (see the module docstring)."""
+
+    def __init__(
+        self,
+        walker: XmlWalker,
+        parsing: XmlParsing,
+        fast: FastPath | None,
+        records: tuple[dict[str, None], set[int]],
+    ) -> None:
+        self.walker = walker
+        self.parsing = parsing
+        self.fast = fast
+        self.tags, self.rules = records
         self._cache: dict[tuple[str, ...], Rule | None] = {}
         self._lock = threading.Lock()
 
@@ -93,13 +56,17 @@ class StreamingReader:
     def _rule_at(self, tags: tuple[str, ...]) -> Rule | None:
         rule = self._cache.get(tags, _UNSET)
         if rule is not _UNSET:
-            return rule  # type: ignore[no-any-return]
-        root = self.reader.root
+            return cast("Rule | None", rule)
+        root = self.walker.root
         found: Rule | None = root.rule if tags[0] == root.tag else None
         for tag in tags[1:]:
             if isinstance(found, ObjectRule):
                 p = found.elems.get(tag)
-                found = None if p is None else (p.rule.items if p.unwrapped else p.rule)  # type: ignore[attr-defined]
+                found = (
+                    None
+                    if p is None
+                    else (cast(ArrayRule, p.rule).items if p.unwrapped else p.rule)
+                )
             elif isinstance(found, ArrayRule) and tag == found.item_tag:
                 found = found.items
             else:
@@ -112,18 +79,10 @@ class StreamingReader:
         return found
 
     def to_json(self, data: bytes, blanks: bool) -> bytes:
-        from proxy.translate.xmlread import _Fail, _syntax_error
-
-        reader = self.reader
-        rt = reader.rt
-        parser = etree.XMLPullParser(
+        rt = self.walker.rt
+        parser = hardened_pull_parser(
             events=("end",),
             tag=list(self.tags),
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            dtd_validation=False,
-            huge_tree=False,
             remove_comments=rt.drop_comments,
             remove_pis=rt.drop_pis,
             remove_blank_text=not blanks,
@@ -141,14 +100,14 @@ class StreamingReader:
                         self._record(el, frags, last)
                 root = parser.close()
             except etree.XMLSyntaxError as exc:
-                raise _syntax_error(exc) from None
-            except _Fail as f:
-                raise f.error(rt.prefix_of, always_index=self.tags) from None
-            reader.check_parsed(root, data)
+                raise syntax_error(exc) from None
+            except Fail as f:
+                raise f.xml_error(rt.prefix_of, always_index=self.tags) from None
+            self.parsing.check_parsed(root, data)
             try:
                 return self._final(root, frags)
-            except _Fail as f:
-                raise f.error(rt.prefix_of, always_index=self.tags) from None
+            except Fail as f:
+                raise f.xml_error(rt.prefix_of, always_index=self.tags) from None
             except RecursionError:
                 raise TranslationError(
                     "too_deep", "/", "nesting deeper than the translator can follow"
@@ -173,25 +132,24 @@ class StreamingReader:
             rule = self._rule_at(tuple(tags))
             if rule is None or id(rule) not in self.rules:
                 return  # not a record here: the final walk judges it in place
-            fn = self.reader.fast.function(rule) if self.reader.fast is not None else None
+            fn = self.fast.function(rule) if self.fast is not None else None
             last[:] = [parent, tag, fn, rule, depth]  # keeps the parent's proxy (its identity)
         out: list[Any] = []
         if fn is not None:
             fn(el, depth, out)
         else:
-            out.append(self.reader.object(el, rule, depth))
+            out.append(self.walker.object(el, rule, depth))
         frags[el] = join(out)
         el.clear(keep_tail=True)
 
     def _final(self, root: Any, frags: dict[Any, bytes]) -> bytes:
-        reader = self.reader
-        spec = reader.root
-        if reader.fast is not None and root.tag == spec.tag:
+        fast = self.fast
+        if fast is not None and fast.root is not None and root.tag == self.walker.root.tag:
             out: list[Any] = []
-            reader.fast.root(root, 1, out)
+            fast.root(root, 1, out)
             frags.clear()  # the records' bytes are referenced by ``out`` alone now
             return join_releasing(out)
-        return reader.translate_root(root).encode("utf-8")
+        return self.walker.translate_root(root).encode("utf-8")
 
 
 _UNSET: Any = object()

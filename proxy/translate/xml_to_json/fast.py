@@ -1,10 +1,10 @@
-"""XML → JSON fast path: the rule tables compiled to straight-line Python, once per mapping.
+"""XML → JSON, the fast path: the rule tables compiled to straight-line Python, once per mapping.
 
 For every object and wrapped-array rule a function is generated that matches the children
 against the schema's property sequence with plain comparisons, converts scalars inline and
 builds the JSON text. It handles only what is certainly valid: at the first thing it does not
 expect (an unknown or misplaced element, an attribute it has no slot for, a value failing a
-check) it hands the *whole element* to the table walker (:class:`XmlReader`), which is the
+check) it hands the *whole element* to the table walker (:class:`XmlWalker`), which is the
 authority: it either raises the precise error or returns the same JSON. So the fast path can
 only ever be slower than needed, never wrong in a different way; the property tests check
 both paths agree on every generated document.
@@ -16,7 +16,8 @@ every value from the schema enters as a constant object, never as source text
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Set as AbstractSet
+from typing import Any, cast
 
 from proxy.translate.codegen import Emitter, Generated
 from proxy.translate.lexical import BOOLEAN_IN, encode_basestring, integer_ok, number_ok
@@ -34,6 +35,8 @@ from proxy.translate.rules import (
     Rule,
     ScalarRule,
 )
+from proxy.translate.xml_to_json.records import FRAGS
+from proxy.translate.xml_to_json.walker import XmlWalker
 
 _WS = " \t\r\n"
 
@@ -58,18 +61,20 @@ class FastPath(Generated):
     of the root's content to ``out`` (one flat list: no intermediate strings per object, one
     join at the end)."""
 
+    direction = "xml_to_json"
+
     def __init__(
         self,
         root_rule: Rule,
-        reader: Any,
+        walker: XmlWalker,
         safe_integers: bool,
         max_depth: int,
-        records: set[int] = frozenset(),  # type: ignore[assignment]
+        records: AbstractSet[int] = frozenset(),
+        *,
+        route: str = "",
     ) -> None:
-        from proxy.translate.xmlstream import FRAGS
-
         self.records = records
-        self.reader = reader
+        self.walker = walker
         self.safe = safe_integers
         self.max_depth = max_depth
         ns: dict[str, Any] = {
@@ -82,12 +87,12 @@ class FastPath(Generated):
             "XSI_NIL": XSI_NIL,
             "MAXD": max_depth,
             "BAIL": _bail,
-            "SLOW_OBJECT": reader.object,
-            "SLOW_ARRAY": reader.array,
-            "VALUE": reader.value,
+            "SLOW_OBJECT": walker.object,
+            "SLOW_ARRAY": walker.array,
+            "VALUE": walker.value,
             "FRAGS": FRAGS,
         }
-        super().__init__(root_rule, ns)
+        super().__init__(root_rule, ns, route=route)
 
     # --- generation ----------------------------------------------------------------------
 
@@ -97,8 +102,9 @@ class FastPath(Generated):
         r = self._const(rule, "R")
         e(f"def {name}(elem, depth, out):")
         e.indent += 1
+        self._header(e, rule)
         if id(rule) in self.records:
-            # A record translated while streaming (proxy.translate.xmlstream): its bytes.
+            # A record translated while streaming (proxy.translate.xml_to_json.stream): its bytes.
             e("fr = FRAGS.frags")
             e("if fr:")
             e("    b = fr.get(elem)")
@@ -216,7 +222,7 @@ class FastPath(Generated):
             for i, p in enumerate(attrs):
                 e(f"{kw} name == {self._const(p.tag, 'T')}:")
                 e.indent += 1
-                self._scalar(e, p.rule, "value", f"a{i}")  # type: ignore[arg-type]
+                self._scalar(e, cast(ScalarRule, p.rule), "value", f"a{i}")
                 e.indent -= 1
                 kw = "elif"
             e(f"else: {self._slow}" if kw == "elif" else self._slow)
@@ -244,12 +250,12 @@ class FastPath(Generated):
             k = self._const("," + tp.key_json, "K")
             if tp.required:
                 e("if t is None: t = ''")
-                self._scalar(e, tp.rule, "t", "v")  # type: ignore[arg-type]
+                self._scalar(e, cast(ScalarRule, tp.rule), "t", "v")
                 pieces.append(f"{k} + v")
             else:
                 e("if t:")
                 e.indent += 1
-                self._scalar(e, tp.rule, "t", "v")  # type: ignore[arg-type]
+                self._scalar(e, cast(ScalarRule, tp.rule), "t", "v")
                 e.indent -= 1
                 e("else:")
                 e("    v = None")
@@ -343,12 +349,15 @@ class FastPath(Generated):
 
 def build(
     root_rule: Rule,
-    reader: Any,
+    walker: XmlWalker,
     safe_integers: bool,
     max_depth: int,
-    records: set[int] = frozenset(),  # type: ignore[assignment]
+    records: AbstractSet[int] = frozenset(),
+    *,
+    route: str = "",
 ) -> FastPath | None:
+    """The generated fast path of a mapping whose root is an object or array, else None."""
     if root_rule.kind not in (OBJECT, ARRAY):
         return None
-    fp = FastPath(root_rule, reader, safe_integers, max_depth, records)
+    fp = FastPath(root_rule, walker, safe_integers, max_depth, records, route=route)
     return fp if fp.root is not None else None

@@ -12,23 +12,20 @@ so every check (required, unknown and duplicate keys, array bounds) is the usual
 from __future__ import annotations
 
 import json
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]  # typeshed omits it
 from typing import Any
 
-from proxy.translate.jsonread import (
-    XML_DECLARATION,
-    Pairs,
-    Streamed,
-    _check_string_sizes,
-    _decoder,
+from proxy.translate.failures import Fail, parse_failure
+from proxy.translate.json_to_xml.decode import (
+    check_string_sizes,
     find_invalid_character,
     forbidden_in_xml,
-    parse_exact,
-    parse_failure,
 )
+from proxy.translate.json_to_xml.fast import JsonFastPath
+from proxy.translate.json_to_xml.walker import XML_DECLARATION, JsonWalker
+from proxy.translate.model import Pairs, Streamed, json_decoder, kind_of, parse_exact
+from proxy.translate.output import join, join_releasing
 from proxy.translate.rules import ELEMENT, ArrayRule, ObjectRule, Rule
-from proxy.translate.runtime import JsonFail
-from proxy.translate.xmlstream import join, join_releasing
 
 _WS = " \t\n\r"
 
@@ -41,14 +38,17 @@ def _skip(s: str, i: int) -> int:
 
 
 class JsonStreamer:
-    def __init__(self, writer: Any) -> None:
-        self.writer = writer
+    """Translate one mapping's large documents record by record (see the module docstring)."""
+
+    def __init__(self, walker: JsonWalker, fast: JsonFastPath | None) -> None:
+        self.walker = walker
+        self.fast = fast
         self.streamable: set[int] = set()
-        self._visit(writer.root.rule, {})
+        self._visit(walker.root.rule, {})
 
     @property
     def useful(self) -> bool:
-        return bool(self.writer.root.tag) and id(self.writer.root.rule) in self.streamable
+        return bool(self.walker.root.tag) and id(self.walker.root.rule) in self.streamable
 
     def _visit(self, rule: Rule, seen: dict[int, bool]) -> bool:
         """Whether a value of ``rule`` holds an array of records somewhere below."""
@@ -80,24 +80,29 @@ class _Pass:
 
     def __init__(self, streamer: JsonStreamer, check_sizes: bool) -> None:
         self.streamable = streamer.streamable
-        self.writer = streamer.writer
-        self.decoder = _decoder()
+        self.walker = streamer.walker
+        self.fast = streamer.fast
+        self.decoder = json_decoder()
         self.check_sizes = check_sizes
 
     def run(self, text: str) -> bytes:
-        writer = self.writer
-        spec = writer.root
+        walker = self.walker
+        spec = walker.root
         out: list[Any] = [XML_DECLARATION]
         try:
             try:
                 i = _skip(text, 0)
-                end = self._object(
-                    text, i, spec.rule, writer._root_names, spec.declarations, 1, out
-                )
+                if isinstance(spec.rule, ObjectRule):
+                    end = self._object(
+                        text, i, spec.rule, walker.root_names, spec.declarations, 1, out
+                    )
+                else:  # an array root: the usual path (what _object does for a non-object)
+                    value, end = self._value(text, i)
+                    walker.element(spec.rule, value, walker.root_names, out, 1, spec.declarations)
                 if _skip(text, end) != len(text):
                     raise json.JSONDecodeError("Extra data", text, _skip(text, end))
-            except JsonFail as f:
-                raise f.error() from None
+            except Fail as f:
+                raise f.json_error() from None
         except (ValueError, RecursionError) as exc:
             raise parse_failure(exc) from None
         try:
@@ -114,7 +119,7 @@ class _Pass:
     def _value(self, s: str, i: int) -> tuple[Any, int]:
         value, end = self.decoder.raw_decode(s, i)
         if self.check_sizes:
-            _check_string_sizes(value, self.writer.rt.max_text_bytes)
+            check_string_sizes(value, self.walker.rt.max_text_bytes)
         return value, end
 
     def _object(
@@ -122,8 +127,8 @@ class _Pass:
     ) -> int:
         if i >= len(s) or s[i] != "{":  # not an object: the usual path says what it is
             value, end = self._value(s, i)
-            self.writer.element(rule, value, names, out, depth, decl)
-            return end  # type: ignore[no-any-return]
+            self.walker.element(rule, value, names, out, depth, decl)
+            return end
         pairs = Pairs()
         i = _skip(s, i + 1)
         if i < len(s) and s[i] == "}":
@@ -156,14 +161,14 @@ class _Pass:
                             i = self._array(
                                 s, i, p.rule, p, depth + 1, buf, wrapped=not p.unwrapped
                             )
-                    except JsonFail as f:
+                    except Fail as f:
                         f.path.append(key)
                         raise
                     pairs.append((key, Streamed(buf)))
                 else:
                     try:
                         value, i = self._value(s, i)
-                    except JsonFail as f:
+                    except Fail as f:
                         f.path.append(key)
                         raise
                     pairs.append((key, value))
@@ -177,7 +182,7 @@ class _Pass:
                 raise json.JSONDecodeError("Expecting ',' delimiter", s, i)
         # The table walker writes the element with every usual check; streamed members arrive
         # ready (see JsonWriter.object).
-        self.writer.object(rule, pairs, names.qname, decl, out, depth)
+        self.walker.object(rule, pairs, names.qname, decl, out, depth)
         return i
 
     def _array(
@@ -193,17 +198,17 @@ class _Pass:
     ) -> int:
         """A record array: the wrapper element (if ``wrapped``) holding one element per item,
         each item parsed and written on its own. ``depth`` is the array's own."""
-        writer = self.writer
+        walker = self.walker
         items = rule.items
         assert isinstance(items, ObjectRule)
         if s[i] != "[":
             value, end = self._value(s, i)
             if wrapped:
-                writer.element(rule, value, names, out, depth)
+                walker.element(rule, value, names, out, depth)
             else:
-                raise JsonFail("type_mismatch", f"expected an array, got {_kind(value)}")
-            return end  # type: ignore[no-any-return]
-        fn = writer.fast.function(items) if writer.fast is not None else None
+                raise Fail("type_mismatch", f"expected an array, got {_kind(value)}")
+            return end
+        fn = self.fast.function(items) if self.fast is not None else None
         head = len(out)
         if wrapped:
             out.append(names.open)
@@ -212,8 +217,8 @@ class _Pass:
         if i < len(s) and s[i] == "]":
             i += 1
         else:
-            if depth > writer.rt.max_depth:
-                raise JsonFail("too_deep", f"nesting deeper than {writer.rt.max_depth} levels")
+            if depth > walker.rt.max_depth:
+                raise Fail("too_deep", f"nesting deeper than {walker.rt.max_depth} levels")
             while True:
                 rec: list[Any] = []
                 try:
@@ -221,8 +226,8 @@ class _Pass:
                     if fn is not None and value is not None:
                         fn(value, rule, rec, depth + 1, "")
                     else:
-                        writer.element(items, value, rule, rec, depth + 1)
-                except JsonFail as f:
+                        walker.element(items, value, rule, rec, depth + 1)
+                except Fail as f:
                     f.path.append(count)
                     raise
                 out.append(join(rec))
@@ -235,7 +240,7 @@ class _Pass:
                     i += 1
                     break
                 raise json.JSONDecodeError("Expecting ',' delimiter", s, i)
-        writer._array_checks(rule, range(count))
+        walker.array_checks(rule, range(count))
         if wrapped:
             if count:
                 out.append(names.close)
@@ -245,6 +250,4 @@ class _Pass:
 
 
 def _kind(value: Any) -> str:
-    from proxy.translate.jsonread import _kind_of
-
-    return _kind_of(value)
+    return kind_of(value)

@@ -11,11 +11,13 @@ errors carry their full pointer while the valid case never pays for bookkeeping.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from proxy.translate.codegen import Emitter, Generated
-from proxy.translate.jsonread import Number, Pairs
+from proxy.translate.failures import Fail
+from proxy.translate.json_to_xml.walker import JsonWalker
 from proxy.translate.lexical import escape_attr, escape_text, integer_ok
+from proxy.translate.model import Number, Pairs
 from proxy.translate.rules import (
     OBJECT,
     SCALAR,
@@ -28,7 +30,6 @@ from proxy.translate.rules import (
     Rule,
     ScalarRule,
 )
-from proxy.translate.runtime import JsonFail
 
 _MISSING: Any = object()
 
@@ -36,11 +37,14 @@ _MISSING: Any = object()
 class JsonFastPath(Generated):
     """Generated writers; ``root(value, out, depth, decl)`` appends the root element."""
 
+    direction = "json_to_xml"
     prefix = "g"
     filename = "<format-proxy json fast path>"
 
-    def __init__(self, root_rule: Rule, writer: Any, max_depth: int) -> None:
-        self.writer = writer
+    def __init__(
+        self, root_rule: Rule, walker: JsonWalker, max_depth: int, *, route: str = ""
+    ) -> None:
+        self.walker = walker
         ns: dict[str, Any] = {
             "Pairs": Pairs,
             "Number": Number,
@@ -48,13 +52,13 @@ class JsonFastPath(Generated):
             "esc": escape_text,
             "esc_attr": escape_attr,
             "INT": integer_ok,
-            "JsonFail": JsonFail,
+            "Fail": Fail,
             "MAXD": max_depth,
-            "SLOW_OBJECT": writer.object,
-            "SLOW_ARRAY": writer.array,
-            "ELEMENT": writer.element,
+            "SLOW_OBJECT": walker.object,
+            "SLOW_ARRAY": walker.array,
+            "ELEMENT": walker.element,
         }
-        super().__init__(root_rule, ns)
+        super().__init__(root_rule, ns, route=route)
 
     # --- generation ------------------------------------------------------------------------------
 
@@ -65,6 +69,7 @@ class JsonFastPath(Generated):
         # names: the element's start/end/empty/nil strings and qname, passed by the caller
         e(f"def {name}(value, names, out, depth, decl):")
         e.indent += 1
+        self._header(e, rule)
         e("mark = len(out)")
         e("try:")
         e.indent += 1
@@ -76,7 +81,7 @@ class JsonFastPath(Generated):
             self._slow = f"SLOW_ARRAY({r}, value, names, out, depth)"
             self._array(e, rule)
         e.indent -= 1
-        e("except JsonFail:")
+        e("except Fail:")
         e("    pass  # the tables re-walk this element and raise with the full pointer")
         e("del out[mark:]")
         e(f"{self._slow}")
@@ -84,18 +89,18 @@ class JsonFastPath(Generated):
         self._src.append("")
 
     def _bail(self, e: Emitter) -> None:
-        e("raise JsonFail('type_mismatch', '')")
+        e("raise Fail('type_mismatch', '')")
 
     def _scalar(self, e: Emitter, rule: ScalarRule, v: str, out: str, *, attr: bool) -> None:
         """Code turning JSON scalar ``v`` (not None) into escaped XML text ``out``, or bail."""
         t = rule.type
         chk = self._const(rule.check, "C") if rule.check is not None else None
         if t == T_STRING:
-            e(f"if type({v}) is not str: raise JsonFail('type_mismatch', '')")
+            e(f"if type({v}) is not str: raise Fail('type_mismatch', '')")
             if chk is not None:
-                e(f"if {chk}({v}) is not None: raise JsonFail('schema_violation', '')")
+                e(f"if {chk}({v}) is not None: raise Fail('schema_violation', '')")
             if rule.cdata and not attr:
-                e("raise JsonFail('type_mismatch', '')")  # CDATA: the table walker writes it
+                e("raise Fail('type_mismatch', '')")  # CDATA: the table walker writes it
             elif attr:
                 e(f"{out} = esc_attr({v})")
             else:
@@ -103,23 +108,23 @@ class JsonFastPath(Generated):
                 e(f"{out} = esc({v}) if ({special}) else {v}")
             return
         if t in (T_NUMBER, T_INTEGER):
-            e(f"if type({v}) is not Number: raise JsonFail('type_mismatch', '')")
+            e(f"if type({v}) is not Number: raise Fail('type_mismatch', '')")
             if t == T_INTEGER:
-                e(f"if not INT({v}): raise JsonFail('type_mismatch', '')")
-            if self.writer.rt.safe_integers:
-                e(f"if len({v}) > 15: raise JsonFail('number_out_of_range', '')")
+                e(f"if not INT({v}): raise Fail('type_mismatch', '')")
+            if self.walker.rt.safe_integers:
+                e(f"if len({v}) > 15: raise Fail('number_out_of_range', '')")
             if chk is not None:
-                e(f"if {chk}({v}) is not None: raise JsonFail('schema_violation', '')")
+                e(f"if {chk}({v}) is not None: raise Fail('schema_violation', '')")
             e(f"{out} = {v}")
             return
         if t == T_BOOLEAN:
             e(f"if {v} is True: {out} = 'true'")
             e(f"elif {v} is False: {out} = 'false'")
-            e("else: raise JsonFail('type_mismatch', '')")
+            e("else: raise Fail('type_mismatch', '')")
             if chk is not None:
-                e(f"if {chk}({out}) is not None: raise JsonFail('schema_violation', '')")
+                e(f"if {chk}({out}) is not None: raise Fail('schema_violation', '')")
             return
-        e("raise JsonFail('type_mismatch', '')")
+        e("raise Fail('type_mismatch', '')")
 
     def _element(self, e: Emitter, rule: Rule, v: str, names: str) -> None:
         """Append the element ``names`` for JSON value ``v``."""
@@ -127,7 +132,7 @@ class JsonFastPath(Generated):
         if rule.nullable:
             e(f"    out.append({names}.nil)")
         else:
-            e("    raise JsonFail('type_mismatch', '')")
+            e("    raise Fail('type_mismatch', '')")
         e("else:")
         e.indent += 1
         if rule.kind == SCALAR:
@@ -145,21 +150,21 @@ class JsonFastPath(Generated):
 
     def _object(self, e: Emitter, rule: ObjectRule) -> None:
         keys = self._const(frozenset(rule.by_key), "KEYS")
-        e("if type(value) is not Pairs or depth > MAXD: raise JsonFail('type_mismatch', '')")
+        e("if type(value) is not Pairs or depth > MAXD: raise Fail('type_mismatch', '')")
         e("d = dict(value)")
-        e("if len(d) != len(value): raise JsonFail('duplicate_key', '')")
-        e(f"if not d.keys() <= {keys}: raise JsonFail('schema_violation', '')")
+        e("if len(d) != len(value): raise Fail('duplicate_key', '')")
+        e(f"if not d.keys() <= {keys}: raise Fail('schema_violation', '')")
         if rule.required:
             req = self._const(rule.required, "REQ")
-            e(f"if not {req} <= d.keys(): raise JsonFail('schema_violation', '')")
+            e(f"if not {req} <= d.keys(): raise Fail('schema_violation', '')")
         e("head = '<' + names.qname + decl")
         for p in rule.attr_props:
             k = self._const(p.key, "K")
             e(f"v = d.get({k}, M)")
             e("if v is not M:")
             e.indent += 1
-            e("if v is None: raise JsonFail('type_mismatch', '')")
-            self._scalar(e, p.rule, "v", "t", attr=True)  # type: ignore[arg-type]
+            e("if v is None: raise Fail('type_mismatch', '')")
+            self._scalar(e, cast(ScalarRule, p.rule), "v", "t", attr=True)
             a = self._const(" " + p.qname + '="', "A")
             e(f"head += {a} + t + '\"'")
             e.indent -= 1
@@ -170,8 +175,8 @@ class JsonFastPath(Generated):
             e("if v is M:")
             e("    out.append(head + '/>')")
             e("    return")
-            e("if v is None: raise JsonFail('type_mismatch', '')")
-            self._scalar(e, tp.rule, "v", "t", attr=False)  # type: ignore[arg-type]
+            e("if v is None: raise Fail('type_mismatch', '')")
+            self._scalar(e, cast(ScalarRule, tp.rule), "v", "t", attr=False)
             e("out.append(head + '>' + t + '</' + names.qname + '>' if t else head + '/>')")
             e("return")
             return
@@ -186,7 +191,7 @@ class JsonFastPath(Generated):
             r = p.rule
             if p.unwrapped:
                 assert isinstance(r, ArrayRule) and r.items is not None
-                e("if type(v) is not list: raise JsonFail('type_mismatch', '')")
+                e("if type(v) is not list: raise Fail('type_mismatch', '')")
                 self._array_checks(e, r, "v")
                 e("for x in v:")
                 e.indent += 1
@@ -203,16 +208,16 @@ class JsonFastPath(Generated):
 
     def _array_checks(self, e: Emitter, rule: ArrayRule, v: str) -> None:
         if rule.min_items:
-            e(f"if len({v}) < {int(rule.min_items)}: raise JsonFail('schema_violation', '')")
+            e(f"if len({v}) < {int(rule.min_items)}: raise Fail('schema_violation', '')")
         if rule.max_items is not None:
-            e(f"if len({v}) > {int(rule.max_items)}: raise JsonFail('schema_violation', '')")
+            e(f"if len({v}) > {int(rule.max_items)}: raise Fail('schema_violation', '')")
         if rule.unique:
-            e(f"if len({v}) > 1: raise JsonFail('schema_violation', '')")  # the tables decide
+            e(f"if len({v}) > 1: raise Fail('schema_violation', '')")  # the tables decide
 
     def _array(self, e: Emitter, rule: ArrayRule) -> None:
         assert rule.items is not None
         an = self._const(rule, "P")  # the ArrayRule carries the item element's tags
-        e("if type(value) is not list or depth > MAXD: raise JsonFail('type_mismatch', '')")
+        e("if type(value) is not list or depth > MAXD: raise Fail('type_mismatch', '')")
         self._array_checks(e, rule, "value")
         e("if not value:")
         e("    out.append(names.empty)")
@@ -226,8 +231,11 @@ class JsonFastPath(Generated):
         e("return")
 
 
-def build(root_rule: Rule, writer: Any, max_depth: int) -> JsonFastPath | None:
+def build(
+    root_rule: Rule, walker: JsonWalker, max_depth: int, *, route: str = ""
+) -> JsonFastPath | None:
+    """The generated fast path of a mapping whose root is an object or array, else None."""
     if root_rule.kind not in (OBJECT,) and not isinstance(root_rule, ArrayRule):
         return None
-    fp = JsonFastPath(root_rule, writer, max_depth)
+    fp = JsonFastPath(root_rule, walker, max_depth, route=route)
     return fp if fp.root is not None else None
