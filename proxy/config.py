@@ -293,14 +293,15 @@ def _humanise(err: Mapping[str, Any]) -> str:
 
 def _known_keys(parent: tuple[int | str, ...]) -> list[str]:
     """The keys the config accepts in the mapping at ``parent`` (for "did you mean")."""
-    model: type[BaseModel] | None = Config
+    model: type[BaseModel] = Config
     for part in parent:
         if isinstance(part, int):
             continue  # an item of a list of models: the same model
-        field = model.model_fields.get(part) if model is not None else None
-        model = _model_in(field.annotation) if field is not None else None
-        if model is None:
+        field = model.model_fields.get(part)
+        inner = _model_in(field.annotation) if field is not None else None
+        if inner is None:
             return []
+        model = inner
     return [name for name, f in model.model_fields.items() if not f.exclude]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import html
+import os
 import re
 import signal
 import sys
@@ -75,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     if sample_format not in route.formats.values():
         raise UsageError(f"route {route.name!r} has no version that reads {sample_format}")
     configure_logging("warning", stream=sys.stderr)  # the walk-through is the output
-    doc = yaml.safe_load(Path(args.config or "").read_text(encoding="utf-8")) if args.config else {}
+    path = args.config or os.environ.get("FORMAT_PROXY_CONFIG")
+    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) if path else {}
     return asyncio.run(
         _Demo(doc, config.base_dir, route, region=config.upstream.region).run(
             sample, sample_format, serve=args.serve
