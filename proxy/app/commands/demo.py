@@ -86,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 class _Demo:
-    def __init__(self, doc: dict[str, Any], base_dir: Path, route: RouteConfig, region: str):
+    def __init__(
+        self, doc: dict[str, Any], base_dir: Path, route: RouteConfig, region: str
+    ) -> None:
         self.doc = doc
         self.base_dir = base_dir
         self.route = route
