@@ -1,4 +1,5 @@
-"""Every relative link in README.md and docs/*.md resolves, anchors included."""
+"""README.md and docs/*.md: every relative link (anchors included) and every path in backticks
+resolves, and the text speaks of the product, not of how it was made."""
 
 from __future__ import annotations
 
@@ -50,3 +51,15 @@ def test_paths_mentioned_exist(doc: Path) -> None:
         path = path.rstrip(".")
         found = list(ROOT.glob(path)) if "*" in path else (ROOT / path).exists()
         assert found, f"{doc.name} mentions {path}, which does not exist"
+
+
+_WORK_TALK = re.compile(
+    r"\(issue \d+\)|\bissue[ -]\d+\b|\bthis stop\b|where the issue|\(for the README\)|the brief",
+    re.IGNORECASE,
+)
+
+
+@pytest.mark.parametrize("doc", documents(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_docs_speak_of_the_product(doc: Path) -> None:
+    found = _WORK_TALK.findall(doc.read_text(encoding="utf-8"))
+    assert not found, f"{doc.name}: {found}"
