@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="show a whole transition locally: every version writes and reads, phase by phase",
         description="Start the embedded S3 and one proxy per version of a route, then show "
         "what each version reads of what each version wrote, once per stored format. Exit 1 "
-        "if a reader does not get its own format; 2 on usage or configuration errors.",
+        "if a request is refused or a reader does not get its own format; 2 on usage or "
+        "configuration errors.",
     )
     p.add_argument("--config", metavar="PATH", help="YAML config file (env FORMAT_PROXY_CONFIG)")
     p.add_argument("--route", metavar="NAME", help="the route to demonstrate (default: the only)")
