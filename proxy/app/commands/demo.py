@@ -6,7 +6,7 @@ versions' formats (``store: xml``, then ``store: json``). In each phase every ve
 sample in its own format and every version reads every object written so far; a table shows
 what each reader got. The document the second writer writes is the first writer's object as
 its own proxy serves it, so only the sample is needed. Exit 0 if every reader got its own
-format; 1 otherwise. ``--serve`` keeps the last phase's proxies running until Ctrl-C.
+format; 1 if a request was refused or a reader got another. ``--serve`` keeps the last phase's proxies running until Ctrl-C.
 """
 
 from __future__ import annotations
