@@ -157,3 +157,24 @@ def test_readme_serve_example_with_its_snippet_and_the_banners_commands(tmp_path
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--config", "config/local.yaml"], "give --route NAME (routes: none)"),
+        (
+            ["--config", ORDERS, "--route", "nope"],
+            "no route named 'nope' in the config (routes: orders)",
+        ),
+        (["--config", "/nonexistent.yaml"], "cannot read '/nonexistent.yaml'"),
+        ([], "give --config PATH"),
+    ],
+)
+def test_demo_usage_errors_exit_2(args: list[str], message: str) -> None:
+    p = subprocess.run(
+        [FORMAT_PROXY, "demo", *args, "docs/examples/order.xml"],
+        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert p.returncode == 2, p.stderr
+    assert message in p.stderr and "Traceback" not in p.stderr

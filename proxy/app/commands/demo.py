@@ -6,7 +6,8 @@ versions' formats (``store: xml``, then ``store: json``). In each phase every ve
 sample in its own format and every version reads every object written so far; a table shows
 what each reader got. The document the second writer writes is the first writer's object as
 its own proxy serves it, so only the sample is needed. Exit 0 if every reader got its own
-format; 1 if a request was refused or a reader got another. ``--serve`` keeps the last phase's proxies running until Ctrl-C.
+format; 1 if a request was refused or a reader got another. ``--serve`` keeps the last phase's
+proxies running until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ from typing import Any
 
 import yaml
 
-from proxy.app.commands._routes import find_route, load_for_offline_use
-from proxy.config import RouteConfig
+from proxy.config import Config, RouteConfig, load_config
 from proxy.errors import ProxyError, UsageError
 
 EXIT_FAILED = 1
@@ -61,11 +61,10 @@ class _Object:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_for_offline_use(args.config, None)
-    if args.route is None and len(config.routes) != 1:
-        known = ", ".join(r.name for r in config.routes) or "none"
-        raise UsageError(f"give --route NAME (routes: {known})")
-    route = find_route(config, args.route or config.routes[0].name)
+    path = args.config or os.environ.get("FORMAT_PROXY_CONFIG")
+    if not path:
+        raise UsageError("give --config PATH: the config with the route to demonstrate")
+    doc, route, config = _load(path, args.route)
     try:
         sample = Path(args.sample).read_bytes()
     except OSError as exc:
@@ -77,13 +76,34 @@ def run(args: argparse.Namespace) -> int:
     if sample_format not in route.formats.values():
         raise UsageError(f"route {route.name!r} has no version that reads {sample_format}")
     configure_logging("warning", stream=sys.stderr)  # the walk-through is the output
-    path = args.config or os.environ.get("FORMAT_PROXY_CONFIG")
-    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) if path else {}
     return asyncio.run(
         _Demo(doc, config.base_dir, route, region=config.upstream.region).run(
             sample, sample_format, serve=args.serve
         )
     )
+
+
+def _load(path: str, name: str | None) -> tuple[dict[str, Any], RouteConfig, Config]:
+    """The config file as written, the route to demonstrate, and the validated config (with
+    one of the route's versions declared, as the phases will)."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        load_config(path, environ={})  # raises the configuration error, with line and column
+        raise
+    listed = [r for r in (doc or {}).get("routes") or [] if isinstance(r, dict)]
+    names = [str(r.get("name")) for r in listed]
+    known = ", ".join(names) or "none"
+    if name is None and len(names) != 1:
+        raise UsageError(f"give --route NAME (routes: {known})")
+    name = name or names[0]
+    if name not in names:
+        raise UsageError(f"no route named {name!r} in the config (routes: {known})")
+    formats = listed[names.index(name)].get("formats") or {}
+    version = next(iter(formats), None) if isinstance(formats, dict) else None
+    config = load_config(path, overrides={"app_version": version}, environ={})
+    route = next(r for r in config.routes if r.name == name)
+    return doc, route, config
 
 
 class _Demo:
@@ -141,7 +161,6 @@ class _Demo:
 
     async def _start(self, tmp: Path, backend: str, embedded: Any, store: str) -> dict[str, Any]:
         from proxy.app.service import ProxyService
-        from proxy.config import load_config
 
         path = tmp / f"store-{store}.yaml"
         path.write_text(yaml.safe_dump(self._config_doc(store)), encoding="utf-8")
