@@ -20,6 +20,7 @@ import re
 import signal
 import sys
 import tempfile
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,7 +190,8 @@ class _Demo:
     def _config_doc(self, store: str) -> dict[str, Any]:
         """The user's config with this phase's store policy, its paths made absolute."""
         doc = dict(self.doc)
-        doc.pop("upstream", None)
+        for key in ("upstream", "tls"):  # the embedded S3; plain HTTP on loopback
+            doc.pop(key, None)
         routes = []
         for r in doc.get("routes") or []:
             r = dict(r)
@@ -215,14 +217,14 @@ class _Demo:
             if fmt == sample_format:
                 body = sample
             else:
-                _, _, body = await _call(http, "GET", f"{urls[version]}/{route.bucket}/{first_key}")
+                url = _object_url(urls[version], route.bucket, first_key)
+                _, _, body = await _call(http, "GET", url)
             key = f"{route.prefix}phase{phase}-by-{version}"
             first_key = first_key or key
             headers = {"Content-Type": f"application/{fmt}"}
-            status, _, _ = await _call(
-                http, "PUT", f"{urls[version]}/{route.bucket}/{key}", body, headers
-            )
-            _, head, _ = await _call(http, "HEAD", f"{urls[version]}/{route.bucket}/{key}")
+            url = _object_url(urls[version], route.bucket, key)
+            status, _, _ = await _call(http, "PUT", url, body, headers)
+            _, head, _ = await _call(http, "HEAD", url)
             stored = head.get("x-amz-meta-format", "?")
             self.objects.append(_Object(key, version, stored))
             print(f"  {version} writes {key} as {fmt} -> {status}, stored as {stored}")
@@ -236,7 +238,7 @@ class _Demo:
             cells = []
             for version in self.versions:
                 want = route.formats[version]
-                url = f"{urls[version]}/{route.bucket}/{obj.key}"
+                url = _object_url(urls[version], route.bucket, obj.key)
                 status, headers, _ = await _call(http, "GET", url)
                 ctype = headers.get("Content-Type", "").split(";")[0]
                 got = _CONTENT_FORMATS.get(ctype, ctype or "?")
@@ -249,7 +251,8 @@ class _Demo:
     async def _show(self, http: Any, urls: dict[str, str], key: str) -> None:
         """The same object as each version sees it."""
         for version in self.versions:
-            _, _, body = await _call(http, "GET", f"{urls[version]}/{self.route.bucket}/{key}")
+            url = _object_url(urls[version], self.route.bucket, key)
+            _, _, body = await _call(http, "GET", url)
             text = body.decode("utf-8", "replace").rstrip()
             shown = text if len(text) <= 600 else text[:600] + " …"
             print(f"\n  {key} as {version} reads it:\n    " + shown.replace("\n", "\n    "))
@@ -268,6 +271,10 @@ class _Demo:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+
+
+def _object_url(base: str, bucket: str, key: str) -> str:
+    return f"{base}/{bucket}/{urllib.parse.quote(key, safe='/')}"
 
 
 def _url(service: Any) -> str:
