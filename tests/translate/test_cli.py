@@ -208,6 +208,13 @@ def test_check_unknown_route_in_a_sample_names_the_known_routes() -> None:
     assert p.returncode == 0, p.stdout + p.stderr
 
 
+def test_check_a_file_named_like_route_equals_path_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "v=2.xml").write_bytes((DATA / "orders" / "full.xml").read_bytes())
+    p = run("check", "--config", str(EXAMPLE), "v=2.xml", cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert b"OK    v=2.xml (xml, route orders)" in p.stdout
+
+
 def test_check_failing_sample_exit_1(tmp_path: Path) -> None:
     bad = tmp_path / "bad.xml"
     bad.write_bytes(
