@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from _common import (
+from common import (
     MiB,
     machine,
     median,

@@ -38,7 +38,7 @@ from typing import Any
 
 import aiohttp
 import psutil
-from _common import (
+from common import (
     KiB,
     MiB,
     machine,

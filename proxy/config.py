@@ -1,8 +1,9 @@
 """Configuration: typed, layered (flag > env > file > default), validated once at start-up.
 
-``load_config`` is the only entry point. It returns a frozen :class:`Config` whose routes carry
-their compiled mappings, or raises :class:`proxy.errors.ConfigError` naming the key path and the
-problem. Nothing else in the proxy reads files, environment variables or flags for settings.
+``load_config`` is the only entry point. It returns a frozen, validated :class:`Config`, or
+raises :class:`proxy.errors.ConfigError` naming the key path and the problem. Nothing else in the
+proxy reads files, environment variables or flags for settings. Route mappings are compiled by
+the data path (:func:`proxy.datapath.routes.compile_routes`), not here.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -114,6 +114,12 @@ class UpstreamConfig(_Strict):
         parts = urlsplit(v)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not a URL: {v!r} (expected http(s)://host[:port] or 'embedded')")
+        try:
+            parts.port  # noqa: B018 - parsing it is the check (not a number, above 65535)
+        except ValueError:
+            raise ValueError(f"not a valid port in {v!r} (expected 1-65535)") from None
+        if parts.port == 0:
+            raise ValueError(f"not a valid port in {v!r} (expected 1-65535)")
         if parts.query or parts.fragment:
             raise ValueError(f"must not have a query or fragment: {v!r}")
         return v.rstrip("/")
@@ -171,6 +177,22 @@ class Limits(_Strict):
     #: Unmodified passthrough GET bodies at least this large move socket to socket inside the
     #: kernel (splice) when client and upstream are plain HTTP; 0 = never.
     zero_copy_min_bytes: ByteSize = 1024**2
+    #: Most client connections open on the data listener at once; past it a new connection is
+    #: answered ``503 SlowDown`` with ``Connection: close`` and counted. Keep it below the
+    #: process's open-file limit.
+    max_client_connections: int = Field(default=1024, ge=1)
+
+
+class ServerConfig(_Strict):
+    """Client-side timeouts of the data listener (seconds)."""
+
+    #: A connection with no request in progress (before its first request, or between
+    #: keep-alive requests) is closed after this long.
+    idle_timeout: float = Field(default=60.0, gt=0)
+    #: From a request's first byte until its request line and headers are complete.
+    header_timeout: float = Field(default=15.0, gt=0)
+    #: Longest wait for the next bytes of a request body (also right after ``100 Continue``).
+    body_idle_timeout: float = Field(default=60.0, gt=0)
 
 
 class RouteConfig(_Strict):
@@ -181,13 +203,6 @@ class RouteConfig(_Strict):
     store: StorePolicy
     mapping: dict[str, Any] = Field(default_factory=dict)
     on_error: Literal["fail", "passthrough"] = "fail"
-
-    # Filled by load_config: the compiled mapping (a proxy.translate.CompiledMapping).
-    _compiled: Any = PrivateAttr(default=None)
-
-    @property
-    def compiled(self) -> Any:
-        return self._compiled
 
     def format_for(self, version: str) -> Format:
         return self.formats[version]
@@ -200,6 +215,7 @@ class Config(_Strict):
     tls: TLSConfig = Field(default_factory=TLSConfig)
     upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
     limits: Limits = Field(default_factory=Limits)
+    server: ServerConfig = Field(default_factory=ServerConfig)
     routes: tuple[RouteConfig, ...] = ()
     shutdown_grace_seconds: float = Field(default=25.0, ge=0)
     #: Host suffixes that mark virtual-hosted requests: ``Host: <bucket>.<suffix>``. Any other
@@ -348,9 +364,8 @@ def load_config(
     *,
     overrides: Mapping[str, object | None] | None = None,
     environ: Mapping[str, str] | None = None,
-    compile_mappings: bool = True,
 ) -> Config:
-    """Read, layer and validate the configuration; compile every route's mapping.
+    """Read, layer and validate the configuration.
 
     ``overrides`` are command-line values keyed by the names in :data:`OVERRIDES` (``None`` =
     not given); ``environ`` defaults to ``os.environ`` and supplies ``FORMAT_PROXY_*`` values,
@@ -402,20 +417,4 @@ def load_config(
                 lines.append(f"{_format_loc(tuple(err['loc'])) or 'config'}: {_humanise(err)}")
         first, _, rest = lines[0].partition(": ")
         raise ConfigError(first, "\n".join([rest, *lines[1:]])) from None
-
-    if compile_mappings:
-        _compile_routes(config)
     return config
-
-
-def _compile_routes(config: Config) -> None:
-    from proxy.translate import compile_mapping  # deferred: the translator is heavy
-
-    for i, route in enumerate(config.routes):
-        compiled = compile_mapping(
-            route.mapping,
-            base_dir=config.base_dir,
-            limits=config.limits,
-            key_path=f"routes[{i}].mapping",
-        )
-        route._compiled = compiled

@@ -94,6 +94,19 @@ class EntityTooLarge(ClientError):
     code = "EntityTooLarge"
 
 
+class RequestTimeout(ClientError):
+    """The client stopped sending its request body (S3's own code for this)."""
+
+    code = "RequestTimeout"
+
+
+class SlowDown(ProxyError):
+    """The proxy is at a global bound (client connections); SDKs back off and retry."""
+
+    status = 503
+    code = "SlowDown"
+
+
 class NotImplementedByProxy(ProxyError):
     status = 501
     code = "NotImplemented"

@@ -41,6 +41,9 @@ _SECRET_NAMES = frozenset(
 )
 # Values carrying secrets: SigV4/SigV2 Authorization headers and presigned query parameters.
 _SECRET_VALUE_RES = (
+    # Python bytes literals: raw wire data quoted in exception messages (aiohttp's parser errors
+    # quote the offending request line or header — signatures, tokens and object keys).
+    re.compile(r"""(\bb)(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""),
     re.compile(r"(AWS4-HMAC-SHA256|AWS4-ECDSA-P256-SHA256)\s+\S.*", re.IGNORECASE),
     re.compile(r"\bAWS [A-Z0-9]{16,}:\S+"),
     re.compile(
@@ -49,6 +52,12 @@ _SECRET_VALUE_RES = (
         re.IGNORECASE,
     ),
     re.compile(r"(Signature=)[0-9a-f]{16,}", re.IGNORECASE),
+    # Secret headers quoted as header lines ("X-Amz-Security-Token: ...").
+    re.compile(
+        r"((?:Authorization|Proxy-Authorization|X-Amz-Security-Token|X-Amz-Signature"
+        r"|X-Amz-Credential)\s*:\s*)[^\r\n]+",
+        re.IGNORECASE,
+    ),
 )
 
 
@@ -111,7 +120,12 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
                 redact,
                 structlog.processors.JSONRenderer(),
             ],
-            foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name],
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                # Render tracebacks to text before redaction, so it applies to them too.
+                structlog.processors.format_exc_info,
+            ],
         )
     )
     root = logging.getLogger()

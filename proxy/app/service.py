@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import resource
 import ssl
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -18,17 +20,30 @@ from proxy.app.logging import get_logger
 from proxy.config import Config
 from proxy.errors import ConfigError, CredentialsError, ProxyError, UpstreamError
 from proxy.relay.credentials import ChainCredentials, CredentialSource
+from proxy.relay.listener import ListenerSettings
 from proxy.relay.metrics import Metrics
 from proxy.relay.pipeline import Pipeline, RouteHandler
+from proxy.relay.ratelimit import RateLimitedLog
 from proxy.relay.server import DataServer, build_metrics_app
 from proxy.relay.upstream import Upstream, UpstreamSettings
 from proxy.s3.address import Endpoint, S3Address, build_upstream
 from proxy.s3.signing import Signer
 
+if TYPE_CHECKING:
+    from proxy.datapath.routes import CompiledRoute
+
 __all__ = ["ProxyService"]
 
 _log = get_logger("format_proxy")
 _CRED_RETRY = 5.0  # seconds between attempts to resolve credentials that were missing
+# Past the grace period, what is still open gets this long to be cancelled and closed.
+_FORCE_CLOSE_SECONDS = 0.25
+# File descriptors kept free beyond client and upstream connections (spools, logs, the metrics
+# listener).
+_FD_HEADROOM = 64
+# asyncio's message when accept() fails for lack of file descriptors or memory; it repeats it
+# for every queued connection, thousands of times a second.
+_ACCEPT_ERROR = "socket.accept() out of system resource"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,16 +61,22 @@ class ProxyService:
         *,
         credentials: CredentialSource | None = None,
         route_handler: RouteHandler | None = None,
+        routes: tuple[CompiledRoute, ...] | None = None,
     ) -> None:
+        """Without a ``route_handler``, routes are served by the translating handler over
+        ``routes`` (the config's routes compiled), compiled here when not given."""
         self.config = config
         self.metrics = Metrics(version=__version__, app_version=config.app_version)
         self._credentials = credentials
         if route_handler is None and config.routes:
+            from proxy.app.observer import MetricsObserver
             from proxy.datapath import TranslatingHandler
-            from proxy.datapath.observe import MetricsObserver
+            from proxy.datapath.routes import compile_routes
 
+            # Mappings compile here, at start-up: one that does not is a ConfigError (exit 2).
             observer = MetricsObserver(self.metrics, tuple(r.name for r in config.routes))
-            route_handler = TranslatingHandler(config, observer)
+            compiled = routes if routes is not None else compile_routes(config)
+            route_handler = TranslatingHandler(config, compiled, observer)
         self._route_handler = route_handler
         self._embedded: EmbeddedS3 | None = None
         self._upstream: Upstream | None = None
@@ -64,6 +85,9 @@ class ProxyService:
         self._listening = False
         self._retry_task: asyncio.Task[None] | None = None
         self._handler: DataServer | None = None
+        self._previous_exception_handler: Any = None
+        self._exception_handler_installed = False
+        self._accept_log = RateLimitedLog(_log, interval=10.0)
         self.endpoint_url: str | None = None
         self.addresses: BoundAddresses | None = None
 
@@ -81,6 +105,8 @@ class ProxyService:
 
     async def start(self) -> None:
         cfg = self.config
+        self._install_exception_handler()
+        _ensure_fd_limit(cfg.limits.max_client_connections + cfg.upstream.max_connections)
         # Metrics/health first, so liveness answers while credentials are being resolved.
         metrics_app = build_metrics_app(self.metrics, ready=self.ready)
         self._metrics_runner = web.AppRunner(metrics_app, access_log=None, handle_signals=False)
@@ -128,12 +154,22 @@ class ProxyService:
             route_handler=self._route_handler,
         )
         handler = self._handler = DataServer(
-            pipeline, self.metrics, zero_copy_min_bytes=cfg.limits.zero_copy_min_bytes
+            pipeline,
+            self.metrics,
+            zero_copy_min_bytes=cfg.limits.zero_copy_min_bytes,
+            body_idle_timeout=cfg.server.body_idle_timeout,
         )
+        listener = ListenerSettings(
+            idle_timeout=cfg.server.idle_timeout,
+            header_timeout=cfg.server.header_timeout,
+            max_connections=cfg.limits.max_client_connections,
+        )
+        # stop() waits for the grace period itself; the runner's own shutdown only closes what
+        # is left after it.
         self._data_runner = web.ServerRunner(
-            handler.make_server(),
+            handler.make_server(listener),
             handle_signals=False,
-            shutdown_timeout=cfg.shutdown_grace_seconds,
+            shutdown_timeout=_FORCE_CLOSE_SECONDS,
         )
         await self._data_runner.setup()
         ssl_ctx = None
@@ -165,14 +201,38 @@ class ProxyService:
         if server is None:
             return
         loop = asyncio.get_running_loop()
-        while loop.time() < deadline:
-            if not any(
-                c.transport is not None and c.transport.get_write_buffer_size() > 0
-                for c in server.connections
-            ):
+        while any(
+            c.transport is not None and c.transport.get_write_buffer_size() > 0
+            for c in server.connections
+        ):
+            if loop.time() >= deadline:
+                _log.warning("shutdown_grace_expired", unsent_responses=True)
                 return
             await asyncio.sleep(0.02)
-        _log.warning("shutdown_grace_expired", unsent_responses=True)
+
+    def _install_exception_handler(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._previous_exception_handler = loop.get_exception_handler()
+        self._exception_handler_installed = True
+        loop.set_exception_handler(self._loop_exception)
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Count accept() failures and log them at most once per interval; anything else goes
+        to the handler that was there before (asyncio's default: one error line)."""
+        if context.get("message") == _ACCEPT_ERROR:
+            self.metrics.accept_errors.inc()
+            exc = context.get("exception")
+            self._accept_log.warning(
+                "accept_failed",
+                error=f"{type(exc).__name__}: {exc}" if exc is not None else _ACCEPT_ERROR,
+                hint="out of file descriptors? lower limits.max_client_connections or raise "
+                "the open-file limit",
+            )
+            return
+        if self._previous_exception_handler is not None:
+            self._previous_exception_handler(loop, context)
+        else:
+            loop.default_exception_handler(context)
 
     async def _try_credentials(self) -> bool:
         assert self._credentials is not None
@@ -240,8 +300,10 @@ class ProxyService:
             for site in list(self._data_runner.sites):
                 await site.stop()
             if self._handler is not None:
-                await self._handler.drain(self.config.shutdown_grace_seconds)
+                await self._handler.drain(max(0.0, deadline - loop.time()))
             await self._flush(deadline)
+            # One grace period in all: what is still running now is cancelled and its
+            # connection closed (the runner waits at most _FORCE_CLOSE_SECONDS for that).
             await self._data_runner.cleanup()
             self._data_runner = None
         close_handler = getattr(self._route_handler, "close", None)
@@ -256,6 +318,30 @@ class ProxyService:
         if self._embedded is not None:
             await asyncio.to_thread(self._embedded.stop)
             self._embedded = None
+        if self._exception_handler_installed:
+            self._exception_handler_installed = False
+            asyncio.get_running_loop().set_exception_handler(self._previous_exception_handler)
+
+
+def _ensure_fd_limit(connections: int) -> None:
+    """Raise the soft open-file limit towards the hard one if the connection bounds need it;
+    warn if they still do not fit (accept() would then fail before the cap refuses cleanly)."""
+    needed = connections + _FD_HEADROOM
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < needed:
+            target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    except (OSError, ValueError):
+        return
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        _log.warning(
+            "open_file_limit_low",
+            open_file_limit=soft,
+            needed=needed,
+            hint="lower limits.max_client_connections or raise the container's nofile limit",
+        )
 
 
 def _bound(runner: web.BaseRunner) -> tuple[str, int]:

@@ -8,16 +8,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from proxy.app.logging import get_logger
-from proxy.config import Limits, RouteConfig
+import structlog
+
+from proxy.config import Limits
 from proxy.datapath.cache import RepresentationCache
-from proxy.datapath.documents import Format, Representation
+from proxy.datapath.documents import Representation
 from proxy.datapath.engine import DocumentWorker
 from proxy.datapath.observe import Direction, Operation, TranslationObserver
+from proxy.datapath.routes import CompiledRoute
 from proxy.errors import TranslationError
 from proxy.relay.pipeline import Forwarder, S3Request, UpstreamReply
 from proxy.s3.address import S3Address
 from proxy.s3.signing import EMPTY_SHA256
+from proxy.translate import Format
 
 __all__ = [
     "EMPTY_SHA256",
@@ -29,7 +32,7 @@ __all__ = [
     "without_headers",
 ]
 
-_log = get_logger("format_proxy.datapath")
+_log = structlog.get_logger("format_proxy.datapath")
 
 
 @dataclass(slots=True)
@@ -40,18 +43,19 @@ class Context:
     worker: DocumentWorker
     observer: TranslationObserver
 
-    def version_format(self, route: RouteConfig) -> Format:
+    def version_format(self, route: CompiledRoute) -> Format:
         """The format this pod's version reads and writes on ``route``."""
-        return route.formats[self.app_version]
+        return route.config.formats[self.app_version]
 
-    def store_format(self, route: RouteConfig) -> Format:
+    def store_format(self, route: CompiledRoute) -> Format:
         """The format a document written by this pod is stored in."""
-        return self.version_format(route) if route.store == "as-written" else route.store
+        store = route.config.store
+        return self.version_format(route) if store == "as-written" else store
 
 
 def report_failure(
     ctx: Context,
-    route: RouteConfig,
+    route: CompiledRoute,
     key: str | None,
     operation: Operation,
     direction: Direction,

@@ -6,7 +6,7 @@
   writer's format, translates it to the route's store format when they differ, and computes the
   digests the upstream must receive for the bytes actually stored.
 
-No I/O, no aiohttp: bytes in, bytes out. The engine (``route.compiled``) raises
+No I/O, no aiohttp: bytes in, bytes out. The engine (a route's compiled mapping) raises
 :class:`~proxy.errors.TranslationError`; digests raise :class:`~proxy.errors.BadDigest`.
 """
 
@@ -19,7 +19,7 @@ import time
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 from proxy.datapath.formats import CONTENT_TYPES
 from proxy.errors import BadDigest, ContentSHA256Mismatch, InvalidArgument
@@ -31,6 +31,7 @@ __all__ = [
     "ClientDigests",
     "Representation",
     "StoredDocument",
+    "Translator",
     "client_digests",
     "other_format",
     "prepare_write",
@@ -47,7 +48,16 @@ def other_format(fmt: str) -> Format:
     return "json" if fmt == "xml" else "xml"
 
 
-def _translate(compiled: Any, data: bytes, source: str) -> bytes:
+class Translator(Protocol):
+    """What the data path needs of a compiled mapping (:class:`proxy.translate.CompiledMapping`);
+    both raise :class:`~proxy.errors.TranslationError`."""
+
+    def xml_to_json(self, data: bytes) -> bytes: ...
+
+    def json_to_xml(self, data: bytes) -> bytes: ...
+
+
+def _translate(compiled: Translator, data: bytes, source: str) -> bytes:
     return compiled.xml_to_json(data) if source == "xml" else compiled.json_to_xml(data)
 
 
@@ -74,7 +84,7 @@ class Representation:
         return len(self.body) + _ENTRY_OVERHEAD
 
 
-def render(compiled: Any, data: bytes, source: Format, target: Format) -> Representation:
+def render(compiled: Translator, data: bytes, source: Format, target: Format) -> Representation:
     """Translate a stored ``source`` document into ``target`` (raises TranslationError)."""
     started = time.perf_counter()
     body = _translate(compiled, data, source)
@@ -191,7 +201,7 @@ class StoredDocument:
 
 
 def prepare_write(
-    compiled: Any,
+    compiled: Translator,
     data: bytes,
     *,
     writer: Format,

@@ -12,17 +12,18 @@ import asyncio
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from proxy.datapath.documents import (
     ClientDigests,
-    Format,
     Representation,
     StoredDocument,
+    Translator,
     prepare_write,
     render,
 )
 from proxy.datapath.observe import TranslationObserver, direction_of
+from proxy.translate import Format
 
 __all__ = ["DocumentWorker"]
 
@@ -45,7 +46,7 @@ class DocumentWorker:
         return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
 
     async def render(
-        self, compiled: Any, data: bytes, source: Format, target: Format
+        self, compiled: Translator, data: bytes, source: Format, target: Format
     ) -> Representation:
         rep = await self.run(render, compiled, data, source, target)
         self._observer.engine_work(direction_of(source, target), rep.seconds, len(data))
@@ -53,7 +54,7 @@ class DocumentWorker:
 
     async def prepare_write(
         self,
-        compiled: Any,
+        compiled: Translator,
         data: bytes,
         *,
         writer: Format,

@@ -20,11 +20,11 @@ from proxy.datapath.documents import Representation
 from proxy.datapath.engine import DocumentWorker
 from proxy.datapath.observe import NullObserver, TranslationObserver
 from proxy.datapath.reads import ReadPath
+from proxy.datapath.routes import CompiledRoute, RouteTable
 from proxy.datapath.spool import UploadStore
 from proxy.datapath.uploads import UploadPath
 from proxy.datapath.writes import WritePath
 from proxy.relay.pipeline import Forwarder, ProxyResponse, S3Request
-from proxy.relay.routing import Router
 
 __all__ = ["TranslatingHandler"]
 
@@ -46,12 +46,16 @@ class TranslatingHandler:
     def __init__(
         self,
         config: Config,
+        routes: tuple[CompiledRoute, ...],
         observer: TranslationObserver | None = None,
         *,
         workers: int | None = None,
     ) -> None:
         if config.app_version is None:  # load_config refuses routes without one
             raise ValueError("a translating handler needs config.app_version")
+        self._routes = RouteTable(routes)
+        if self._routes.names() != tuple(r.name for r in config.routes):
+            raise ValueError("the compiled routes must be the config's routes, in order")
         self.observer: TranslationObserver = observer or NullObserver()
         self.cache = RepresentationCache[Representation](config.limits.cache_max_bytes)
         self.worker = DocumentWorker(self.observer, workers)
@@ -66,9 +70,8 @@ class TranslatingHandler:
         self._reads = ReadPath(self.ctx)
         self._writes = WritePath(self.ctx, self._reads)
         scheme = "https" if config.tls.enabled else "http"
-        self._router = Router(config.routes)
         self._multipart = UploadPath(
-            self.ctx, self.uploads, self._reads, self._writes, self._router, scheme
+            self.ctx, self.uploads, self._reads, self._writes, self._routes, scheme
         )
 
     async def handle(
@@ -77,17 +80,18 @@ class TranslatingHandler:
         op, a = request.operation, request.address
         if a.key is None or a.key.endswith("/"):
             return await forward.passthrough(request)
+        compiled = self._routes.of(route)
         if op in ("GetObject", "HeadObject"):
-            return await self._reads.serve(request, route, forward)
+            return await self._reads.serve(request, compiled, forward)
         if op == "PutObject":
-            return await self._writes.put(request, route, forward)
+            return await self._writes.put(request, compiled, forward)
         if op == "CopyObject":
-            return await self._writes.copy(request, route, forward)
-        if op == "UploadPartCopy" and self._router.match(a.bucket, a.key) is None:
+            return await self._writes.copy(request, compiled, forward)
+        if op == "UploadPartCopy" and self._routes.match(a.bucket, a.key) is None:
             # The pipeline sends a part copy here when only its source is on a route.
             return await self._multipart.copy_part(request, forward, onto_route=False)
         if op in _MULTIPART:
-            return await self._multipart.handle(request, route, forward)
+            return await self._multipart.handle(request, compiled, forward)
         return await forward.passthrough(request)
 
     def close(self) -> None:

@@ -1,8 +1,8 @@
 """What the translating data path reports about its work, and where those reports go.
 
 The data path (:mod:`proxy.datapath`) never touches prometheus: it calls a
-:class:`TranslationObserver`. :class:`MetricsObserver` records those calls into the metric
-families of :class:`proxy.relay.metrics.Metrics`; tests use :class:`RecordingObserver`.
+:class:`TranslationObserver`. The app's :class:`proxy.app.observer.MetricsObserver` records
+those calls into the Prometheus metric families; tests use :class:`RecordingObserver`.
 
 Semantics (``docs/datapath.md`` is the reference):
 
@@ -20,18 +20,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
-
-from proxy.errors import TRANSLATION_REASONS
-
-if TYPE_CHECKING:
-    from proxy.relay.metrics import Metrics
+from typing import Literal, Protocol
 
 __all__ = [
     "DIRECTIONS",
     "OPERATIONS",
+    "OUTCOMES",
     "Direction",
-    "MetricsObserver",
     "NullObserver",
     "Operation",
     "RecordingObserver",
@@ -122,45 +117,3 @@ class RecordingObserver:
             self.hits += 1
         else:
             self.misses += 1
-
-
-class MetricsObserver:
-    """Records observations into the translation families of a :class:`Metrics`."""
-
-    def __init__(self, metrics: Metrics, routes: tuple[str, ...] = ()) -> None:
-        self._m = metrics
-        for route in routes:
-            self._declare(route)
-
-    def _declare(self, route: str) -> None:
-        # Every series exists from start-up at 0, so rate()/increase() see the first event
-        # (a series born at 1 shows no increase) and dashboards show zeros, not "no data".
-        m = self._m
-        for op in OPERATIONS:
-            for outcome in OUTCOMES:
-                m.route_objects.labels(route, op, outcome)
-            for d in DIRECTIONS:
-                m.translations.labels(route, d, op)
-        for d in DIRECTIONS:
-            m.translation_duration.labels(d)
-            m.translated_bytes.labels(d)
-            for reason in sorted(TRANSLATION_REASONS):
-                m.translation_failures.labels(route, d, reason)
-
-    def native(self, route: str, operation: Operation) -> None:
-        self._m.route_objects.labels(route, operation, "native").inc()
-
-    def translated(self, route: str, operation: Operation, direction: Direction) -> None:
-        self._m.translations.labels(route, direction, operation).inc()
-        self._m.route_objects.labels(route, operation, "translated").inc()
-
-    def failed(self, route: str, operation: Operation, direction: Direction, reason: str) -> None:
-        self._m.route_objects.labels(route, operation, "failed").inc()
-        self._m.translation_failures.labels(route, direction, reason).inc()
-
-    def engine_work(self, direction: Direction, seconds: float, input_bytes: int) -> None:
-        self._m.translation_duration.labels(direction).observe(seconds)
-        self._m.translated_bytes.labels(direction).inc(input_bytes)
-
-    def cache_lookup(self, hit: bool) -> None:
-        (self._m.cache_hits if hit else self._m.cache_misses).inc()

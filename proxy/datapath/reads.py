@@ -25,7 +25,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
-from proxy.config import RouteConfig
 from proxy.datapath.cache import CacheKey
 from proxy.datapath.common import (
     Context,
@@ -35,7 +34,7 @@ from proxy.datapath.common import (
     send_empty,
     without_headers,
 )
-from proxy.datapath.documents import Format, Representation, other_format
+from proxy.datapath.documents import Representation, other_format
 from proxy.datapath.formats import (
     META_HEADER,
     detect_stored_format,
@@ -44,6 +43,7 @@ from proxy.datapath.formats import (
     sniff,
 )
 from proxy.datapath.observe import Operation, direction_of
+from proxy.datapath.routes import CompiledRoute
 from proxy.errors import (
     ClientError,
     EntityTooLarge,
@@ -56,6 +56,7 @@ from proxy.relay.pipeline import Forwarder, ProxyResponse, S3Request, UpstreamRe
 from proxy.s3.address import S3Address
 from proxy.s3.conditional import CONDITIONAL_HEADERS, Outcome, evaluate, has_conditions
 from proxy.s3.ranges import ByteRange, parse_range, part_range
+from proxy.translate import Format
 
 __all__ = ["SNIFF_BYTES", "Changed", "ReadPath", "UpstreamAnswer", "fetch_prefix"]
 
@@ -204,7 +205,7 @@ class ReadPath:
         self._ctx = ctx
 
     async def serve(
-        self, request: S3Request, route: RouteConfig, forward: Forwarder
+        self, request: S3Request, route: CompiledRoute, forward: Forwarder
     ) -> ProxyResponse:
         op: Operation = "head" if request.method == "HEAD" else "get"
         target = self._ctx.version_format(route)
@@ -257,14 +258,14 @@ class ReadPath:
     def _fail(
         self,
         request: S3Request,
-        route: RouteConfig,
+        route: CompiledRoute,
         op: Operation,
         target: Format,
         err: TranslationError,
     ) -> None:
         """Count and log; raise the S3 error unless the route serves stored bytes instead."""
         source = other_format(target)
-        passthrough = route.on_error == "passthrough"
+        passthrough = route.config.on_error == "passthrough"
         report_failure(
             self._ctx,
             route,
@@ -280,7 +281,7 @@ class ReadPath:
     # --- direct: one GET -----------------------------------------------------------------------
 
     async def _direct(
-        self, request: S3Request, route: RouteConfig, forward: Forwarder, target: Format
+        self, request: S3Request, route: CompiledRoute, forward: Forwarder, target: Format
     ) -> ProxyResponse:
         ctx = self._ctx
         reply = await forward.send(request)
@@ -317,7 +318,8 @@ class ReadPath:
             return stored_as_is()
 
         etag = reply.header("ETag")
-        cache_key = (request.address.bucket or "", request.address.key or "", etag, target)
+        a = request.address
+        cache_key: CacheKey | None = (a.bucket or "", a.key or "", etag, target) if etag else None
         read: list[bytes] = []
         filled = False
 
@@ -334,10 +336,10 @@ class ReadPath:
             if len(data) > limit:
                 raise self._too_large(len(data))
             read.append(data)
-            return await ctx.worker.render(route.compiled, data, fmt, target)
+            return await ctx.worker.render(route.mapping, data, fmt, target)
 
         try:
-            rep = await self._lookup(cache_key if etag else None, fill)
+            rep = await self._lookup(cache_key, fill)
         except TranslationError as err:
             try:
                 self._fail(request, route, "get", target, err)
@@ -378,7 +380,7 @@ class ReadPath:
     async def _probe(
         self,
         request: S3Request,
-        route: RouteConfig,
+        route: CompiledRoute,
         forward: Forwarder,
         target: Format,
         op: Operation,
@@ -435,7 +437,7 @@ class ReadPath:
     async def _translation(
         self,
         request: S3Request,
-        route: RouteConfig,
+        route: CompiledRoute,
         forward: Forwarder,
         address: S3Address,
         base: list[tuple[str, str]],
@@ -464,14 +466,14 @@ class ReadPath:
                 data = await reply.read(limit)
             except EntityTooLarge:
                 raise self._too_large(limit + 1) from None
-            return await ctx.worker.render(route.compiled, data, source, target)
+            return await ctx.worker.render(route.mapping, data, source, target)
 
         return await self._lookup(cache_key, fill)
 
     async def visible_etag(
         self,
         request: S3Request,
-        route: RouteConfig,
+        route: CompiledRoute,
         forward: Forwarder,
         address: S3Address,
         base: list[tuple[str, str]],

@@ -3,9 +3,10 @@
 A document uploaded in parts can only be validated and translated whole, so the proxy answers
 the multipart operations itself (``proxy.datapath.uploads``) and keeps the parts here, in a
 private directory per process, until ``CompleteMultipartUpload`` assembles them. This module
-holds that state, S3's rules for part lists, and the XML documents S3 answers with. It does
-file I/O (the spool) but nothing else: no network, no aiohttp. Blocking calls
-(:meth:`UploadStore.write_part`, :func:`assemble`) are meant to run in a worker thread.
+holds that state and checks a Complete request's part list against it; the wire format (the
+request body, the XML answers) is :mod:`proxy.s3.multipart`. It does file I/O (the spool) but
+nothing else: no network, no aiohttp. Blocking calls (:meth:`UploadStore.write_part`,
+:func:`assemble`) are meant to run in a worker thread.
 
 Bounds: one upload holds at most ``max_upload_bytes`` (``limits.max_translate_bytes``); an
 upload untouched for ``idle_seconds`` is dropped (like an S3 lifecycle rule aborting incomplete
@@ -23,9 +24,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from xml.sax.saxutils import escape
-
-from lxml import etree
 
 from proxy.errors import (
     EntityTooLarge,
@@ -33,37 +31,12 @@ from proxy.errors import (
     InvalidArgument,
     InvalidPart,
     InvalidPartOrder,
-    MalformedXML,
     NoSuchUpload,
 )
 from proxy.s3.checksums import ALGORITHMS, new_checksum
-from proxy.xmlsafe import hardened_parser
+from proxy.s3.multipart import MIN_PART_BYTES, CompletedPart
 
-__all__ = [
-    "MAX_PARTS",
-    "MIN_PART_BYTES",
-    "CompletedPart",
-    "Part",
-    "Upload",
-    "UploadStore",
-    "assemble",
-    "complete_result",
-    "copy_part_result",
-    "initiate_result",
-    "list_parts_result",
-    "parse_complete",
-    "select_parts",
-]
-
-MIN_PART_BYTES = 5 * 1024 * 1024
-MAX_PARTS = 10_000
-_S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
-
-
-def s3_time(ts: datetime) -> str:
-    """``2025-01-31T12:34:56.789Z``, S3's timestamp form in XML."""
-    ts = ts.astimezone(UTC)
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+__all__ = ["Part", "Upload", "UploadStore", "assemble", "select_parts"]
 
 
 def _opaque(etag: str) -> str:
@@ -248,50 +221,6 @@ def _unlink(path: Path) -> None:
 # --- CompleteMultipartUpload -----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class CompletedPart:
-    number: int
-    etag: str | None
-    checksums: dict[str, str]
-
-
-_PARSER = hardened_parser(remove_pis=True)
-_MALFORMED = (
-    "The XML you provided was not well-formed or did not validate against our published schema"
-)
-
-
-def _local(tag: object) -> str:
-    return etree.QName(tag).localname if isinstance(tag, str) else ""
-
-
-def parse_complete(body: bytes) -> list[CompletedPart]:
-    """The part list of a CompleteMultipartUpload request body."""
-    try:
-        root = etree.fromstring(body, _PARSER)
-    except etree.XMLSyntaxError as exc:
-        raise MalformedXML(f"{_MALFORMED}: {exc}") from None
-    if root.getroottree().docinfo.doctype or _local(root.tag) != "CompleteMultipartUpload":
-        raise MalformedXML(_MALFORMED)
-    parts: list[CompletedPart] = []
-    for el in root:
-        if _local(el.tag) != "Part":
-            continue
-        fields = {_local(c.tag): (c.text or "").strip() for c in el}
-        number = fields.get("PartNumber", "")
-        if not number.isdigit():
-            raise MalformedXML(f"{_MALFORMED}: PartNumber {number!r}")
-        checksums = {
-            name[len("Checksum") :].lower(): value
-            for name, value in fields.items()
-            if name.startswith("Checksum") and name[len("Checksum") :].lower() in ALGORITHMS
-        }
-        parts.append(CompletedPart(int(number), fields.get("ETag"), checksums))
-    if not parts:
-        raise MalformedXML(f"{_MALFORMED}: no Part elements")
-    return parts
-
-
 def select_parts(upload: Upload, listed: list[CompletedPart]) -> list[Part]:
     """The uploaded parts a Complete request names, checked the way S3 checks them."""
     previous = 0
@@ -335,76 +264,3 @@ def assemble(parts: list[Part]) -> bytes:
         with open(part.path, "rb") as f:
             chunks.append(f.read())
     return b"".join(chunks)
-
-
-# --- XML answers ------------------------------------------------------------------------------
-
-
-def _doc(root: str, inner: str) -> bytes:
-    return (
-        f'<?xml version="1.0" encoding="UTF-8"?>\n<{root} xmlns="{_S3_NS}">{inner}</{root}>'
-    ).encode()
-
-
-def _text(value: str) -> str:
-    return escape(value)
-
-
-def initiate_result(bucket: str, key: str, upload_id: str) -> bytes:
-    return _doc(
-        "InitiateMultipartUploadResult",
-        f"<Bucket>{_text(bucket)}</Bucket><Key>{_text(key)}</Key>"
-        f"<UploadId>{_text(upload_id)}</UploadId>",
-    )
-
-
-def list_parts_result(upload: Upload, *, marker: int, max_parts: int) -> bytes:
-    parts = sorted((p for n, p in upload.parts.items() if n > marker), key=lambda p: p.number)
-    shown, truncated = parts[:max_parts], len(parts) > max_parts
-    items = []
-    for p in shown:
-        sums = "".join(
-            f"<Checksum{alg.upper()}>{v}</Checksum{alg.upper()}>" for alg, v in p.checksums.items()
-        )
-        items.append(
-            f"<Part><PartNumber>{p.number}</PartNumber>"
-            f"<LastModified>{s3_time(p.last_modified)}</LastModified>"
-            f"<ETag>{_text(p.etag)}</ETag><Size>{p.size}</Size>{sums}</Part>"
-        )
-    alg = (
-        f"<ChecksumAlgorithm>{upload.checksum_algorithm.upper()}</ChecksumAlgorithm>"
-        if upload.checksum_algorithm
-        else ""
-    )
-    ctype = (
-        f"<ChecksumType>{_text(upload.checksum_type)}</ChecksumType>"
-        if upload.checksum_type
-        else ""
-    )
-    next_marker = shown[-1].number if shown else marker
-    return _doc(
-        "ListPartsResult",
-        f"<Bucket>{_text(upload.bucket)}</Bucket><Key>{_text(upload.key)}</Key>"
-        f"<UploadId>{_text(upload.upload_id)}</UploadId>"
-        f"<PartNumberMarker>{marker}</PartNumberMarker>"
-        f"<NextPartNumberMarker>{next_marker}</NextPartNumberMarker>"
-        f"<MaxParts>{max_parts}</MaxParts><IsTruncated>{str(truncated).lower()}</IsTruncated>"
-        f"{''.join(items)}<StorageClass>STANDARD</StorageClass>{alg}{ctype}",
-    )
-
-
-def copy_part_result(etag: str, last_modified: datetime, checksums: dict[str, str]) -> bytes:
-    """UploadPartCopy's answer: the part's ETag and time, and its checksums as S3 names them."""
-    sums = "".join(f"<Checksum{a.upper()}>{v}</Checksum{a.upper()}>" for a, v in checksums.items())
-    return _doc(
-        "CopyPartResult",
-        f"<LastModified>{s3_time(last_modified)}</LastModified><ETag>{_text(etag)}</ETag>{sums}",
-    )
-
-
-def complete_result(location: str, bucket: str, key: str, etag: str) -> bytes:
-    return _doc(
-        "CompleteMultipartUploadResult",
-        f"<Location>{_text(location)}</Location><Bucket>{_text(bucket)}</Bucket>"
-        f"<Key>{_text(key)}</Key><ETag>{_text(etag)}</ETag>",
-    )

@@ -23,23 +23,11 @@ from datetime import UTC, datetime
 
 from multidict import CIMultiDict
 
-from proxy.config import RouteConfig
 from proxy.datapath.common import Context, address_without, without_headers
 from proxy.datapath.documents import ClientDigests, client_digests, verify_digests
 from proxy.datapath.reads import ReadPath
-from proxy.datapath.spool import (
-    MAX_PARTS,
-    Part,
-    Upload,
-    UploadStore,
-    assemble,
-    complete_result,
-    copy_part_result,
-    initiate_result,
-    list_parts_result,
-    parse_complete,
-    select_parts,
-)
+from proxy.datapath.routes import CompiledRoute, RouteTable
+from proxy.datapath.spool import Part, Upload, UploadStore, assemble, select_parts
 from proxy.datapath.writes import COPY_SOURCE_HEADERS, WritePath
 from proxy.errors import (
     EntityTooLarge,
@@ -50,8 +38,15 @@ from proxy.errors import (
 )
 from proxy.relay.bodies import RequestBody
 from proxy.relay.pipeline import Forwarder, ProxyResponse, S3Request
-from proxy.relay.routing import Router
 from proxy.s3.address import S3Address, parse_copy_source
+from proxy.s3.multipart import (
+    MAX_PARTS,
+    complete_result,
+    copy_part_result,
+    initiate_result,
+    list_parts_result,
+    parse_complete,
+)
 
 __all__ = ["UploadPath"]
 
@@ -84,18 +79,18 @@ class UploadPath:
         store: UploadStore,
         reads: ReadPath,
         writes: WritePath,
-        router: Router,
+        routes: RouteTable,
         scheme: str,
     ) -> None:
         self._ctx = ctx
         self._store = store
         self._reads = reads
         self._writes = writes
-        self._router = router
+        self._routes = routes
         self._scheme = scheme
 
     async def handle(
-        self, request: S3Request, route: RouteConfig, forward: Forwarder
+        self, request: S3Request, route: CompiledRoute, forward: Forwarder
     ) -> ProxyResponse:
         op = request.operation
         if op == "CreateMultipartUpload":
@@ -117,7 +112,7 @@ class UploadPath:
         a = request.address
         return self._store.get(a.values.get("uploadId", ""), a.bucket or "", a.key or "")
 
-    def _create(self, request: S3Request, route: RouteConfig) -> ProxyResponse:
+    def _create(self, request: S3Request, route: CompiledRoute) -> ProxyResponse:
         a = request.address
         alg = request.headers.get("x-amz-checksum-algorithm")
         ctype = request.headers.get("x-amz-checksum-type")
@@ -253,7 +248,7 @@ class UploadPath:
             request_id=request.request_id,
             log_fields=request.log_fields,
         )
-        route = self._router.match(source.bucket, source.key)
+        route = self._routes.match(source.bucket, source.key)
         if route is not None and not (source.key or "").endswith("/"):
             reply = await self._reads.serve(get, route, forward)
         else:
@@ -298,11 +293,20 @@ class UploadPath:
         max_parts = values.get("max-parts", "1000") or "1000"
         if not marker.isdigit() or not max_parts.isdigit():
             raise InvalidArgument("part-number-marker and max-parts must be non-negative integers")
-        body = list_parts_result(upload, marker=int(marker), max_parts=min(int(max_parts), 1000))
+        body = list_parts_result(
+            upload.bucket,
+            upload.key,
+            upload.upload_id,
+            upload.parts.values(),
+            marker=int(marker),
+            max_parts=min(int(max_parts), 1000),
+            checksum_algorithm=upload.checksum_algorithm,
+            checksum_type=upload.checksum_type,
+        )
         return ProxyResponse(200, [_XML], body)
 
     async def _complete(
-        self, request: S3Request, route: RouteConfig, forward: Forwarder
+        self, request: S3Request, route: CompiledRoute, forward: Forwarder
     ) -> ProxyResponse:
         upload = self._upload(request)
         async with upload.lock:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from proxy.app.logging import get_logger
-from proxy.config import RouteConfig
+import structlog
+
 from proxy.datapath.common import (
     EMPTY_SHA256,
     Context,
@@ -38,13 +38,15 @@ from proxy.datapath.formats import (
 )
 from proxy.datapath.observe import direction_of
 from proxy.datapath.reads import Changed, ReadPath, UpstreamAnswer, stored_format
+from proxy.datapath.routes import CompiledRoute
 from proxy.errors import InvalidDocument, PreconditionFailed, TranslationError
 from proxy.relay.pipeline import Forwarder, ProxyResponse, S3Request, UpstreamReply
 from proxy.s3.address import S3Address, parse_copy_source
+from proxy.translate import Format
 
 __all__ = ["COPY_SOURCE_HEADERS", "WritePath"]
 
-_log = get_logger("format_proxy.datapath")
+_log = structlog.get_logger("format_proxy.datapath")
 
 # Client headers replaced by the proxy when it stores a document it validated (and maybe
 # translated): framing, digests of the client's bytes, the type and the format label.
@@ -96,7 +98,7 @@ class WritePath:
         self._reads = reads
 
     async def put(
-        self, request: S3Request, route: RouteConfig, forward: Forwarder
+        self, request: S3Request, route: CompiledRoute, forward: Forwarder
     ) -> ProxyResponse:
         body = request.body
         data = await body.read_all(self._ctx.limits.max_translate_bytes)
@@ -114,7 +116,7 @@ class WritePath:
     async def store(
         self,
         request: S3Request,
-        route: RouteConfig,
+        route: CompiledRoute,
         forward: Forwarder,
         data: bytes,
         digests: ClientDigests,
@@ -130,7 +132,7 @@ class WritePath:
         store = ctx.store_format(route)
         try:
             doc = await ctx.worker.prepare_write(
-                route.compiled, data, writer=writer, store=store, digests=digests
+                route.mapping, data, writer=writer, store=store, digests=digests
             )
         except TranslationError as err:
             checked_as = store if store != writer else other_format(writer)
@@ -184,7 +186,7 @@ class WritePath:
     async def _resolve_if_match(
         self,
         request: S3Request,
-        route: RouteConfig,
+        route: CompiledRoute,
         forward: Forwarder,
         address: S3Address,
         headers: list[tuple[str, str]],
@@ -211,7 +213,7 @@ class WritePath:
     # --- CopyObject ------------------------------------------------------------------------------
 
     async def copy(
-        self, request: S3Request, route: RouteConfig, forward: Forwarder
+        self, request: S3Request, route: CompiledRoute, forward: Forwarder
     ) -> ProxyResponse:
         directive = (request.headers.get("x-amz-metadata-directive") or "COPY").strip().upper()
         source = parse_copy_source(request.headers.get("x-amz-copy-source"))
@@ -251,8 +253,8 @@ class WritePath:
         request: S3Request,
         forward: Forwarder,
         source: S3Address,
-        route: RouteConfig,
-    ) -> tuple[str, str | None]:
+        route: CompiledRoute,
+    ) -> tuple[Format, str | None]:
         base = [
             (COPY_SOURCE_HEADERS[k.lower()], v)
             for k, v in request.headers.items()

@@ -43,7 +43,8 @@ def _group(api_version: object) -> str | None:
 
 def describe(obj: Mapping[str, Any]) -> str:
     """``Deployment/orders`` (or ``Pod/<generateName>*``) for messages."""
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    found = obj.get("metadata")
+    meta: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     name = meta.get("name") or (f"{meta['generateName']}*" if meta.get("generateName") else "?")
     return f"{obj.get('kind', '?')}/{name}"
 

@@ -67,7 +67,6 @@ class RequestBody:
 
     def payload_hash(self, client_hash: str | None) -> str:
         if self.unchanged and is_real_sha256(client_hash):
-            assert client_hash is not None
             return client_hash.lower()
         if self.length == 0 or not self.present:
             return EMPTY_SHA256

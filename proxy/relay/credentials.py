@@ -85,7 +85,7 @@ class ChainCredentials:
         if creds is None:
             raise CredentialsError("AWS credentials are not resolved yet")
         try:
-            frozen = await creds.get_frozen_credentials()  # type: ignore[attr-defined]
+            frozen: ReadOnlyCredentials = await creds.get_frozen_credentials()  # type: ignore[attr-defined]
         except Exception as exc:
             raise CredentialsError(
                 f"cannot refresh AWS credentials: {type(exc).__name__}: {exc}"

@@ -67,6 +67,34 @@ class Metrics:
             ["operation"],
             registry=r,
         )
+        # --- the client side of the data listener ---
+        self.client_connections = Gauge(
+            "format_proxy_client_connections",
+            "Client connections open on the data listener.",
+            registry=r,
+        )
+        self.refused = Counter(
+            "format_proxy_refused",
+            "Connections and requests the proxy turned away itself, by reason "
+            "(max_client_connections|malformed_request).",
+            ["reason"],
+            registry=r,
+        )
+        self.client_timeouts = Counter(
+            "format_proxy_client_timeouts",
+            "Client connections closed for a stalled client, by phase (header|body|response).",
+            ["phase"],
+            registry=r,
+        )
+        self.accept_errors = Counter(
+            "format_proxy_accept_errors",
+            "Failed accept() calls on the data listener (e.g. out of file descriptors).",
+            registry=r,
+        )
+        for reason in ("max_client_connections", "malformed_request"):
+            self.refused.labels(reason)
+        for phase in ("header", "body", "response"):
+            self.client_timeouts.labels(phase)
         self.build_info = Gauge(
             "format_proxy_build_info",
             "Always 1; labels carry the proxy version and the pod's declared app version.",

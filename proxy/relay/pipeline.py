@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -190,7 +190,7 @@ class UpstreamReply:
         finally:
             self._resp.release()
 
-    async def stream(self) -> AsyncIterator[bytes]:
+    async def stream(self) -> AsyncGenerator[bytes, None]:
         """The body in pieces as they arrive (bounded by aiohttp's read buffer). ``readchunk``
         hands over the received buffers without joining (copying) them."""
         content = self._resp.content

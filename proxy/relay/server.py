@@ -15,25 +15,46 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from xml.sax.saxutils import escape
 
+import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http import HttpVersion11
+from aiohttp.http_exceptions import HttpProcessingError
 
-from proxy.app.logging import get_logger
-from proxy.errors import ProxyError
+from proxy.errors import (
+    ClientError,
+    CredentialsError,
+    MalformedBody,
+    ProxyError,
+    RequestTimeout,
+    SlowDown,
+    UpstreamError,
+)
+from proxy.relay.listener import ListenerServer, ListenerSettings, SendWatch
 from proxy.relay.metrics import CONTENT_TYPE_LATEST, Metrics
 from proxy.relay.pipeline import Exchange, IncomingRequest, Pipeline, ProxyResponse, UpstreamBody
 from proxy.relay.zerocopy import RelayAborted, relay, socket_fd
 
 __all__ = ["DataServer", "build_metrics_app", "error_document"]
 
-_log = get_logger("format_proxy.access")
+_log = structlog.get_logger("format_proxy.access")
 _WRITE_BUFFER = 1024 * 1024
+# Where aiohttp's parser messages start quoting the client's bytes: ": b'..." or " b'...".
+_RAW_BYTES = re.compile(r":?\s*(?:\bbytearray\()?\bb['\"]")
+# What clients are told for failures whose detail (the upstream's address, credential sources)
+# belongs in the proxy's log only; the log line keeps the full message. Upstream failures keep
+# their kind, told by the wording proxy.relay.upstream gives them.
+_UPSTREAM_KINDS = (
+    ("did not answer in time", "did not answer in time"),
+    ("unreachable", "is unreachable"),
+)
+_SEE_LOG = "; the proxy's log has the details"
 
 
 def new_request_id() -> str:
@@ -41,11 +62,23 @@ def new_request_id() -> str:
     return os.urandom(8).hex().upper()
 
 
+def _public_message(err: ProxyError) -> str:
+    """The message a client sees for ``err``: never the upstream's address."""
+    if isinstance(err, UpstreamError):
+        for marker, kind in _UPSTREAM_KINDS:
+            if marker in err.message:
+                return f"the upstream S3 service {kind}"
+        return f"the upstream S3 service failed{_SEE_LOG}"
+    if isinstance(err, CredentialsError):
+        return f"the proxy has no usable upstream credentials at the moment{_SEE_LOG}"
+    return err.message
+
+
 def error_document(err: ProxyError, resource: str, request_id: str) -> bytes:
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n<Error>'
         f"<Code>{escape(err.code)}</Code>"
-        f"<Message>{escape(err.message)}</Message>"
+        f"<Message>{escape(_public_message(err))}</Message>"
         f"<Resource>{escape(err.resource or resource)}</Resource>"
         f"<RequestId>{escape(request_id)}</RequestId>"
         "</Error>"
@@ -53,12 +86,22 @@ def error_document(err: ProxyError, resource: str, request_id: str) -> bytes:
 
 
 class _ClientStream:
-    """aiohttp's request body, answering ``Expect: 100-continue`` on the first read."""
+    """aiohttp's request body, answering ``Expect: 100-continue`` on the first read.
 
-    __slots__ = ("_continue", "_request")
+    Each read waits at most ``idle_timeout`` for the next bytes (a client that stops sending
+    mid-body, or never sends the body it announced with ``100-continue``, would otherwise hold
+    the connection and the upstream request it feeds forever). Framing errors become
+    ``IncompleteBody`` without the raw bytes aiohttp quotes in its message.
+    """
 
-    def __init__(self, request: web.BaseRequest) -> None:
+    __slots__ = ("_continue", "_idle_timeout", "_on_timeout", "_request")
+
+    def __init__(
+        self, request: web.BaseRequest, idle_timeout: float, on_timeout: Callable[[], None]
+    ) -> None:
         self._request = request
+        self._idle_timeout = idle_timeout
+        self._on_timeout = on_timeout
         expect = request.headers.get("Expect", "")
         self._continue = expect.lower() == "100-continue" and request.version == HttpVersion11
 
@@ -72,11 +115,43 @@ class _ClientStream:
         # readchunk hands over received buffers without joining (copying) them.
         content = self._request.content
         while True:
-            chunk, end_of_http_chunk = await content.readchunk()
+            try:
+                async with asyncio.timeout(self._idle_timeout):
+                    chunk, end_of_http_chunk = await content.readchunk()
+            except TimeoutError:
+                self._on_timeout()
+                err = RequestTimeout(
+                    "no request body bytes arrived for "
+                    f"{self._idle_timeout:g} seconds; the request was abandoned"
+                )
+                _abandon_body(self._request, err)
+                raise err from None
+            except HttpProcessingError as exc:
+                raise MalformedBody(
+                    f"the request body's HTTP framing is invalid: {_parse_problem(exc)}"
+                ) from None
             # (b"", False) is EOF, (b"", True) a chunk boundary — except that aiohttp's shared
             # empty-payload reader answers (b"", True) forever after its first call.
             if chunk or not end_of_http_chunk or content.at_eof():
                 return chunk
+
+
+def _abandon_body(request: web.BaseRequest, err: Exception) -> None:
+    """Give up on the rest of a stalled body: later reads fail, aiohttp does not wait for it
+    after the answer (its lingering read), and the connection closes once the answer is out."""
+    content = request.content
+    content.set_exception(err)
+    content.feed_eof()
+    request.protocol.close()
+
+
+def _parse_problem(exc: BaseException) -> str:
+    """What aiohttp's parser objected to, without the raw bytes its message quotes
+    (``Invalid header value char``, ``Got more than 8190 bytes when reading``)."""
+    text = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
+    first = str(text).strip().splitlines()[0] if str(text).strip() else ""
+    first = _RAW_BYTES.split(first, maxsplit=1)[0].rstrip(" :.")
+    return first[:120] or type(exc).__name__
 
 
 class DataServer:
@@ -84,15 +159,23 @@ class DataServer:
 
     ``zero_copy_min_bytes``: an unmodified upstream GET body at least this large is moved from
     the upstream socket to the client's inside the kernel (:mod:`proxy.relay.zerocopy`) when both
-    sides are plain sockets; 0 turns that off.
+    sides are plain sockets; 0 turns that off. ``body_idle_timeout``: longest wait for the next
+    bytes of a request body, and longest a client may leave its response unread. Also the
+    listener's :class:`~proxy.relay.listener.ErrorPages`.
     """
 
     def __init__(
-        self, pipeline: Pipeline, metrics: Metrics, *, zero_copy_min_bytes: int = 0
+        self,
+        pipeline: Pipeline,
+        metrics: Metrics,
+        *,
+        zero_copy_min_bytes: int = 0,
+        body_idle_timeout: float = 60.0,
     ) -> None:
         self._pipeline = pipeline
         self._m = metrics
         self._zero_copy_min = zero_copy_min_bytes
+        self._body_idle_timeout = body_idle_timeout
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -109,10 +192,61 @@ class DataServer:
             return False
         return True
 
-    def make_server(self, **kwargs: Any) -> web.Server:
+    def make_server(self, settings: ListenerSettings, **kwargs: Any) -> web.Server:
         # auto_decompress=False: a "Content-Encoding: gzip" body is the object's bytes, to be
         # stored as sent, not something for the proxy to inflate.
-        return web.Server(self.handle, auto_decompress=False, **kwargs)
+        return ListenerServer(
+            self.handle,
+            settings=settings,
+            metrics=self._m,
+            pages=self,
+            auto_decompress=False,
+            **kwargs,
+        )
+
+    def refusal(self) -> bytes:
+        """A whole ``503 SlowDown`` response for a connection past the cap."""
+        request_id = new_request_id()
+        err = SlowDown("too many client connections are open at the proxy; retry later")
+        body = error_document(err, "", request_id)
+        head = (
+            "HTTP/1.1 503 Slow Down\r\n"
+            "Content-Type: application/xml\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            f"x-amz-request-id: {request_id}\r\n"
+            "Retry-After: 1\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        return head.encode() + body
+
+    def protocol_error(
+        self, request: web.BaseRequest, status: int, exc: BaseException | None
+    ) -> web.StreamResponse:
+        """The answer to a request aiohttp rejected before the handler (unparseable request
+        line, headers or chunked framing) or, for a bug, after it. Neither the log line nor
+        the answer quotes the client's bytes."""
+        request_id = new_request_id()
+        if status < 500:
+            problem = _parse_problem(exc) if exc is not None else "malformed request"
+            err: ProxyError = ClientError(f"the request is not valid HTTP/1.1: {problem}")
+            self._m.refused.labels("malformed_request").inc()
+            kind = type(exc).__name__ if exc is not None else "BadRequest"
+            _log.info(
+                "bad_request", status=err.status, error=f"{kind}: {problem}", request_id=request_id
+            )
+        else:
+            err = ProxyError("internal error in format-proxy; see its log")
+            _log.error("unhandled error", request_id=request_id, exc_info=exc or True)
+        headers = {"Content-Type": "application/xml", "x-amz-request-id": request_id}
+        return web.Response(
+            status=err.status, body=error_document(err, "", request_id), headers=headers
+        )
+
+    def _body_timed_out(self) -> None:
+        self._m.client_timeouts.labels("body").inc()
+
+    def _response_stalled(self) -> None:
+        self._m.client_timeouts.labels("response").inc()
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         ex = Exchange(request_id=new_request_id(), method=request.method)
@@ -128,7 +262,7 @@ class DataServer:
                 method=request.method,
                 raw_target=request.raw_path,
                 headers=request.headers,
-                body=_ClientStream(request),
+                body=_ClientStream(request, self._body_idle_timeout, self._body_timed_out),
             )
             try:
                 presp = await self._pipeline.handle(incoming, ex)
@@ -139,9 +273,9 @@ class DataServer:
             except Exception as exc:  # a bug: still an S3-shaped answer, and a traceback in logs
                 _log.exception("unhandled error", request_id=ex.request_id)
                 failed = f"InternalError: {type(exc).__name__}"
-                err = ProxyError("internal error in format-proxy; see its log")
-                status = err.status
-                return await self._write_error(request, err, ex)
+                internal = ProxyError("internal error in format-proxy; see its log")
+                status = internal.status
+                return await self._write_error(request, internal, ex)
             status = presp.status
             response, bytes_out, failed = await self._write(request, presp, ex)
             return response
@@ -222,6 +356,12 @@ class DataServer:
         release: Callable[[], None] | None = presp.release  # type: ignore[assignment]
         written = _Counter()
         response = _Response(status=presp.status)
+        watch = SendWatch(
+            request.transport,
+            lambda: written.n,
+            self._body_idle_timeout,
+            self._response_stalled,
+        )
         try:
             hdrs = response.headers
             for name, value in presp.headers:
@@ -261,6 +401,7 @@ class DataServer:
                 return response, written.n, f"response aborted: {exc.reason} ({sent})"
             return response, written.n, f"response aborted: {type(exc).__name__}: {exc}"
         finally:
+            watch.cancel()
             if release is not None:
                 release()
 
@@ -301,7 +442,7 @@ class DataServer:
             transport = request.transport
             await _flushed(transport, writer)
             client_fd = socket_fd(transport)
-            if client_fd is None:
+            if transport is None or client_fd is None:
                 raise ConnectionResetError("the client connection closed")
 
             def progress(n: int) -> None:
@@ -334,7 +475,8 @@ def _body_consumed(request: web.BaseRequest) -> bool:
     """False if part of the client's body is still unread (we answered early, e.g. an error
     while the client waits for 100-continue): the connection must not be reused, or the
     client's next request would be read as the rest of this body."""
-    return request.content.at_eof()
+    content = request.content
+    return content.exception() is None and content.at_eof()
 
 
 async def _flushed(transport: Any, writer: AbstractStreamWriter) -> None:

@@ -80,7 +80,7 @@ class Upstream:
             limit=s.max_connections,
             ttl_dns_cache=60,
             enable_cleanup_closed=False,
-            ssl=None if s.ssl_verify else False,
+            ssl=s.ssl_verify,  # True: verify with the default context
             keepalive_timeout=30,
         )
         self._session = aiohttp.ClientSession(

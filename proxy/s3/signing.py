@@ -17,6 +17,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable
 from hashlib import sha256
+from typing import TypeGuard
 
 from botocore.auth import UNSIGNED_PAYLOAD, S3SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -74,7 +75,7 @@ _DROP_RESPONSE = HOP_BY_HOP - {"content-length"}
 _HEX = frozenset("0123456789abcdef")
 
 
-def is_real_sha256(value: str | None) -> bool:
+def is_real_sha256(value: str | None) -> TypeGuard[str]:
     """True for a 64-digit hex digest (not ``UNSIGNED-PAYLOAD`` or a ``STREAMING-*`` marker)."""
     return value is not None and len(value) == 64 and set(value.lower()) <= _HEX
 
@@ -111,24 +112,32 @@ def forwardable_response_headers(headers: Iterable[tuple[str, str]]) -> list[tup
     ]
 
 
+def _hmac(key: bytes, msg: str) -> bytes:
+    return hmac.new(key, msg.encode("utf-8"), sha256).digest()
+
+
 class _ProxySigV4Auth(S3SigV4Auth):
     """botocore's S3 signer with a caller-chosen payload hash and a cached signing key."""
 
-    _key_cache: dict[tuple[str, str, str], bytes] = {}  # noqa: RUF012 - shared on purpose
+    _key_cache: dict[tuple[str, str, str, str], bytes] = {}  # noqa: RUF012 - shared on purpose
+
+    def __init__(self, credentials: ReadOnlyCredentials, service: str, region: str) -> None:
+        super().__init__(credentials, service, region)
+        # Our own copies: the key derivation below needs them, botocore keeps them private.
+        self._secret = credentials.secret_key or ""
+        self._scope = (region, service)
 
     def payload(self, request: AWSRequest) -> str:
-        return request.context["payload_hash"]
+        return str(request.context["payload_hash"])
 
     def signature(self, string_to_sign: str, request: AWSRequest) -> str:
-        day = request.context["timestamp"][0:8]
-        secret = self.credentials.secret_key
-        cache_key = (secret, day, self._region_name)
+        day = str(request.context["timestamp"])[0:8]
+        region, service = self._scope
+        cache_key = (self._secret, day, region, service)
         k_signing = self._key_cache.get(cache_key)
         if k_signing is None:
-            k_date = self._sign(f"AWS4{secret}".encode(), day)
-            k_region = self._sign(k_date, self._region_name)
-            k_service = self._sign(k_region, self._service_name)
-            k_signing = self._sign(k_service, "aws4_request")
+            k_date = _hmac(f"AWS4{self._secret}".encode(), day)
+            k_signing = _hmac(_hmac(_hmac(k_date, region), service), "aws4_request")
             if len(self._key_cache) > 16:  # rotated credentials / day change: keep it tiny
                 self._key_cache.clear()
             self._key_cache[cache_key] = k_signing

@@ -15,6 +15,7 @@ from proxy.app.service import ProxyService
 from proxy.config import load_config
 from proxy.datapath import TranslatingHandler
 from proxy.datapath.observe import RecordingObserver
+from proxy.datapath.routes import CompiledRoute
 from proxy.relay.credentials import StaticCredentials
 from tests.datapath.fakes import FakeS3, FlatMapping
 
@@ -81,12 +82,11 @@ async def make_proxy(
         }
         config_file = tmp_path / f"proxy-{len(started)}.yaml"
         config_file.write_text(yaml.safe_dump(doc))
-        cfg = load_config(str(config_file), environ={}, compile_mappings=False)
+        cfg = load_config(str(config_file), environ={})
         mapping = FlatMapping()
-        for r in cfg.routes:
-            r._compiled = mapping
+        compiled = tuple(CompiledRoute(r, mapping) for r in cfg.routes)
         observer = RecordingObserver()
-        handler = TranslatingHandler(cfg, observer, workers=2)
+        handler = TranslatingHandler(cfg, compiled, observer, workers=2)
         service = ProxyService(
             cfg, credentials=StaticCredentials("AK", "SK"), route_handler=handler
         )

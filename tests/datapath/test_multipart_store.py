@@ -1,4 +1,4 @@
-"""proxy.datapath.spool without the server: spool bookkeeping, idle reaping, the Complete parser."""
+"""proxy.datapath.spool without the server: spool bookkeeping, idle reaping."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.datapath.spool import UploadStore, parse_complete
-from proxy.errors import EntityTooLarge, MalformedXML, NoSuchUpload
+from proxy.datapath.spool import UploadStore
+from proxy.errors import EntityTooLarge, NoSuchUpload
 
 
 def test_reserve_record_release_and_reap(tmp_path: Path) -> None:
@@ -46,21 +46,3 @@ def test_part_written_after_abort_is_discarded(tmp_path: Path) -> None:
     with pytest.raises(NoSuchUpload):
         store.record(up, part, token)
     assert not part.path.exists()
-
-
-def test_complete_parser_is_strict() -> None:
-    parts = parse_complete(
-        b'<CompleteMultipartUpload><Part><ETag>"a"</ETag><PartNumber>2</PartNumber>'
-        b"<ChecksumCRC32>AAAAAA==</ChecksumCRC32></Part></CompleteMultipartUpload>"
-    )
-    assert [(p.number, p.etag, p.checksums) for p in parts] == [(2, '"a"', {"crc32": "AAAAAA=="})]
-    for bad in (
-        b"<!DOCTYPE x [<!ENTITY e 'boom'>]><CompleteMultipartUpload><Part>"
-        b"<PartNumber>&e;</PartNumber></Part></CompleteMultipartUpload>",
-        b"<CompleteMultipartUpload/>",
-        b"<CompleteMultipartUpload><Part><PartNumber>x</PartNumber></Part>"
-        b"</CompleteMultipartUpload>",
-        b"not xml",
-    ):
-        with pytest.raises(MalformedXML):
-            parse_complete(bad)

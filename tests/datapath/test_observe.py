@@ -8,9 +8,10 @@ import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from proxy.app.observer import MetricsObserver
 from proxy.app.service import ProxyService
 from proxy.config import load_config
-from proxy.datapath.observe import MetricsObserver
+from proxy.datapath.routes import CompiledRoute
 from proxy.errors import TRANSLATION_REASONS
 from proxy.relay.credentials import StaticCredentials
 from proxy.relay.metrics import Metrics
@@ -144,10 +145,10 @@ async def test_service_wires_the_translating_handler_and_metrics(fake_s3: FakeS3
     }
     config_file = tmp_path / "proxy.yaml"
     config_file.write_text(yaml.safe_dump(doc))
-    cfg = load_config(str(config_file), environ={}, compile_mappings=False)
-    cfg.routes[0]._compiled = FlatMapping()
+    cfg = load_config(str(config_file), environ={})
+    routes = (CompiledRoute(cfg.routes[0], FlatMapping()),)
     fake_s3.put(BUCKET, "docs/a", xml_doc(a="1"), x_amz_meta_format="xml")
-    service = ProxyService(cfg, credentials=StaticCredentials("AK", "SK"))
+    service = ProxyService(cfg, credentials=StaticCredentials("AK", "SK"), routes=routes)
     await service.start()
     try:
         assert service.addresses is not None

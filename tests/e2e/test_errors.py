@@ -80,6 +80,12 @@ def _assert_service_unavailable(proxy: ProxyProcess, bucket: str = "some-bucket"
     assert err["Resource"] == f"/{bucket}/key"
     assert err["RequestId"]
     assert resp.header("content-type") in ("application/xml", "text/xml")
+    # Where the upstream is stays in the proxy's log, out of the client's answer.
+    upstream = proxy.config["upstream"]["endpoint"].split("://", 1)[1]
+    assert upstream.encode() not in resp.body, resp.body
+    assert proxy.wait_for_log(
+        lambda line: line.get("status") == 503 and upstream in str(line.get("error"))
+    )
     # boto3 sees a retryable ServiceUnavailable.
     client = boto3_client(proxy, total_max_attempts=2, read_timeout=60)
     with pytest.raises(botocore.exceptions.ClientError) as info:
@@ -208,6 +214,21 @@ def test_invalid_config_exits_2_with_key_path(
     assert result.returncode == 2, result
     assert f"{key_path}: " in result.stderr
     assert fragment in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("port", ["notaport", "70000", "0"])
+@pytest.mark.parametrize("command", ["serve", "check"])
+def test_invalid_upstream_port_exits_2(tmp_path: Path, command: str, port: str) -> None:
+    url = f"http://127.0.0.1:{port}"
+    if command == "serve":
+        result = run_proxy_command(["serve", "--upstream", url])
+    else:
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump({"upstream": {"endpoint": url}}))
+        result = run_proxy_command(["check", "--config", str(path)])
+    assert result.returncode == 2, result
+    assert f"upstream.endpoint: not a valid port in '{url}'" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
 

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import os
 import re
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +22,7 @@ from tests.support import awschunked
 from tests.support.backends import Backend
 from tests.support.clients import CLIENT_CREDENTIALS, AwsCli, boto3_client
 from tests.support.proxy import ProxyProcess
-from tests.support.rawhttp import send
+from tests.support.rawhttp import request_head, send, send_raw, sigv4_headers
 
 
 def _traffic(proxy: ProxyProcess, bucket: str) -> dict[str, int]:
@@ -137,6 +138,82 @@ def _collect_client_secrets(client) -> list[str]:
     return seen
 
 
+def _malformed_requests(proxy: ProxyProcess, bucket: str) -> list[str]:
+    """Requests aiohttp's HTTP parser rejects, each quoting a secret or a private object key in
+    the bytes it objects to; returns those secrets. None of them may come back either."""
+    host = f"127.0.0.1:{proxy.port}"
+    secrets: list[str] = []
+
+    def signed(key: str) -> dict[str, str]:
+        headers = sigv4_headers(
+            "PUT", f"http://{host}/{bucket}/{key}", {"Host": host}, payload_hash="UNSIGNED-PAYLOAD"
+        )
+        secrets.append(headers["Authorization"].split("Signature=")[1])
+        secrets.append(headers["X-Amz-Security-Token"])
+        return headers
+
+    def private_key() -> str:
+        key = f"customer-ssn-123-45-{os.urandom(4).hex()}.json"
+        secrets.append(key)
+        return key
+
+    def rejected(raw: bytes) -> None:
+        resp = send_raw(proxy.endpoint, raw, b"", timeout=10)
+        assert resp is not None and resp.status == 400, resp
+        assert resp.error()["Code"] == "InvalidRequest"
+        leaked = [s for s in secrets if s.encode() in resp.body]
+        assert not leaked, f"secrets echoed in the error body: {leaked}"
+
+    # A bad character at the end of the Authorization value itself.
+    key = private_key()
+    head = request_head("GET", f"/{bucket}/{key}", signed(key))
+    rejected(head.replace(b"\r\nX-Amz-Date", b"\x01\r\nX-Amz-Date", 1))
+    # A bad header line right after Authorization and the session token.
+    key = private_key()
+    headers = signed(key)
+    rejected(request_head("GET", f"/{bucket}/{key}", {**headers, "X-Bad\x01": "v"}))
+    # An over-long header line: the session token, padded past aiohttp's line limit.
+    token = os.urandom(30).hex()
+    secrets.append(token)
+    rejected(
+        request_head(
+            "GET", f"/{bucket}/k", {"Host": host, "X-Amz-Security-Token": token + "A" * 9000}
+        )
+    )
+    # A bad request line carrying a presigned query.
+    key = private_key()
+    sig, tok = os.urandom(32).hex(), os.urandom(24).hex()
+    secrets += [sig, tok]
+    query = f"X-Amz-Signature={sig}&X-Amz-Security-Token={tok}&X-Amz-Credential=AKIATEST"
+    rejected(f"GET /{bucket}/{key}?{query} HTTP/1.1 junk\r\nHost: {host}\r\n\r\n".encode())
+    # An over-long request line with the signature in front.
+    key = private_key()
+    sig = os.urandom(32).hex()
+    secrets.append(sig)
+    rejected(f"GET /{bucket}/{key}?X-Amz-Signature={sig}&p={'x' * 9000} HTTP/1.1\r\n\r\n".encode())
+    # Bad chunked framing right after a signed head.
+    key = private_key()
+    head = request_head("PUT", f"/{bucket}/{key}", {**signed(key), "Transfer-Encoding": "chunked"})
+    rejected(head + f"zz{os.urandom(8).hex()}\r\nabc\r\n".encode())
+    # Bad chunked framing in the middle of a body the handler is already streaming.
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    try:
+        chunk_secret = "zz" + os.urandom(16).hex()  # not a chunk size
+        secrets.append(chunk_secret)
+        headers = {**signed("s/midbody"), "Transfer-Encoding": "chunked"}
+        sock.sendall(request_head("PUT", f"/{bucket}/s/midbody", headers) + b"5\r\nhello\r\n")
+        time.sleep(0.3)
+        sock.sendall(f"{chunk_secret}\r\n".encode() + b"zz" * 10)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400"), answer
+        assert chunk_secret.encode() not in answer
+    finally:
+        sock.close()
+    return secrets
+
+
 def test_no_secret_in_any_log_line(start_proxy, backend: Backend, bucket: str) -> None:
     """Every secret that reaches or belongs to the proxy is absent from its output, at debug
     level, through a mix of auth styles (SigV4 header, SigV2 header, presigned SigV2/SigV4,
@@ -203,7 +280,10 @@ def test_no_secret_in_any_log_line(start_proxy, backend: Backend, bucket: str) -
     assert resp.status == 200, resp.body
     assert backend.read(bucket, "s/chunked") == data
 
-    proxy.wait_for_log(lambda line: line.get("event") == "request", count=9)
+    secrets += _malformed_requests(proxy, bucket)
+
+    proxy.wait_for_log(lambda line: line.get("event") == "request", count=10)
+    proxy.wait_for_log(lambda line: line.get("event") == "bad_request", count=6)
     secrets = sorted({s for s in secrets if s and len(s) >= 8})
     assert len(secrets) >= 10, "the test must really have collected secrets"
     output = proxy.output()
@@ -214,3 +294,7 @@ def test_no_secret_in_any_log_line(start_proxy, backend: Backend, bucket: str) -
     assert not re.search(r"Signature=[0-9a-fA-F]{16,}", output)
     assert not re.search(r"Credential=AKIA", output)
     assert CLIENT_CREDENTIALS.session_token not in output
+    # Requests the HTTP parser rejected are logged once each, without what they quoted.
+    assert len([ln for ln in proxy.log_lines() if ln.get("event") == "bad_request"]) == 6
+    assert not [ln for ln in proxy.log_lines() if ln.get("level") == "error"]
+    assert "customer-ssn-" not in output

@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from proxy.config import load_config
+from proxy.datapath.routes import compile_routes
 from tests.k8s.dashboard import (
     VARIABLES,
     Query,
@@ -86,7 +87,7 @@ def _order_xml(config_dir: Path) -> bytes:
     """The order as a v1 Writer stores it (translated by the engine itself)."""
     config = load_config(config_dir / "config.yaml", environ={"FORMAT_PROXY_APP_VERSION": "v1"})
     try:
-        return config.routes[0].compiled.json_to_xml(json.dumps(ORDER).encode())
+        return compile_routes(config)[0].mapping.json_to_xml(json.dumps(ORDER).encode())
     except NotImplementedError:
         return _ORDER_XML
 

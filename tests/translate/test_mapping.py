@@ -246,6 +246,7 @@ def test_schema_not_json(tmp_path: Path) -> None:
 
 def test_load_config_reports_mapping_errors(tmp_path: Path) -> None:
     from proxy.config import load_config
+    from proxy.datapath.routes import compile_routes
     from proxy.errors import ConfigError
 
     (tmp_path / "s.json").write_text(
@@ -256,8 +257,9 @@ def test_load_config_reports_mapping_errors(tmp_path: Path) -> None:
         "app_version: v1\nroutes:\n  - {name: r, bucket: b, formats: {v1: xml}, store: xml,"
         " mapping: {schema: s.json}}\n"
     )
+    config = load_config(cfg)  # validation alone does not compile the mapping
     with pytest.raises(ConfigError) as info:
-        load_config(cfg)
+        compile_routes(config)
     assert info.value.key_path == "routes[0].mapping.schema#/properties/a/xml"
 
 

@@ -757,7 +757,7 @@ async def test_route_handler_seam(fake_upstream: FakeUpstream, tmp_path) -> None
             }
         )
     )
-    cfg = load_config(path, environ={}, compile_mappings=False)
+    cfg = load_config(path, environ={})
     service = ProxyService(
         cfg, credentials=StaticCredentials(ACCESS_KEY, SECRET_KEY), route_handler=Upper()
     )

@@ -2,23 +2,36 @@
 
 They use the serving config file unchanged, but do not depend on the pod's declared version:
 when the file (and the environment) leave ``app_version`` unset, any version every route lists
-is supplied, so that ``load_config``'s cross-checks pass and the mappings compile exactly as
-the proxy would compile them.
+is supplied, so that ``load_config``'s cross-checks pass; the mappings then compile exactly as
+the proxy compiles them at start-up.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from proxy.config import Config, RouteConfig, load_config
+from proxy.config import Config, load_config
 from proxy.errors import ConfigError, UsageError
 
+if TYPE_CHECKING:
+    from proxy.datapath.routes import CompiledRoute
 
-def load_for_offline_use(path: str | None, app_version: str | None) -> Config:
+
+def load_for_offline_use(
+    path: str | None, app_version: str | None
+) -> tuple[Config, tuple[CompiledRoute, ...]]:
+    """The validated config and its routes compiled (ConfigError / MappingError: exit 2)."""
+    from proxy.datapath.routes import compile_routes  # deferred: the translator is heavy
+
+    config = _load(path, app_version)
+    return config, compile_routes(config)
+
+
+def _load(path: str | None, app_version: str | None) -> Config:
     try:
         return load_config(path, overrides={"app_version": app_version})
     except ConfigError as exc:
@@ -53,9 +66,9 @@ def _common_version(path: str | None) -> str | None:
     return sorted(common)[0] if common else None
 
 
-def find_route(config: Config, name: str) -> RouteConfig:
-    for route in config.routes:
+def find_route(routes: tuple[CompiledRoute, ...], name: str) -> CompiledRoute:
+    for route in routes:
         if route.name == name:
             return route
-    known = ", ".join(r.name for r in config.routes) or "none"
+    known = ", ".join(r.name for r in routes) or "none"
     raise UsageError(f"no route named {name!r} in the config (routes: {known})")

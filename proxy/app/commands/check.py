@@ -15,15 +15,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from proxy.app.commands._routes import find_route, load_for_offline_use
-from proxy.config import Config, RouteConfig
 from proxy.errors import TranslationError, UsageError
+
+if TYPE_CHECKING:
+    from proxy.datapath.routes import CompiledRoute
 
 EXIT_FAILED = 1
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "check",
         help="compile every route's mapping and round-trip sample documents",
@@ -46,26 +49,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=run)
 
 
-def _route_for(config: Config, sample: str, default: str | None) -> tuple[RouteConfig, Path]:
+def _route_for(
+    routes: tuple[CompiledRoute, ...], sample: str, default: str | None
+) -> tuple[CompiledRoute, Path]:
     name, sep, path = sample.partition("=")
     # ROUTE=PATH, unless a file is really named like that
     if sep and name and not Path(sample).exists():
-        return find_route(config, name), Path(path)
+        return find_route(routes, name), Path(path)
     if default is not None:
-        return find_route(config, default), Path(sample)
-    if len(config.routes) == 1:
-        return config.routes[0], Path(sample)
-    if not config.routes:
+        return find_route(routes, default), Path(sample)
+    if len(routes) == 1:
+        return routes[0], Path(sample)
+    if not routes:
         raise UsageError("the config has no routes to check samples against")
-    names = ", ".join(r.name for r in config.routes)
+    names = ", ".join(r.name for r in routes)
     raise UsageError(
         f"several routes ({names}): give --route NAME or write the sample as NAME=PATH"
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_for_offline_use(args.config, args.app_version)
-    if not config.routes and not args.samples:
+    _, routes = load_for_offline_use(args.config, args.app_version)
+    if not routes and not args.samples:
         # valid, but a CI step that checked nothing must not pass silently
         print(
             "format-proxy: nothing to check: the config is valid but has no routes, and no "
@@ -74,11 +79,11 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     # every sample's route is resolved first, so a wrong name fails before any output
-    targets = [_route_for(config, sample, args.route) for sample in args.samples]
+    targets = [_route_for(routes, sample, args.route) for sample in args.samples]
     out = sys.stdout
-    for route in config.routes:
-        mapping = route.compiled
-        schema = route.mapping.get("schema")
+    for route in routes:
+        mapping = route.mapping
+        schema = route.config.mapping.get("schema")
         what = f"schema {schema}" if schema else "no schema (default convention)"
         print(
             f"route {route.name}: mapping compiled ({what}, root <{mapping.root_name or '*'}>)",
@@ -103,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"FAIL  {path}: {exc}", file=out)
             failed += 1
             continue
-        result = round_trip(route.compiled, data, fmt)
+        result = round_trip(route.mapping, data, fmt)
         tag = f"{fmt}, route {route.name}"
         if result.outcome == "exact":
             print(f"OK    {path} ({tag})", file=out)

@@ -59,7 +59,7 @@ def options_from(args: argparse.Namespace) -> InjectOptions:
         raise InjectionError(str(exc)) from None
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "inject",
         help="add the sidecar to opted-in pod templates in Kubernetes YAML",

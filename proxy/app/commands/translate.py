@@ -27,7 +27,7 @@ EXIT_UNTRANSLATABLE = 1
 EXIT_USAGE = 2
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "translate",
         help="translate one document with a route's mapping",
@@ -64,10 +64,10 @@ def _read(path: str | None) -> bytes:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_for_offline_use(args.config, args.app_version)
-    route = find_route(config, args.route)
+    _, routes = load_for_offline_use(args.config, args.app_version)
+    route = find_route(routes, args.route)
     if args.dump_fast_path:
-        return _dump_fast_path(route.compiled, args.to)
+        return _dump_fast_path(route.mapping, args.to)
     if args.to is None:
         print("format-proxy translate: --to json|xml is required", file=sys.stderr)
         return EXIT_USAGE
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_UNTRANSLATABLE
-        mapping = route.compiled
+        mapping = route.mapping
         out = mapping.xml_to_json(data) if args.to == "json" else mapping.json_to_xml(data)
     except TranslationError as exc:
         print(describe_failure(exc), file=sys.stderr)

@@ -17,7 +17,7 @@ from proxy.errors import InjectionError
 DEFAULT_LISTEN = "0.0.0.0:8443"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "webhook",
         help="serve the sidecar-injecting admission webhook (AdmissionReview v1 over TLS)",

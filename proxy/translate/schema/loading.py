@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
-import referencing
 import referencing.exceptions
 import referencing.jsonschema
 import yaml

@@ -8,8 +8,6 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urljoin
 
-import referencing
-import referencing.exceptions
 import referencing.jsonschema
 from referencing import Resource
 
