@@ -98,9 +98,10 @@ def test_request_log_lines(start_proxy, backend: Backend, bucket: str) -> None:
     s3 = boto3_client(proxy)
     s3.put_object(Bucket=bucket, Key="logged/secret-key-name", Body=b"12345")
     s3.get_object(Bucket=bucket, Key="logged/secret-key-name")["Body"].read()
-    lines = [
-        line for line in proxy.log_lines() if line.get("operation") in ("PutObject", "GetObject")
-    ]
+    # the access-log line is written just after the response: wait for the GET's
+    lines = proxy.wait_for_log(
+        lambda line: line.get("operation") in ("PutObject", "GetObject"), count=2
+    )
     assert [line["operation"] for line in lines] == ["PutObject", "GetObject"]
     put, get = lines
     for line in lines:
