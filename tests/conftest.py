@@ -16,8 +16,12 @@ import pytest
 from hypothesis import settings
 
 from tests.support.backends import Backend, start_moto, start_seaweedfs
+from tests.support.inprocess import fake_upstream, start_inprocess_proxy
 from tests.support.processes import live_processes, stop_all
 from tests.support.proxy import ProxyProcess, TLSFiles
+
+# In-process proxies (tests/support/inprocess.py); `start_proxy` below is a real process.
+__all__ = ["fake_upstream", "start_inprocess_proxy"]
 
 BACKENDS = ("moto", "seaweedfs")
 

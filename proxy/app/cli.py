@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from proxy import __version__
 from proxy.errors import ConfigError, ProxyError, UsageError
 
-COMMANDS = ("serve", "demo", "translate", "check", "inject", "webhook")
+COMMANDS = ("serve", "demo", "translate", "check", "inject", "webhook", "scan", "migrate")
 
 #: Usage and configuration errors (argparse uses 2 for usage errors too).
 EXIT_CONFIG = 2

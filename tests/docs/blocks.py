@@ -9,12 +9,14 @@ output the commands must print (``…`` stands for anything).
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SHELL_LANGUAGES = frozenset({"sh", "shell", "bash", "console"})
-_BLOCK = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
+# a fence, also indented (a block inside a list item); the closing fence has the same indent
+_BLOCK = re.compile(r"^([ \t]*)```([\w-]*)[^\n]*\n(.*?)^\1```[ \t]*$", re.S | re.M)
 _MARKER = re.compile(r"<!--\s*(runnable|not runnable:\s*(.*?))\s*-->\s*$", re.S)
 
 
@@ -48,7 +50,8 @@ def blocks(path: Path) -> list[Block]:
             kind = "runnable" if marker.group(1) == "runnable" else "not runnable"
             reason = (marker.group(2) or "").strip()
         line = text.count("\n", 0, m.start()) + 1
-        found.append(Block(path, line, m.group(1), m.group(2), kind, reason))
+        body = textwrap.dedent(m.group(3))
+        found.append(Block(path, line, m.group(2), body, kind, reason))
     return found
 
 

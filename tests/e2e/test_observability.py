@@ -98,7 +98,7 @@ def test_request_log_lines(start_proxy, backend: Backend, bucket: str) -> None:
     s3 = boto3_client(proxy)
     s3.put_object(Bucket=bucket, Key="logged/secret-key-name", Body=b"12345")
     s3.get_object(Bucket=bucket, Key="logged/secret-key-name")["Body"].read()
-    # the access-log line is written just after the response: wait for the GET's
+    # The access-log line is written after the response went out: wait for both.
     lines = proxy.wait_for_log(
         lambda line: line.get("operation") in ("PutObject", "GetObject"), count=2
     )

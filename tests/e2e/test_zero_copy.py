@@ -82,6 +82,7 @@ def test_client_connection_is_kept_alive_after_a_relayed_body(
 ) -> None:
     backend.direct.put_object(Bucket=bucket, Key="big", Body=payload)
     backend.direct.put_object(Bucket=bucket, Key="small", Body=b"tiny")
+    logged_before = len(_gets(proxy, bucket))
     conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=60)
     try:
         expected = {"big": payload, "small": b"tiny"}
@@ -96,7 +97,12 @@ def test_client_connection_is_kept_alive_after_a_relayed_body(
             assert conn.sock is sock  # the same connection all along
     finally:
         conn.close()
-    relayed = [line.get("relay") for line in _gets(proxy, bucket)[-3:]]
+    # Each access-log line is written after its response went out: wait for all three.
+    lines = proxy.wait_for_log(
+        lambda line: line.get("operation") == "GetObject" and line.get("bucket") == bucket,
+        count=logged_before + 3,
+    )
+    relayed = [line.get("relay") for line in lines[-3:]]
     assert relayed == ["zero-copy", None, "zero-copy"]
 
 

@@ -34,6 +34,7 @@ KUSTOMIZATIONS = {
     "overlays/legacy-sidecar": "1.28",
     "monitoring": "1.33",
     "injector": "1.33",
+    "jobs": "1.33",
 }
 YAMLLINT_TARGETS = ["k8s", "config/k8s.yaml", "tests/k8s/promtool"]
 
@@ -415,3 +416,33 @@ def test_kustomize_is_found():
     cmd = kustomize_command()
     assert Path(cmd[0]).name in ("kubectl", "kustomize")
     assert sys.executable  # the venv's bin is searched too
+
+
+def test_transition_jobs_run_the_commands_they_describe():
+    from proxy.app.cli import build_parser
+    from proxy.transition.shard import Shard, parse_shard
+
+    docs = render("jobs")
+    job = find(docs, "Job")
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    [migrate] = spec["template"]["spec"]["containers"]
+    args = build_parser().parse_args(migrate["args"])
+    assert (args.command, args.route, args.to) == ("migrate", "orders", "json")
+    count = spec["completions"]
+    assert spec["parallelism"] == count
+    # Every pod's index (JOB_COMPLETION_INDEX) picks a different shard of the same N.
+    shards = {parse_shard(args.shard, {"JOB_COMPLETION_INDEX": str(i)}) for i in range(count)}
+    assert shards == {Shard(i, count) for i in range(count)}
+    assert spec["template"]["spec"]["restartPolicy"] == "Never"
+
+    cron = find(docs, "CronJob")
+    [scan] = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    scan_args = build_parser().parse_args(scan["args"])
+    assert scan_args.command == "scan" and scan_args.pushgateway.startswith("http")
+
+    configmap = find(docs, "ConfigMap")
+    for pod in (spec["template"]["spec"], cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]):
+        [volume] = [v for v in pod["volumes"] if "configMap" in v]
+        assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+    assert "routes:" in configmap["data"]["config.yaml"]

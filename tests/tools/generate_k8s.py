@@ -7,6 +7,7 @@ is stale:
 
 - ``k8s/base/proxy-config/config.yaml``       ← ``config/k8s.yaml`` (verbatim)
 - ``k8s/base/proxy-config/order.schema.json`` ← ``config/examples/schemas/order.schema.json``
+- ``k8s/jobs/proxy-config/``: the same two files, for the scan and migrate Jobs
 - ``k8s/base/orders-reader.yaml``             ← ``format-proxy inject`` of
   ``k8s/examples/orders-reader.yaml``
 - ``k8s/overlays/legacy-sidecar/legacy-sidecar.patch.yaml`` ← the JSON Patch turning that into
@@ -148,12 +149,14 @@ def prometheus_rule() -> str:
 def expected_files() -> dict[Path, str]:
     files = {
         K8S / "base" / "proxy-config" / "config.yaml": CONFIG.read_text(),
+        K8S / "jobs" / "proxy-config" / "config.yaml": CONFIG.read_text(),
         BASE_APP: base_app(),
         LEGACY_PATCH: legacy_patch(),
         PROMETHEUS_RULE: prometheus_rule(),
     }
     if SCHEMA.exists():
         files[K8S / "base" / "proxy-config" / "order.schema.json"] = SCHEMA.read_text()
+        files[K8S / "jobs" / "proxy-config" / "order.schema.json"] = SCHEMA.read_text()
     return files
 
 

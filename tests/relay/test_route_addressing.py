@@ -29,7 +29,7 @@ from proxy.config import load_config
 from proxy.relay.credentials import StaticCredentials
 from proxy.relay.pipeline import Forwarder, ProxyResponse, S3Request
 from proxy.relay.routing import Router
-from tests.unit.conftest import ACCESS_KEY, SECRET_KEY
+from tests.support.inprocess import ACCESS_KEY, SECRET_KEY
 
 pytestmark = pytest.mark.timeout(600)
 

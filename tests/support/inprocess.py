@@ -1,5 +1,7 @@
-"""In-process fixtures for unit tests of the proxy: a scripted fake upstream (a real aiohttp
-server on loopback) and a proxy instance (:class:`proxy.app.service.ProxyService`) pointed at it."""
+"""In-process proxies for relay and app tests: a scripted fake upstream (a real aiohttp server on
+loopback) and a proxy instance (:class:`proxy.app.service.ProxyService`) pointed at it, in the
+test's own event loop. The fixtures (``fake_upstream``, ``start_inprocess_proxy``) are registered
+in tests/conftest.py; ``start_proxy`` there is always a real proxy process."""
 
 from __future__ import annotations
 
@@ -82,7 +84,9 @@ async def fake_upstream(aiohttp_raw_server: Any) -> FakeUpstream:
 
 
 @pytest.fixture
-async def start_proxy(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[ProxyService]]]:
+async def start_inprocess_proxy(
+    tmp_path: Path,
+) -> AsyncIterator[Callable[..., Awaitable[ProxyService]]]:
     services: list[ProxyService] = []
 
     async def start(endpoint: str, **config: Any) -> ProxyService:

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from proxy.relay import server as server_module
-from tests.unit.conftest import FakeUpstream, Seen, data_url
+from tests.support.inprocess import FakeUpstream, Seen, data_url
 
 MiB = 1024 * 1024
 pytestmark = pytest.mark.timeout(60)
@@ -56,11 +56,16 @@ def response_bytes(proxy: Any, op: str = "GetObject") -> float:
 
 @pytest.mark.parametrize("min_bytes", ["1MiB", 0], ids=["on", "off"])
 async def test_large_get_is_relayed_unless_turned_off(
-    fake_upstream: FakeUpstream, start_proxy: Callable[..., Any], relays: list[int], min_bytes: Any
+    fake_upstream: FakeUpstream,
+    start_inprocess_proxy: Callable[..., Any],
+    relays: list[int],
+    min_bytes: Any,
 ) -> None:
     payload = os.urandom(5 * MiB + 7)
     fake_upstream.respond = serve(payload, headers={"ETag": '"abc"'})
-    proxy = await start_proxy(fake_upstream.url, limits={"zero_copy_min_bytes": min_bytes})
+    proxy = await start_inprocess_proxy(
+        fake_upstream.url, limits={"zero_copy_min_bytes": min_bytes}
+    )
     status, headers, body = await get(data_url(proxy), "/b/big")
     assert status == 200 and headers["ETag"] == '"abc"'
     assert hashlib.sha256(body).digest() == hashlib.sha256(payload).digest()
@@ -73,13 +78,13 @@ async def test_large_get_is_relayed_unless_turned_off(
 
 
 async def test_range_get_is_relayed(
-    fake_upstream: FakeUpstream, start_proxy: Callable[..., Any], relays: list[int]
+    fake_upstream: FakeUpstream, start_inprocess_proxy: Callable[..., Any], relays: list[int]
 ) -> None:
     part = os.urandom(3 * MiB)
     fake_upstream.respond = serve(
         part, status=206, headers={"Content-Range": f"bytes 0-{len(part) - 1}/{10 * MiB}"}
     )
-    proxy = await start_proxy(fake_upstream.url)
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     status, headers, body = await get(
         data_url(proxy), "/b/big", headers={"Range": f"bytes=0-{len(part) - 1}"}
     )
@@ -88,7 +93,7 @@ async def test_range_get_is_relayed(
 
 
 async def test_small_chunked_put_and_head_responses_use_the_normal_path(
-    fake_upstream: FakeUpstream, start_proxy: Callable[..., Any], relays: list[int]
+    fake_upstream: FakeUpstream, start_inprocess_proxy: Callable[..., Any], relays: list[int]
 ) -> None:
     big = os.urandom(3 * MiB)
 
@@ -106,7 +111,7 @@ async def test_small_chunked_put_and_head_responses_use_the_normal_path(
         return web.Response(body=big)  # PUT (a large response body) and HEAD
 
     fake_upstream.respond = respond
-    proxy = await start_proxy(fake_upstream.url)
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     url = data_url(proxy)
     assert (await get(url, "/b/small"))[2] == big[: 512 * 1024]
     status, headers, body = await get(url, "/b/chunked")
@@ -121,7 +126,7 @@ async def test_small_chunked_put_and_head_responses_use_the_normal_path(
 
 async def test_tls_listener_uses_the_normal_path(
     fake_upstream: FakeUpstream,
-    start_proxy: Callable[..., Any],
+    start_inprocess_proxy: Callable[..., Any],
     relays: list[int],
     tmp_path: Any,
 ) -> None:
@@ -134,7 +139,7 @@ async def test_tls_listener_uses_the_normal_path(
     ca.configure_trust(ctx)
     payload = os.urandom(4 * MiB)
     fake_upstream.respond = serve(payload)
-    proxy = await start_proxy(fake_upstream.url, tls={"cert": str(pem), "key": str(pem)})
+    proxy = await start_inprocess_proxy(fake_upstream.url, tls={"cert": str(pem), "key": str(pem)})
     host, port = proxy.addresses.data
     status, _, body = await get(f"https://{host}:{port}", "/b/big", ssl=ctx)
     assert status == 200 and body == payload
@@ -153,7 +158,7 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
 
 
 async def test_client_connection_is_reused_after_a_relayed_response(
-    fake_upstream: FakeUpstream, start_proxy: Callable[..., Any], relays: list[int]
+    fake_upstream: FakeUpstream, start_inprocess_proxy: Callable[..., Any], relays: list[int]
 ) -> None:
     objects = {"/b/one": os.urandom(3 * MiB), "/b/two": b"small", "/b/three": os.urandom(2 * MiB)}
 
@@ -161,7 +166,7 @@ async def test_client_connection_is_reused_after_a_relayed_response(
         return web.Response(body=objects[request.path])
 
     fake_upstream.respond = respond
-    proxy = await start_proxy(fake_upstream.url)
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     host, port = proxy.addresses.data
     reader, writer = await asyncio.open_connection(host, port)
     try:
@@ -177,7 +182,7 @@ async def test_client_connection_is_reused_after_a_relayed_response(
 
 
 async def test_upstream_dying_mid_relay_truncates_and_closes(
-    fake_upstream: FakeUpstream, start_proxy: Callable[..., Any], relays: list[int]
+    fake_upstream: FakeUpstream, start_inprocess_proxy: Callable[..., Any], relays: list[int]
 ) -> None:
     declared = 8 * MiB
 
@@ -192,7 +197,7 @@ async def test_upstream_dying_mid_relay_truncates_and_closes(
         return resp
 
     fake_upstream.respond = dies
-    proxy = await start_proxy(fake_upstream.url)
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     host, port = proxy.addresses.data
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(b"GET /b/k HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -209,7 +214,7 @@ async def test_upstream_dying_mid_relay_truncates_and_closes(
 
 
 async def test_upstream_stalling_mid_relay_times_out(
-    fake_upstream: FakeUpstream, start_proxy: Callable[..., Any], relays: list[int]
+    fake_upstream: FakeUpstream, start_inprocess_proxy: Callable[..., Any], relays: list[int]
 ) -> None:
     declared = 8 * MiB
     release = asyncio.Event()
@@ -223,7 +228,7 @@ async def test_upstream_stalling_mid_relay_times_out(
         return resp
 
     fake_upstream.respond = stalls
-    proxy = await start_proxy(fake_upstream.url, upstream={"read_timeout": 1})
+    proxy = await start_inprocess_proxy(fake_upstream.url, upstream={"read_timeout": 1})
     host, port = proxy.addresses.data
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(b"GET /b/k HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -235,11 +240,11 @@ async def test_upstream_stalling_mid_relay_times_out(
 
 
 async def test_stop_lets_an_in_flight_relay_finish(
-    fake_upstream: FakeUpstream, start_proxy: Callable[..., Any], relays: list[int]
+    fake_upstream: FakeUpstream, start_inprocess_proxy: Callable[..., Any], relays: list[int]
 ) -> None:
     payload = os.urandom(16 * MiB)
     fake_upstream.respond = serve(payload)
-    proxy = await start_proxy(fake_upstream.url, shutdown_grace_seconds=20)
+    proxy = await start_inprocess_proxy(fake_upstream.url, shutdown_grace_seconds=20)
     host, port = proxy.addresses.data
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(b"GET /b/big HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -18,7 +18,7 @@ import structlog
 from yarl import URL
 
 from proxy.app.logging import configure_logging, get_logger, redact
-from tests.unit.conftest import SECRET_KEY, FakeUpstream, data_url, metrics_url
+from tests.support.inprocess import SECRET_KEY, FakeUpstream, data_url, metrics_url
 
 FORMAT_PROXY = Path(sys.executable).with_name("format-proxy")
 
@@ -39,9 +39,9 @@ def captured_logs():
 
 
 async def test_no_secret_in_any_log_line(
-    captured_logs: io.StringIO, fake_upstream: FakeUpstream, start_proxy
+    captured_logs: io.StringIO, fake_upstream: FakeUpstream, start_inprocess_proxy
 ) -> None:
-    proxy = await start_proxy(fake_upstream.url)
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     auth = (
         "AWS4-HMAC-SHA256 Credential=AKIACLIENTKEY/20240101/us-east-1/s3/aws4_request, "
         f"SignedHeaders=host, Signature={CLIENT_SECRET_SIG}"
@@ -84,11 +84,11 @@ async def test_no_secret_in_any_log_line(
         assert value.rsplit("Signature=", 1)[1] not in log
 
 
-async def test_info_level_has_no_keys(fake_upstream: FakeUpstream, start_proxy) -> None:
+async def test_info_level_has_no_keys(fake_upstream: FakeUpstream, start_inprocess_proxy) -> None:
     buf = io.StringIO()
     configure_logging("info", stream=buf)
     try:
-        proxy = await start_proxy(fake_upstream.url)
+        proxy = await start_inprocess_proxy(fake_upstream.url)
         async with aiohttp.ClientSession() as s, s.get(data_url(proxy) + "/b/private/k") as r:
             await r.read()
     finally:
@@ -234,8 +234,8 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
-async def test_metrics_pass_promtool(fake_upstream: FakeUpstream, start_proxy) -> None:
-    proxy = await start_proxy(fake_upstream.url, app_version="v1")
+async def test_metrics_pass_promtool(fake_upstream: FakeUpstream, start_inprocess_proxy) -> None:
+    proxy = await start_inprocess_proxy(fake_upstream.url, app_version="v1")
     async with aiohttp.ClientSession() as s:
         for target in ("/b/k", "/b?list-type=2", "/"):
             async with s.get(data_url(proxy) + target) as r:

@@ -15,7 +15,7 @@ from aiohttp import web
 from lxml import etree
 from yarl import URL
 
-from tests.unit.conftest import (
+from tests.support.inprocess import (
     ACCESS_KEY,
     FakeUpstream,
     Seen,
@@ -60,8 +60,10 @@ def parse_error(body: bytes) -> dict[str, str]:
     return {child.tag: child.text or "" for child in root}
 
 
-async def test_raw_paths_arrive_byte_for_byte(fake_upstream: FakeUpstream, start_proxy) -> None:
-    proxy = await start_proxy(fake_upstream.url)
+async def test_raw_paths_arrive_byte_for_byte(
+    fake_upstream: FakeUpstream, start_inprocess_proxy
+) -> None:
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     targets = [
         "/b/a%20b%2Bc%3A%24~/x//y/",
         "/b/%C3%BCn%C3%AF/%C3%A7",
@@ -84,9 +86,9 @@ async def test_raw_paths_arrive_byte_for_byte(fake_upstream: FakeUpstream, start
 
 
 async def test_virtual_hosted_client_is_forwarded_path_style(
-    fake_upstream: FakeUpstream, start_proxy
+    fake_upstream: FakeUpstream, start_inprocess_proxy
 ) -> None:
-    proxy = await start_proxy(fake_upstream.url)
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     await send(data_url(proxy), "GET", "/dir/k%20x?tagging", headers={"Host": "shop.localhost"})
     seen = fake_upstream.seen[-1]
     assert seen.raw_path == "/shop/dir/k%20x?tagging"
@@ -95,9 +97,9 @@ async def test_virtual_hosted_client_is_forwarded_path_style(
 
 
 async def test_client_auth_is_stripped_and_every_header_is_signed(
-    fake_upstream: FakeUpstream, start_proxy
+    fake_upstream: FakeUpstream, start_inprocess_proxy
 ) -> None:
-    proxy = await start_proxy(fake_upstream.url)
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     body = os.urandom(5000)
     digest = hashlib.sha256(body).hexdigest()
     crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
@@ -158,8 +160,10 @@ async def test_client_auth_is_stripped_and_every_header_is_signed(
     } <= set(signed)
 
 
-async def test_presigned_queries_are_stripped(fake_upstream: FakeUpstream, start_proxy) -> None:
-    proxy = await start_proxy(fake_upstream.url)
+async def test_presigned_queries_are_stripped(
+    fake_upstream: FakeUpstream, start_inprocess_proxy
+) -> None:
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     await send(
         data_url(proxy),
         "GET",
@@ -182,9 +186,9 @@ async def test_presigned_queries_are_stripped(fake_upstream: FakeUpstream, start
 
 
 async def test_unsigned_payload_when_client_hash_is_not_a_digest(
-    fake_upstream: FakeUpstream, start_proxy
+    fake_upstream: FakeUpstream, start_inprocess_proxy
 ) -> None:
-    proxy = await start_proxy(fake_upstream.url)
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     await send(
         data_url(proxy),
         "PUT",
@@ -200,7 +204,7 @@ async def test_unsigned_payload_when_client_hash_is_not_a_digest(
 
 
 async def test_upstream_errors_pass_through_unchanged(
-    fake_upstream: FakeUpstream, start_proxy
+    fake_upstream: FakeUpstream, start_inprocess_proxy
 ) -> None:
     doc = (
         b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code>'
@@ -221,7 +225,7 @@ async def test_upstream_errors_pass_through_unchanged(
         )
 
     fake_upstream.respond = not_found
-    proxy = await start_proxy(fake_upstream.url)
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     status, headers, body = await send(data_url(proxy), "GET", "/b/k")
     assert (status, body) == (404, doc)
     assert headers["x-amz-request-id"] == "UP123"
@@ -233,7 +237,7 @@ async def test_upstream_errors_pass_through_unchanged(
 
 
 async def test_head_keeps_content_length_and_headers(
-    fake_upstream: FakeUpstream, start_proxy
+    fake_upstream: FakeUpstream, start_inprocess_proxy
 ) -> None:
     async def head(request: web.BaseRequest, _s: Seen) -> web.StreamResponse:
         resp = web.StreamResponse(
@@ -251,7 +255,7 @@ async def test_head_keeps_content_length_and_headers(
         return resp
 
     fake_upstream.respond = head
-    proxy = await start_proxy(fake_upstream.url)
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     status, headers, body = await send(data_url(proxy), "HEAD", "/b/k")
     assert status == 200 and body == b""
     assert headers["Content-Length"] == "123456"
@@ -259,7 +263,9 @@ async def test_head_keeps_content_length_and_headers(
     assert headers["x-amz-meta-a"] == "1"
 
 
-async def test_large_bodies_stream_both_ways(fake_upstream: FakeUpstream, start_proxy) -> None:
+async def test_large_bodies_stream_both_ways(
+    fake_upstream: FakeUpstream, start_inprocess_proxy
+) -> None:
     payload = os.urandom(9 * 1024 * 1024 + 17)
 
     async def echo(_r: web.BaseRequest, seen: Seen) -> web.StreamResponse:
@@ -269,7 +275,7 @@ async def test_large_bodies_stream_both_ways(fake_upstream: FakeUpstream, start_
         )
 
     fake_upstream.respond = echo
-    proxy = await start_proxy(fake_upstream.url)
+    proxy = await start_inprocess_proxy(fake_upstream.url)
 
     async def gen() -> Any:
         for i in range(0, len(payload), 100_000):
@@ -289,8 +295,8 @@ async def test_large_bodies_stream_both_ways(fake_upstream: FakeUpstream, start_
     assert fake_upstream.seen[-1].header("Content-Length") == str(len(payload))
 
 
-async def test_unreachable_upstream_is_503(start_proxy, unused_tcp_port_factory) -> None:
-    proxy = await start_proxy(f"http://127.0.0.1:{unused_tcp_port_factory()}")
+async def test_unreachable_upstream_is_503(start_inprocess_proxy, unused_tcp_port_factory) -> None:
+    proxy = await start_inprocess_proxy(f"http://127.0.0.1:{unused_tcp_port_factory()}")
     status, headers, body = await send(data_url(proxy), "GET", "/b/k?versionId=SECRETQ")
     assert status == 503
     err = parse_error(body)
@@ -301,13 +307,15 @@ async def test_unreachable_upstream_is_503(start_proxy, unused_tcp_port_factory)
     assert headers["Content-Type"] == "application/xml"
 
 
-async def test_slow_upstream_times_out_with_503(fake_upstream: FakeUpstream, start_proxy) -> None:
+async def test_slow_upstream_times_out_with_503(
+    fake_upstream: FakeUpstream, start_inprocess_proxy
+) -> None:
     async def slow(_r: web.BaseRequest, _s: Seen) -> web.StreamResponse:
         await asyncio.sleep(5)
         return web.Response()
 
     fake_upstream.respond = slow
-    proxy = await start_proxy(fake_upstream.url, upstream={"read_timeout": 0.3})
+    proxy = await start_inprocess_proxy(fake_upstream.url, upstream={"read_timeout": 0.3})
     loop = asyncio.get_running_loop()
     started = loop.time()
     status, _, body = await send(data_url(proxy), "GET", "/b/k")
@@ -316,8 +324,8 @@ async def test_slow_upstream_times_out_with_503(fake_upstream: FakeUpstream, sta
     assert loop.time() - started < 3
 
 
-async def test_expect_100_continue(fake_upstream: FakeUpstream, start_proxy) -> None:
-    proxy = await start_proxy(fake_upstream.url)
+async def test_expect_100_continue(fake_upstream: FakeUpstream, start_inprocess_proxy) -> None:
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     host, port = proxy.addresses.data
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(
@@ -336,9 +344,9 @@ async def test_expect_100_continue(fake_upstream: FakeUpstream, start_proxy) -> 
 
 @pytest.mark.parametrize("size", [1000, 3 * 1024 * 1024])
 async def test_body_shorter_than_content_length_writes_nothing(
-    fake_upstream: FakeUpstream, start_proxy, size: int
+    fake_upstream: FakeUpstream, start_inprocess_proxy, size: int
 ) -> None:
-    proxy = await start_proxy(fake_upstream.url)
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     host, port = proxy.addresses.data
     head = f"PUT /b/short HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode()
     answer = await raw_exchange(host, port, head, [os.urandom(size - 10)], close_write=True)
@@ -362,9 +370,9 @@ def _chunked(data: bytes, size: int = 65536, *, trailer: bytes = b"") -> bytes:
 
 @pytest.mark.parametrize("transfer", ["content-length", "chunked"])
 async def test_aws_chunked_trailer_is_decoded_and_checksum_moved_to_header(
-    fake_upstream: FakeUpstream, start_proxy, transfer: str
+    fake_upstream: FakeUpstream, start_inprocess_proxy, transfer: str
 ) -> None:
-    proxy = await start_proxy(fake_upstream.url)
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     data = os.urandom(3 * 1024 * 1024 + 5)
     crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
     body = _chunked(data, trailer=f"x-amz-checksum-crc32:{crc}\r\n".encode())
@@ -398,9 +406,9 @@ async def test_aws_chunked_trailer_is_decoded_and_checksum_moved_to_header(
 
 
 async def test_aws_chunked_checksum_mismatch_is_400_and_nothing_is_sent(
-    fake_upstream: FakeUpstream, start_proxy
+    fake_upstream: FakeUpstream, start_inprocess_proxy
 ) -> None:
-    proxy = await start_proxy(fake_upstream.url)
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     data = os.urandom(2 * 1024 * 1024)
     wrong = base64.b64encode(zlib.crc32(data + b"!").to_bytes(4, "big")).decode()
     body = _chunked(data, trailer=f"x-amz-checksum-crc32:{wrong}\r\n".encode())
@@ -424,9 +432,9 @@ async def test_aws_chunked_checksum_mismatch_is_400_and_nothing_is_sent(
 
 
 async def test_aws_chunked_bad_framing_mid_stream_never_completes_upstream(
-    fake_upstream: FakeUpstream, start_proxy
+    fake_upstream: FakeUpstream, start_inprocess_proxy
 ) -> None:
-    proxy = await start_proxy(fake_upstream.url)
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     data = os.urandom(4 * 1024 * 1024)
     sig = ";chunk-signature=" + "0" * 64
     good = bytearray()
@@ -454,9 +462,9 @@ async def test_aws_chunked_bad_framing_mid_stream_never_completes_upstream(
 
 
 async def test_aws_chunked_without_decoded_length_is_400(
-    fake_upstream: FakeUpstream, start_proxy
+    fake_upstream: FakeUpstream, start_inprocess_proxy
 ) -> None:
-    proxy = await start_proxy(fake_upstream.url)
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     status, _, answer = await send(
         data_url(proxy),
         "PUT",
@@ -472,8 +480,10 @@ async def test_aws_chunked_without_decoded_length_is_400(
     assert fake_upstream.seen == []
 
 
-async def test_metrics_health_and_readiness(fake_upstream: FakeUpstream, start_proxy) -> None:
-    proxy = await start_proxy(fake_upstream.url, app_version="v7")
+async def test_metrics_health_and_readiness(
+    fake_upstream: FakeUpstream, start_inprocess_proxy
+) -> None:
+    proxy = await start_inprocess_proxy(fake_upstream.url, app_version="v7")
     await send(data_url(proxy), "GET", "/b/k")
     await send(data_url(proxy), "PUT", "/b/k", data=b"12345")
     await send(data_url(proxy), "GET", "/b?list-type=2")
@@ -507,9 +517,9 @@ async def test_metrics_health_and_readiness(fake_upstream: FakeUpstream, start_p
 
 
 async def test_upstream_reply_error_for_a_bug_is_still_s3_shaped(
-    fake_upstream: FakeUpstream, start_proxy, monkeypatch: pytest.MonkeyPatch
+    fake_upstream: FakeUpstream, start_inprocess_proxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    proxy = await start_proxy(fake_upstream.url)
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     import proxy.relay.pipeline as pipeline_mod
 
     def boom(*_a: Any, **_k: Any) -> Any:
@@ -522,10 +532,10 @@ async def test_upstream_reply_error_for_a_bug_is_still_s3_shaped(
     assert "x-amz-request-id" in headers
 
 
-async def test_empty_bodies_in_a_row(fake_upstream: FakeUpstream, start_proxy) -> None:
+async def test_empty_bodies_in_a_row(fake_upstream: FakeUpstream, start_inprocess_proxy) -> None:
     """aiohttp shares one empty-payload reader across requests; reading it twice must not
     spin (it once hung every empty request after the first)."""
-    proxy = await start_proxy(fake_upstream.url)
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     for i in range(3):
         status, _, _ = await asyncio.wait_for(
             send(data_url(proxy), "PUT", f"/b/e{i}", data=b"", headers={"Content-Length": "0"}),
@@ -538,7 +548,9 @@ async def test_empty_bodies_in_a_row(fake_upstream: FakeUpstream, start_proxy) -
     assert [s.header("Content-Length") for s in puts] == ["0", "0", "0"]
 
 
-async def test_stop_drains_in_flight_transfers(fake_upstream: FakeUpstream, start_proxy) -> None:
+async def test_stop_drains_in_flight_transfers(
+    fake_upstream: FakeUpstream, start_inprocess_proxy
+) -> None:
     """stop(): no new connections; a slow download and a slow upload in flight both complete
     intact (including what was still queued in the transport for the slow reader)."""
     payload = os.urandom(6 * 1024 * 1024)
@@ -549,7 +561,7 @@ async def test_stop_drains_in_flight_transfers(fake_upstream: FakeUpstream, star
         return web.Response()
 
     fake_upstream.respond = respond
-    proxy = await start_proxy(fake_upstream.url, shutdown_grace_seconds=20)
+    proxy = await start_inprocess_proxy(fake_upstream.url, shutdown_grace_seconds=20)
     host, port = proxy.addresses.data
 
     # Slow download: read the headers and a first piece, then stall.
@@ -596,7 +608,7 @@ async def test_stop_drains_in_flight_transfers(fake_upstream: FakeUpstream, star
 
 
 async def test_upstream_dying_mid_body_truncates_the_client_response(
-    fake_upstream: FakeUpstream, start_proxy
+    fake_upstream: FakeUpstream, start_inprocess_proxy
 ) -> None:
     async def dies(request: web.BaseRequest, _s: Seen) -> web.StreamResponse:
         resp = web.StreamResponse(status=200)
@@ -608,7 +620,7 @@ async def test_upstream_dying_mid_body_truncates_the_client_response(
         return resp
 
     fake_upstream.respond = dies
-    proxy = await start_proxy(fake_upstream.url)
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     host, port = proxy.addresses.data
     answer = await raw_exchange(host, port, b"GET /b/k HTTP/1.1\r\nHost: x\r\n\r\n", [])
     head, _, body = answer.partition(b"\r\n\r\n")
@@ -626,9 +638,9 @@ async def _ok_response() -> web.StreamResponse:
 
 
 async def test_small_aws_chunked_body_is_signed_with_its_real_digest(
-    fake_upstream: FakeUpstream, start_proxy
+    fake_upstream: FakeUpstream, start_inprocess_proxy
 ) -> None:
-    proxy = await start_proxy(fake_upstream.url)
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     data = b"small aws-chunked body"
     sig = ";chunk-signature=" + "0" * 64
     body = f"{len(data):x}{sig}\r\n".encode() + data + f"\r\n0{sig}\r\n\r\n".encode()
@@ -652,11 +664,11 @@ async def test_small_aws_chunked_body_is_signed_with_its_real_digest(
 
 
 async def test_early_answer_with_unread_body_closes_the_connection(
-    fake_upstream: FakeUpstream, start_proxy
+    fake_upstream: FakeUpstream, start_inprocess_proxy
 ) -> None:
     """An error sent while the client still waits for 100-continue: the unread body must not
     be taken for the next request on the connection."""
-    proxy = await start_proxy(fake_upstream.url)
+    proxy = await start_inprocess_proxy(fake_upstream.url)
     host, port = proxy.addresses.data
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(
@@ -677,7 +689,7 @@ async def test_early_answer_with_unread_body_closes_the_connection(
 
 @pytest.mark.parametrize("size", [10, 200_000])
 async def test_boto3_over_tls_sends_aws_chunked_and_upstream_gets_decoded_bytes(
-    fake_upstream: FakeUpstream, start_proxy, tmp_path, size: int
+    fake_upstream: FakeUpstream, start_inprocess_proxy, tmp_path, size: int
 ) -> None:
     import boto3
     import trustme
@@ -689,7 +701,7 @@ async def test_boto3_over_tls_sends_aws_chunked_and_upstream_gets_decoded_bytes(
     cert.private_key_and_cert_chain_pem.write_to_path(pem)
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(ca_file)
-    proxy = await start_proxy(fake_upstream.url, tls={"cert": str(pem), "key": str(pem)})
+    proxy = await start_inprocess_proxy(fake_upstream.url, tls={"cert": str(pem), "key": str(pem)})
     host, port = proxy.addresses.data
     s3 = boto3.client(
         "s3",
@@ -725,7 +737,7 @@ async def test_route_handler_seam(fake_upstream: FakeUpstream, tmp_path) -> None
     from proxy.config import load_config
     from proxy.relay.credentials import StaticCredentials
     from proxy.relay.pipeline import Forwarder, ProxyResponse, S3Request
-    from tests.unit.conftest import SECRET_KEY
+    from tests.support.inprocess import SECRET_KEY
 
     calls: list[tuple[str, str, bytes]] = []
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from proxy.app.cli import COMMANDS
 from proxy.errors import InvalidDocument, TranslationError, UntranslatableObject
 
 FORMAT_PROXY = Path(sys.executable).with_name("format-proxy")
@@ -36,7 +37,7 @@ def test_an_undetectable_stored_object_is_said_to_have_an_unknown_format() -> No
     assert "translated from xml" not in msg
 
 
-@pytest.mark.parametrize("command", ["serve", "translate", "check", "inject", "webhook"])
+@pytest.mark.parametrize("command", COMMANDS)
 def test_help_text_has_no_restructuredtext_markup(command: str) -> None:
     out = subprocess.run(
         [str(FORMAT_PROXY), command, "--help"], capture_output=True, text=True, check=True
