@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from proxy import __version__
-from proxy.app.embedded import EmbeddedS3, create_bucket_body, local_credentials
+from proxy.app.embedded import EmbeddedS3, create_bucket_body
 from proxy.app.logging import get_logger
 from proxy.config import Config
 from proxy.errors import ConfigError, CredentialsError, ProxyError, UpstreamError
@@ -123,7 +123,7 @@ class ProxyService:
             self._embedded = EmbeddedS3()
             endpoint_url = await asyncio.to_thread(self._embedded.start)
             if self._credentials is None:
-                self._credentials = local_credentials()
+                self._credentials = self._embedded.credentials
         else:
             endpoint_url = cfg.upstream.resolved_endpoint()
         self.endpoint_url = endpoint_url
