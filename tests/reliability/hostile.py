@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 #: Translated documents stored on the route, by the trouble they make.
 HOSTILE_XML: dict[str, bytes] = {
-    # lxml reads attribute values in quadratic time: ~10 s of CPU in 600 KiB
+    # lxml's own attribute lookups are quadratic; the reader's must stay linear
     "many_attributes": ("<doc " + " ".join(f'a{i}="v"' for i in range(40_000)) + "/>").encode(),
     "many_namespaces": (
         "<doc " + " ".join(f'xmlns:p{i}="urn:x:{i}"' for i in range(20_000)) + "><a>1</a></doc>"
@@ -23,6 +23,10 @@ HOSTILE_XML: dict[str, bytes] = {
     # linear, but seconds of CPU: 300k sibling elements
     "many_children": ("<doc>" + "<a>x</a>" * 300_000 + "</doc>").encode(),
 }
+
+#: An XML document the engine needs seconds of CPU for (1.2M sibling elements, ~10 MB).
+SLOW_XML = ("<doc>" + "<a>x</a>" * 1_200_000 + "</doc>").encode()
+HOSTILE_XML["slow"] = SLOW_XML
 
 #: A JSON document the engine needs seconds for (written by a v2 pod).
 MANY_KEYS_JSON = json.dumps({"doc": {f"k{i}": "v" for i in range(400_000)}}).encode()

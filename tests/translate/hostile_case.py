@@ -95,10 +95,10 @@ def build(case: str, port: int, secret: str) -> tuple[dict[str, Any], Limits, st
     if case == "huge-text-default-limits":
         return schemaless, limits, "xml", b"<r>" + b"x" * 100_000_000 + b"</r>"
     if case == "huge-text-raised-size":
-        big = Limits(max_translate_bytes=200 * 1024**2)
+        big = Limits(max_translate_bytes=200 * 1024**2, max_inflight_translate_bytes=200 * 1024**2)
         return schemaless, big, "xml", b"<r>" + b"x" * 100_000_000 + b"</r>"
     if case == "huge-text-json":
-        big = Limits(max_translate_bytes=200 * 1024**2)
+        big = Limits(max_translate_bytes=200 * 1024**2, max_inflight_translate_bytes=200 * 1024**2)
         return schemaless, big, "json", b'"' + b"x" * 100_000_000 + b'"'
     if case == "invalid-utf8-xml":
         return schemaless, limits, "xml", b"<r>caf\xc3</r>"
