@@ -60,6 +60,8 @@ class _Exchange:
         self.sent = {"request": 0, "response": 0}
         self.head = b""  # response bytes so far, until the end of the header block
         self.fired = False
+        self.drip_started: float | None = None
+        self.dripped = 0
 
 
 class FaultRelay:
@@ -116,6 +118,11 @@ class FaultRelay:
         async def close() -> None:
             if self._server is not None:
                 self._server.close()
+            # Connections still relaying (a stall, a drip) end with the relay.
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -244,12 +251,18 @@ class FaultRelay:
             dst.write(rest)
             await dst.drain()
             return True
-        # drip: a tenth of the rate every 100 ms
+        # drip: pieces of a tenth of the rate, paced on the time since the drip began
+        loop = asyncio.get_running_loop()
+        if exchange.drip_started is None:
+            exchange.drip_started = loop.time()
         step = max(1, fault.rate // 10)
         for i in range(0, len(rest), step):
-            dst.write(rest[i : i + step])
+            piece = rest[i : i + step]
+            dst.write(piece)
             await dst.drain()
-            await asyncio.sleep(0.1)
+            exchange.dripped += len(piece)
+            due = exchange.drip_started + exchange.dripped / fault.rate
+            await asyncio.sleep(max(0.0, due - loop.time()))
         return True
 
     def _count(self, exchange: _Exchange, fault: Fault) -> None:
