@@ -92,6 +92,36 @@ def test_a_read_through_a_fault_is_complete_or_a_clean_error(
     assert again.status == 200 and again.body == data
 
 
+@pytest.mark.parametrize("fault", ["close_after_headers", "reset_after_headers"])
+def test_a_ranged_read_cut_after_the_headers_shows_a_started_answer(
+    fault: str,
+    relay: FaultRelay,
+    faulty_proxy: ProxyProcess,
+    seaweedfs_backend: Backend,
+    fault_bucket: str,
+) -> None:
+    """The backend's 206 headers arrive, then nothing: the client sees the status line and a
+    short body (a broken response), never a bare close nor a complete-looking one."""
+    data = os.urandom(512 * KiB)
+    key = f"range/{fault}"
+    seaweedfs_backend.direct.put_object(Bucket=fault_bucket, Key=key, Body=data)
+    injected = (
+        Fault("close_after_headers", "response")
+        if fault == "close_after_headers"
+        else Fault("reset", "response", after=len(b"HTTP/1.1 206 Partial Content\r\n") + 200)
+    )
+    relay.inject(injected)
+    outcome = exchange(
+        faulty_proxy, "GET", f"/{fault_bucket}/{key}", headers={"Range": "bytes=1000-300000"}
+    )
+    if outcome.broken is None and outcome.status == 206:
+        assert outcome.body == data[1000:300001]
+    elif outcome.broken is None:
+        assert outcome.status >= 500 and outcome.body is not None
+    else:
+        assert outcome.status == 206, f"connection broke before any answer: {outcome.broken}"
+
+
 @pytest.mark.parametrize("name", WRITE_FAULTS)
 def test_a_write_through_a_fault_is_stored_whole_or_not_at_all(
     name: str,
