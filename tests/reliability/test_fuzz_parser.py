@@ -26,7 +26,7 @@ CLIENT_TIMEOUT = 2.0
 BUDGET = CLIENT_TIMEOUT + 4.0
 
 FUZZ = settings(
-    max_examples=150,
+    max_examples=400,
     deadline=None,
     derandomize=os.environ.get("CI") == "true",
     database=None,
