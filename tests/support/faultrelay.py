@@ -17,7 +17,7 @@ import socket
 import struct
 import threading
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
@@ -209,8 +209,8 @@ class FaultRelay:
         way: Direction,
         data: bytes,
         dst: asyncio.StreamWriter,
-        abort_both: object,
-        close_both: object,
+        abort_both: Callable[[], None],
+        close_both: Callable[[], None],
     ) -> bool:
         """Forward ``data`` with the exchange's fault applied; False once the connection is gone."""
         fault = exchange.fault
@@ -231,7 +231,7 @@ class FaultRelay:
             dst.write(data[:keep])
             await dst.drain()
             self._count(exchange, fault)
-            close_both()  # type: ignore[operator]
+            close_both()
             return False
         cut = max(0, fault.after - start)
         if cut >= len(data):
@@ -244,7 +244,7 @@ class FaultRelay:
         if not exchange.fired:
             self._count(exchange, fault)
         if fault.kind == "reset":
-            abort_both()  # type: ignore[operator]
+            abort_both()
             return False
         if fault.kind == "stall":
             await asyncio.sleep(fault.seconds)
