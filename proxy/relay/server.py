@@ -13,6 +13,7 @@ is answered by the proxy itself when the body is first read (never forwarded).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import re
@@ -393,6 +394,11 @@ class DataServer:
         except Exception as exc:
             if not response.prepared:
                 raise
+            if written.n == 0:
+                # The status line waits for the first body bytes (_Response): send it now, so
+                # the client sees a response that started and broke, never a bare close.
+                with contextlib.suppress(Exception):
+                    await response.write(b"")
             transport = request.transport
             if transport is not None:
                 transport.close()
