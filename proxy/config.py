@@ -8,11 +8,12 @@ the data path (:func:`proxy.datapath.routes.compile_routes`), not here.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import yaml
@@ -176,10 +177,43 @@ class Limits(_Strict):
     #: Unmodified passthrough GET bodies at least this large move socket to socket inside the
     #: kernel (splice) when client and upstream are plain HTTP; 0 = never.
     zero_copy_min_bytes: ByteSize = 1024**2
+    #: Longest a worker process may spend on one document (translation, validation, digests);
+    #: past it the worker is killed and the request fails with reason ``too_slow``.
+    translate_timeout: float = Field(default=10.0, gt=0)
+    #: Document worker processes; None = min(2, CPU count).
+    translate_workers: int | None = Field(default=None, ge=1)
+    #: How much lower the workers' CPU priority is than the proxy's (``nice`` increment): the
+    #: event loop wins the CPU over translations on a small machine.
+    translate_nice: int = Field(default=10, ge=0, le=19)
+    #: Bytes of documents being translated at once (GET, PUT, multipart completion) across all
+    #: requests; a request that would go past it gets ``503 SlowDown``.
+    max_inflight_translate_bytes: ByteSize = 128 * 1024**2
+    #: Bytes of multipart parts spooled to disk across all open uploads on routes; an
+    #: UploadPart that would go past it gets ``503 SlowDown``.
+    max_spool_bytes: ByteSize = 1024**3
+    #: Translation failures remembered per stored object version (bucket, key, ETag), so a
+    #: document that cannot be translated fails fast on the next read; least recently used
+    #: entries are forgotten past this count.
+    remembered_failures: int = Field(default=4096, ge=0)
+
     #: Most client connections open on the data listener at once; past it a new connection is
     #: answered ``503 SlowDown`` with ``Connection: close`` and counted. Keep it below the
     #: process's open-file limit.
     max_client_connections: int = Field(default=1024, ge=1)
+
+    @model_validator(mode="after")
+    def _budgets_fit(self) -> Limits:
+        if self.max_inflight_translate_bytes < self.max_translate_bytes:
+            raise _KeyedError(
+                "limits.max_inflight_translate_bytes",
+                f"must be at least limits.max_translate_bytes ({self.max_translate_bytes}): "
+                "otherwise the largest document could never be translated",
+            )
+        return self
+
+    def workers(self) -> int:
+        """The number of document worker processes."""
+        return self.translate_workers or min(2, os.cpu_count() or 1)
 
 
 class ServerConfig(_Strict):
@@ -293,7 +327,9 @@ def _humanise(err: Mapping[str, Any]) -> str:
     kind = err.get("type", "")
     msg = str(err.get("msg", ""))
     if kind == "extra_forbidden":
-        return "unknown key"
+        loc = tuple(err.get("loc", ()))
+        hint = difflib.get_close_matches(str(loc[-1]), _known_keys(loc[:-1]), n=1) if loc else []
+        return "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
     if kind == "missing":
         return "required key is missing"
     for prefix in ("Value error, ", "Assertion failed, "):
@@ -302,6 +338,47 @@ def _humanise(err: Mapping[str, Any]) -> str:
     if "input" in err and kind not in ("value_error",) and not isinstance(err["input"], dict):
         msg = f"{msg} (got {err['input']!r})"
     return msg
+
+
+def _known_keys(parent: tuple[int | str, ...]) -> list[str]:
+    """The keys the config accepts in the mapping at ``parent`` (for "did you mean")."""
+    model: type[BaseModel] = Config
+    for part in parent:
+        if isinstance(part, int):
+            continue  # an item of a list of models: the same model
+        field = model.model_fields.get(part)
+        inner = _model_in(field.annotation) if field is not None else None
+        if inner is None:
+            return []
+        model = inner
+    return [name for name, f in model.model_fields.items() if not f.exclude]
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _yaml_position(exc: yaml.YAMLError) -> str:
+    """Where a YAML error is, as a person would point at it.
+
+    PyYAML notices an unfinished construct (a key without ``:``, an unclosed quote, ``[`` or
+    ``{``) only at the next token, often on the following line; the construct itself starts at
+    the error's context mark. Other errors are where the problem mark says.
+    """
+    problem = getattr(exc, "problem_mark", None)
+    context = getattr(exc, "context_mark", None)
+    text = getattr(exc, "context", None) or ""
+    unfinished = text.startswith(("while scanning", "while parsing a flow"))
+    mark = context if unfinished and context is not None else problem
+    if mark is None:
+        return ""
+    return f" (line {mark.line + 1}, column {mark.column + 1})"
 
 
 def _set_path(doc: dict[str, Any], path: tuple[str, ...], value: object) -> None:
@@ -340,8 +417,7 @@ def load_config(
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            where = _yaml_position(exc)
             problem = getattr(exc, "problem", None) or str(exc)
             raise ConfigError("config", f"'{p}' is not valid YAML{where}: {problem}") from None
         if loaded is None:

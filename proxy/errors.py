@@ -27,6 +27,12 @@ class ProxyError(Exception):
 # --- configuration (start-up; exit status 2) ---------------------------------------------------
 
 
+class UsageError(ProxyError):
+    """A command-line mistake: an unknown route name, an unreadable input file (exit status 2)."""
+
+    code = "InvalidArgument"
+
+
 class ConfigError(ProxyError):
     """Invalid configuration. ``key_path`` names the offending key, e.g. ``upstream.endpoint``."""
 
@@ -95,7 +101,9 @@ class RequestTimeout(ClientError):
 
 
 class SlowDown(ProxyError):
-    """The proxy is at a global bound (client connections); SDKs back off and retry."""
+    """The proxy is at a global bound (client connections, bytes of documents in flight,
+    bytes of spooled uploads, free document workers): the request is refused before any work,
+    as S3 sheds load. SDKs back off and retry."""
 
     status = 503
     code = "SlowDown"
@@ -137,6 +145,17 @@ class CredentialsError(ProxyError):
     code = "ServiceUnavailable"
 
 
+# --- the proxy's own capacity ---------------------------------------------------------------
+
+
+class WorkerLost(ProxyError):
+    """A document worker process stopped unexpectedly (killed by the kernel, crashed) while
+    working on this request. A new worker replaces it; retrying is safe."""
+
+    status = 503
+    code = "ServiceUnavailable"
+
+
 # --- translation ------------------------------------------------------------------------------
 
 #: The fixed, documented set of translation failure reasons. They are metric label values.
@@ -168,8 +187,22 @@ TRANSLATION_REASONS: frozenset[str] = frozenset(
         "schema_violation",
         "undetectable_format",
         "wrong_root",
+        # the engine took longer than limits.translate_timeout: the worker was stopped
+        "too_slow",
     }
 )
+
+
+DOCUMENT_ROOT = "/ (the document root)"
+
+
+def describe_location(location: str) -> str:
+    """How every message names a location in a document.
+
+    The document root is spelled ``""`` by JSON Pointer and ``/`` by XPath; both read as
+    ``/ (the document root)``. Any other location is shown as it is.
+    """
+    return DOCUMENT_ROOT if location in ("", "/") else location
 
 
 class TranslationError(ProxyError):
@@ -188,9 +221,11 @@ class TranslationError(ProxyError):
         self.reason = reason
         self.location = location
         self.detail = detail
-        # JSON Pointer spells the document root "", which would read as "at : ..."
-        where = location if location else "the document root"
-        super().__init__(f"{reason} at {where}: {detail}")
+        super().__init__(f"{reason} at {describe_location(location)}: {detail}")
+
+    def __reduce__(self) -> tuple[type[TranslationError], tuple[str, str, str]]:
+        # Raised in worker processes: pickled with its own arguments, not the message.
+        return (type(self), (self.reason, self.location, self.detail))
 
 
 # --- the translating data path ----------------------------------------------------------------
@@ -205,8 +240,7 @@ class InvalidDocument(ClientError):
 
     def __init__(self, error: TranslationError, *, expected: str, route: str) -> None:
         super().__init__(
-            f"the request body is not a valid {expected} document for route {route!r}: "
-            f"{error.reason} at {error.location}: {error.detail}"
+            f"the request body is not a valid {expected} document for route {route!r}: {error}"
         )
         self.code = f"InvalidDocument.{error.reason}"
         self.reason = error.reason
@@ -221,10 +255,18 @@ class UntranslatableObject(ProxyError):
     code = "UntranslatableObject"
 
     def __init__(self, error: TranslationError, *, source: str, target: str, route: str) -> None:
-        super().__init__(
-            f"the stored object cannot be translated from {source} to {target} on route "
-            f"{route!r}: {error.reason} at {error.location}: {error.detail}"
-        )
+        if error.reason == "undetectable_format":
+            # nothing to translate from: say so, and what was looked at (the detail)
+            message = (
+                f"the stored object's format is unknown, so it cannot be served as {target} on "
+                f"route {route!r}: {error}"
+            )
+        else:
+            message = (
+                f"the stored object cannot be translated from {source} to {target} on route "
+                f"{route!r}: {error}"
+            )
+        super().__init__(message)
         self.code = f"UntranslatableObject.{error.reason}"
         self.reason = error.reason
         self.location = error.location

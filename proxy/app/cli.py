@@ -13,10 +13,11 @@ import sys
 from collections.abc import Sequence
 
 from proxy import __version__
-from proxy.errors import ConfigError, ProxyError
+from proxy.errors import ConfigError, ProxyError, UsageError
 
-COMMANDS = ("serve", "translate", "check", "inject", "webhook", "scan", "migrate")
+COMMANDS = ("serve", "demo", "translate", "check", "inject", "webhook", "scan", "migrate")
 
+#: Usage and configuration errors (argparse uses 2 for usage errors too).
 EXIT_CONFIG = 2
 
 
@@ -43,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"format-proxy: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except ConfigError as exc:
         print(f"format-proxy: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

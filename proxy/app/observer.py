@@ -6,7 +6,14 @@ wires in; the data path itself never imports prometheus (``docs/datapath.md`` li
 
 from __future__ import annotations
 
-from proxy.datapath.observe import DIRECTIONS, OPERATIONS, OUTCOMES, Direction, Operation
+from proxy.datapath.observe import (
+    DIRECTIONS,
+    OPERATIONS,
+    OUTCOMES,
+    REFUSAL_REASONS,
+    Direction,
+    Operation,
+)
 from proxy.errors import TRANSLATION_REASONS
 from proxy.relay.metrics import Metrics
 
@@ -18,6 +25,8 @@ class MetricsObserver:
 
     def __init__(self, metrics: Metrics, routes: tuple[str, ...] = ()) -> None:
         self._m = metrics
+        for reason in REFUSAL_REASONS:
+            metrics.refused.labels(reason)
         for route in routes:
             self._declare(route)
 
@@ -53,3 +62,6 @@ class MetricsObserver:
 
     def cache_lookup(self, hit: bool) -> None:
         (self._m.cache_hits if hit else self._m.cache_misses).inc()
+
+    def refused(self, reason: str) -> None:
+        self._m.refused.labels(reason).inc()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from proxy import __version__
-from proxy.app.embedded import EmbeddedS3, create_bucket_body, local_credentials
+from proxy.app.embedded import EmbeddedS3, create_bucket_body
 from proxy.app.logging import get_logger
 from proxy.config import Config
 from proxy.errors import ConfigError, CredentialsError, ProxyError, UpstreamError
@@ -101,6 +101,9 @@ class ProxyService:
             return False, "data listener not started"
         if self._credentials is None or not self._credentials.resolved:
             return False, "upstream credentials not resolved"
+        handler_ready = getattr(self._route_handler, "ready", None)
+        if handler_ready is not None:  # the document workers have started
+            return handler_ready()  # type: ignore[no-any-return]
         return True, "ok"
 
     async def start(self) -> None:
@@ -120,7 +123,7 @@ class ProxyService:
             self._embedded = EmbeddedS3()
             endpoint_url = await asyncio.to_thread(self._embedded.start)
             if self._credentials is None:
-                self._credentials = local_credentials()
+                self._credentials = self._embedded.credentials
         else:
             endpoint_url = cfg.upstream.resolved_endpoint()
         self.endpoint_url = endpoint_url
@@ -146,6 +149,9 @@ class ProxyService:
         if self._embedded is not None:
             await self._create_buckets(endpoint)
 
+        start_handler = getattr(self._route_handler, "start", None)
+        if start_handler is not None:  # document worker processes, in the background
+            start_handler()
         pipeline = Pipeline(
             cfg,
             endpoint=endpoint,
@@ -301,14 +307,15 @@ class ProxyService:
                 await site.stop()
             if self._handler is not None:
                 await self._handler.drain(max(0.0, deadline - loop.time()))
+            # Past the grace period: stop the document workers now, so requests still waiting
+            # for a translation get an answer (503) instead of holding the shutdown up.
+            self._close_route_handler()
             await self._flush(deadline)
             # One grace period in all: what is still running now is cancelled and its
             # connection closed (the runner waits at most _FORCE_CLOSE_SECONDS for that).
             await self._data_runner.cleanup()
             self._data_runner = None
-        close_handler = getattr(self._route_handler, "close", None)
-        if close_handler is not None:  # translation pool, spooled multipart uploads
-            close_handler()
+        self._close_route_handler()
         if self._upstream is not None:
             await self._upstream.close()
             self._upstream = None
@@ -321,6 +328,11 @@ class ProxyService:
         if self._exception_handler_installed:
             self._exception_handler_installed = False
             asyncio.get_running_loop().set_exception_handler(self._previous_exception_handler)
+
+    def _close_route_handler(self) -> None:
+        close_handler = getattr(self._route_handler, "close", None)
+        if close_handler is not None:  # document workers, spooled multipart uploads
+            close_handler()
 
 
 def _ensure_fd_limit(connections: int) -> None:

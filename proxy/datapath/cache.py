@@ -1,4 +1,5 @@
-"""A bounded in-memory cache of translated representations, with single-flight fills.
+"""A bounded in-memory cache of translated representations, with single-flight fills, and a
+bounded memory of the translations that failed.
 
 Keyed by ``(bucket, key, stored ETag, target format)``: a changed stored object has a new ETag,
 so stale entries are never served, only aged out. HEAD-then-GET and the many ranged GETs of
@@ -29,6 +30,7 @@ class Sized(Protocol):
 
 
 V = TypeVar("V", bound=Sized)
+E = TypeVar("E", bound=Exception)
 
 
 @dataclass(slots=True)
@@ -144,3 +146,31 @@ class RepresentationCache(Generic[V]):
             return value, False
         finally:
             del self._inflight[key]
+
+
+class FailureMemo(Generic[E]):
+    """The last ``max_entries`` translation failures by cache key (least recently used go
+    first). A stored object version that cannot be translated (a ``too_slow`` document above
+    all) then fails fast on every later read, with the same error, instead of costing a
+    worker its whole budget again. A new stored version has a new ETag: a new key."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[CacheKey, E] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: CacheKey) -> E | None:
+        err = self._entries.get(key)
+        if err is not None:
+            self._entries.move_to_end(key)
+        return err
+
+    def put(self, key: CacheKey, err: E) -> None:
+        if self.max_entries <= 0:
+            return
+        self._entries[key] = err
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)

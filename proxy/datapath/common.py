@@ -11,7 +11,8 @@ from urllib.parse import unquote
 import structlog
 
 from proxy.config import Limits
-from proxy.datapath.cache import RepresentationCache
+from proxy.datapath.budget import ByteBudget
+from proxy.datapath.cache import FailureMemo, RepresentationCache
 from proxy.datapath.documents import Representation
 from proxy.datapath.engine import DocumentWorker
 from proxy.datapath.observe import Direction, Operation, TranslationObserver
@@ -40,8 +41,11 @@ class Context:
     app_version: str
     limits: Limits
     cache: RepresentationCache[Representation]
+    failures: FailureMemo[TranslationError]
     worker: DocumentWorker
     observer: TranslationObserver
+    #: Bytes of whole documents held by requests (limits.max_inflight_translate_bytes).
+    inflight: ByteBudget
 
     def version_format(self, route: CompiledRoute) -> Format:
         """The format this pod's version reads and writes on ``route``."""

@@ -14,7 +14,8 @@ Which S3 operations it takes over on a route:
 from __future__ import annotations
 
 from proxy.config import Config, RouteConfig
-from proxy.datapath.cache import RepresentationCache
+from proxy.datapath.budget import ByteBudget
+from proxy.datapath.cache import FailureMemo, RepresentationCache
 from proxy.datapath.common import Context
 from proxy.datapath.documents import Representation
 from proxy.datapath.engine import DocumentWorker
@@ -49,6 +50,7 @@ class TranslatingHandler:
         routes: tuple[CompiledRoute, ...],
         observer: TranslationObserver | None = None,
         *,
+        isolate: bool = True,
         workers: int | None = None,
     ) -> None:
         if config.app_version is None:  # load_config refuses routes without one
@@ -58,15 +60,26 @@ class TranslatingHandler:
             raise ValueError("the compiled routes must be the config's routes, in order")
         self.observer: TranslationObserver = observer or NullObserver()
         self.cache = RepresentationCache[Representation](config.limits.cache_max_bytes)
-        self.worker = DocumentWorker(self.observer, workers)
+        self.worker = DocumentWorker(self.observer, config, isolate=isolate, workers=workers)
         self.ctx = Context(
             app_version=config.app_version,
             limits=config.limits,
             cache=self.cache,
+            failures=FailureMemo(config.limits.remembered_failures),
             worker=self.worker,
             observer=self.observer,
+            inflight=ByteBudget(
+                config.limits.max_inflight_translate_bytes,
+                setting="limits.max_inflight_translate_bytes",
+                on_refuse=lambda: self.observer.refused("translate_budget"),
+            ),
         )
-        self.uploads = UploadStore(config.spool_dir, config.limits.max_translate_bytes)
+        self.uploads = UploadStore(
+            config.spool_dir,
+            config.limits.max_translate_bytes,
+            max_spool_bytes=config.limits.max_spool_bytes,
+            on_refuse=lambda: self.observer.refused("spool_budget"),
+        )
         self._reads = ReadPath(self.ctx)
         self._writes = WritePath(self.ctx, self._reads)
         scheme = "https" if config.tls.enabled else "http"
@@ -93,6 +106,15 @@ class TranslatingHandler:
         if op in _MULTIPART:
             return await self._multipart.handle(request, compiled, forward)
         return await forward.passthrough(request)
+
+    def start(self) -> None:
+        """Start the document worker processes (in the background)."""
+        self.worker.start()
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.worker.ready:
+            return False, "document workers starting"
+        return True, "ok"
 
     def close(self) -> None:
         """Stop the translation pool and delete spooled uploads (at shutdown)."""

@@ -14,6 +14,8 @@ Semantics (``docs/datapath.md`` is the reference):
 - ``engine_work`` is called once per document the engine actually translated (cache hits do
   not call it): the duration and byte metrics measure the engine's work.
 - ``cache_lookup`` is called once per lookup of the translated-representation cache.
+- ``refused`` is called once per request refused with ``503 SlowDown`` because a global
+  budget was spent (``reason`` from :data:`REFUSAL_REASONS`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "DIRECTIONS",
     "OPERATIONS",
     "OUTCOMES",
+    "REFUSAL_REASONS",
     "Direction",
     "NullObserver",
     "Operation",
@@ -40,6 +43,10 @@ Operation = Literal["get", "head", "put"]
 DIRECTIONS: tuple[Direction, ...] = ("xml_to_json", "json_to_xml")
 OPERATIONS: tuple[Operation, ...] = ("get", "head", "put")
 OUTCOMES = ("native", "translated", "failed")
+#: Why a request was refused before any work: the bytes of documents in flight
+#: (``limits.max_inflight_translate_bytes``), the bytes of spooled uploads
+#: (``limits.max_spool_bytes``), no document worker free in time.
+REFUSAL_REASONS = ("translate_budget", "spool_budget", "translate_queue")
 
 
 def direction_of(source: str, target: str) -> Direction:
@@ -67,6 +74,9 @@ class TranslationObserver(Protocol):
     def cache_lookup(self, hit: bool) -> None:
         """One lookup of the translated-representation cache."""
 
+    def refused(self, reason: str) -> None:
+        """A request was refused (503 SlowDown) because a global budget was spent."""
+
 
 class NullObserver:
     """Observes nothing (a handler built without metrics)."""
@@ -86,6 +96,9 @@ class NullObserver:
     def cache_lookup(self, hit: bool) -> None:
         pass
 
+    def refused(self, reason: str) -> None:
+        pass
+
 
 @dataclass
 class RecordingObserver:
@@ -97,6 +110,7 @@ class RecordingObserver:
     work: list[tuple[str, float, int]] = field(default_factory=list)
     hits: int = 0
     misses: int = 0
+    refusals: Counter[str] = field(default_factory=Counter)
 
     def native(self, route: str, operation: Operation) -> None:
         self.outcomes[route, operation, "native"] += 1
@@ -117,3 +131,6 @@ class RecordingObserver:
             self.hits += 1
         else:
             self.misses += 1
+
+    def refused(self, reason: str) -> None:
+        self.refusals[reason] += 1

@@ -239,8 +239,15 @@ class ReadPath:
         if key is None:  # no stored ETag to key on: translate every time
             self._ctx.observer.cache_lookup(False)
             return await fill()
+        known = self._ctx.failures.get(key)
+        if known is not None:  # this stored version failed before: fail fast, same error
+            raise known
         try:
             rep, hit = await self._ctx.cache.get_or_fill(key, fill)
+        except TranslationError as err:
+            self._ctx.observer.cache_lookup(False)
+            self._ctx.failures.put(key, err)
+            raise
         except BaseException:
             self._ctx.observer.cache_lookup(False)
             raise
@@ -325,18 +332,19 @@ class ReadPath:
 
         async def fill() -> Representation:
             nonlocal filled
-            filled = True
-            await stream.aclose()
             limit = ctx.limits.max_translate_bytes
-            try:
-                rest = await reply.read(limit)
-            except EntityTooLarge:
-                raise self._too_large(limit + 1) from None
-            data = b"".join([*peeked, rest])
-            if len(data) > limit:
-                raise self._too_large(len(data))
-            read.append(data)
-            return await ctx.worker.render(route.mapping, data, fmt, target)
+            with ctx.inflight.hold(min(size, limit) if size is not None else limit):
+                filled = True
+                await stream.aclose()
+                try:
+                    rest = await reply.read(limit)
+                except EntityTooLarge:
+                    raise self._too_large(limit + 1) from None
+                data = b"".join([*peeked, rest])
+                if len(data) > limit:
+                    raise self._too_large(len(data))
+                read.append(data)
+                return await ctx.worker.render(route, data, fmt, target)
 
         try:
             rep = await self._lookup(cache_key, fill)
@@ -462,11 +470,16 @@ class ReadPath:
             if reply.status != 200:
                 raise await _answer_of(reply)
             limit = ctx.limits.max_translate_bytes
+            size = _content_length(reply)
             try:
-                data = await reply.read(limit)
-            except EntityTooLarge:
-                raise self._too_large(limit + 1) from None
-            return await ctx.worker.render(route.mapping, data, source, target)
+                with ctx.inflight.hold(min(size, limit) if size is not None else limit):
+                    try:
+                        data = await reply.read(limit)
+                    except EntityTooLarge:
+                        raise self._too_large(limit + 1) from None
+                    return await ctx.worker.render(route, data, source, target)
+            finally:
+                reply.release()
 
         return await self._lookup(cache_key, fill)
 

@@ -8,19 +8,26 @@ request body, the XML answers) is :mod:`proxy.s3.multipart`. It does file I/O (t
 nothing else: no network, no aiohttp. Blocking calls (:meth:`UploadStore.write_part`,
 :func:`assemble`) are meant to run in a worker thread.
 
-Bounds: one upload holds at most ``max_upload_bytes`` (``limits.max_translate_bytes``); an
-upload untouched for ``idle_seconds`` is dropped (like an S3 lifecycle rule aborting incomplete
-uploads); everything is removed when the proxy stops.
+Bounds: one upload holds at most ``max_upload_bytes`` (``limits.max_translate_bytes``), all
+uploads together at most ``max_spool_bytes`` (``limits.max_spool_bytes``: past it a part is
+refused with ``503 SlowDown``); an upload untouched for ``idle_seconds`` is dropped (like an S3
+lifecycle rule aborting incomplete uploads); everything is removed when the proxy stops. The
+spool directory's name carries the proxy's pid: at start, directories left by proxies that
+died without cleaning up (SIGKILL, OOM kill) are removed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import os
+import re
 import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,11 +39,23 @@ from proxy.errors import (
     InvalidPart,
     InvalidPartOrder,
     NoSuchUpload,
+    SlowDown,
 )
 from proxy.s3.checksums import ALGORITHMS, new_checksum
 from proxy.s3.multipart import MIN_PART_BYTES, CompletedPart
 
-__all__ = ["Part", "Upload", "UploadStore", "assemble", "select_parts"]
+__all__ = [
+    "Part",
+    "Upload",
+    "UploadStore",
+    "assemble",
+    "remove_stale_spools",
+    "select_parts",
+    "write_part_file",
+]
+
+_SPOOL_PREFIX = "format-proxy-uploads-"
+_SPOOL_NAME = re.compile(re.escape(_SPOOL_PREFIX) + r"(\d+)-")
 
 
 def _opaque(etag: str) -> str:
@@ -85,13 +104,20 @@ class UploadStore:
         spool_dir: Path | None,
         max_upload_bytes: int,
         *,
+        max_spool_bytes: int | None = None,
         idle_seconds: float = 24 * 3600,
+        on_refuse: Callable[[], None] = lambda: None,
     ) -> None:
         if spool_dir is not None:
             spool_dir.mkdir(parents=True, exist_ok=True)
-        self.root = Path(tempfile.mkdtemp(prefix="format-proxy-uploads-", dir=spool_dir))
+        parent = spool_dir if spool_dir is not None else Path(tempfile.gettempdir())
+        self.removed_stale = remove_stale_spools(parent)
+        prefix = f"{_SPOOL_PREFIX}{os.getpid()}-"
+        self.root = Path(tempfile.mkdtemp(prefix=prefix, dir=spool_dir))
         self.max_upload_bytes = max_upload_bytes
+        self.max_spool_bytes = max_spool_bytes
         self.idle_seconds = idle_seconds
+        self._on_refuse = on_refuse
         self._uploads: dict[str, Upload] = {}
 
     def __len__(self) -> int:
@@ -142,10 +168,28 @@ class UploadStore:
         others = sum(p.size for n, p in upload.parts.items() if n != number)
         return max(0, self.max_upload_bytes - others - sum(upload.reserved.values()))
 
+    def spooled_bytes(self) -> int:
+        """Bytes of all uploads' parts, written or being written."""
+        return sum(u.size + sum(u.reserved.values()) for u in self._uploads.values())
+
+    def check_budget(self, size: int) -> None:
+        """Raise SlowDown (counted) unless ``size`` more bytes fit in the global spool."""
+        if self.max_spool_bytes is None:
+            return
+        spooled = self.spooled_bytes()
+        if spooled + size > self.max_spool_bytes:
+            self._on_refuse()
+            raise SlowDown(
+                f"the proxy's multipart spool is full: {spooled} bytes of open uploads, and "
+                f"this part needs {size} more, above limits.max_spool_bytes "
+                f"({self.max_spool_bytes}); complete or abort uploads, or retry later"
+            )
+
     def reserve(self, upload: Upload, number: int, size: int) -> str:
         """Budget a part write before it goes to disk (call between awaits: race-free)."""
         if size > self.room(upload, number):
             raise EntityTooLarge(self._too_large_message())
+        self.check_budget(size)
         token = secrets.token_hex(8)
         upload.reserved[token] = size
         return token
@@ -163,17 +207,7 @@ class UploadStore:
         self, upload: Upload, number: int, data: bytes, algorithms: tuple[str, ...]
     ) -> Part:
         """Write a part file (blocking; run in a thread). The caller records it."""
-        path = upload.directory / f"part-{number:05d}-{secrets.token_hex(6)}"
-        with open(path, "wb") as f:
-            f.write(data)
-        return Part(
-            number=number,
-            size=len(data),
-            etag='"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"',
-            checksums={alg: _checksum(alg, data) for alg in algorithms},
-            last_modified=datetime.now(UTC),
-            path=path,
-        )
+        return write_part_file(upload.directory, number, data, algorithms)
 
     def record(self, upload: Upload, part: Part, token: str) -> None:
         """Make a written part current (the last write of a part number wins, as in S3)."""
@@ -206,6 +240,49 @@ class UploadStore:
     def close(self) -> None:
         self._uploads.clear()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def write_part_file(directory: Path, number: int, data: bytes, algorithms: tuple[str, ...]) -> Part:
+    """Write one part file into an upload's ``directory`` and digest it (blocking: run in a
+    document worker). The caller records the part."""
+    path = directory / f"part-{number:05d}-{secrets.token_hex(6)}"
+    with open(path, "wb") as f:
+        f.write(data)
+    return Part(
+        number=number,
+        size=len(data),
+        etag='"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"',
+        checksums={alg: _checksum(alg, data) for alg in algorithms},
+        last_modified=datetime.now(UTC),
+        path=path,
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_spools(parent: Path) -> list[Path]:
+    """Remove the spool directories in ``parent`` left by proxies that are no longer running
+    (and by an earlier process with this one's pid: a restarted container's proxy often has
+    the same pid). Returns what was removed."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in parent.iterdir():
+            m = _SPOOL_NAME.match(entry.name)
+            if m is None or not entry.is_dir():
+                continue
+            pid = int(m.group(1))
+            if pid == os.getpid() or not _pid_alive(pid):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+    return removed
 
 
 def _checksum(algorithm: str, data: bytes) -> str:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from multidict import CIMultiDict
 
 from proxy.datapath.common import Context, address_without, without_headers
-from proxy.datapath.documents import ClientDigests, client_digests, verify_digests
+from proxy.datapath.documents import ClientDigests, client_digests
 from proxy.datapath.reads import ReadPath
 from proxy.datapath.routes import CompiledRoute, RouteTable
 from proxy.datapath.spool import Part, Upload, UploadStore, assemble, select_parts
@@ -147,12 +147,19 @@ class UploadPath:
         upload = self._upload(request)
         number = self._part_number(request)
         body = request.body
-        try:
-            data = await body.read_all(self._store.room(upload, number))
-        except EntityTooLarge:
-            raise self._store.too_large() from None
-        digests = client_digests(request.headers, body.extra_headers, body_unchanged=body.unchanged)
-        part = await self._spool_part(upload, number, data, digests)
+        room = self._store.room(upload, number)
+        expected = min(body.length, room) if body.length is not None else room
+        # Refused before the body is read: the spool (disk) and the bytes in memory.
+        self._store.check_budget(expected)
+        with self._ctx.inflight.hold(expected):
+            try:
+                data = await body.read_all(room)
+            except EntityTooLarge:
+                raise self._store.too_large() from None
+            digests = client_digests(
+                request.headers, body.extra_headers, body_unchanged=body.unchanged
+            )
+            part = await self._spool_part(upload, number, data, digests)
         headers = [("ETag", part.etag)]
         headers += [
             (f"x-amz-checksum-{alg}", v)
@@ -170,9 +177,8 @@ class UploadPath:
         token = self._store.reserve(upload, number, len(data))
         path = None
         try:
-            await self._ctx.worker.run(verify_digests, digests, data)
-            part = await self._ctx.worker.run(
-                self._store.write_part, upload, number, data, algorithms
+            part = await self._ctx.worker.spool_part(
+                digests, upload.directory, number, data, algorithms
             )
             path = part.path
             self._store.record(upload, part, token)
@@ -313,39 +319,38 @@ class UploadPath:
             upload = self._upload(request)  # a concurrent Complete may have finished it
             listed = parse_complete(await request.body.read_all(_MAX_COMPLETE_BODY))
             parts = select_parts(upload, listed)
-            data = await self._ctx.worker.run(assemble, parts)
-            # A full-object checksum on the Complete request covers the assembled document.
-            whole = client_digests(request.headers, (), body_unchanged=False)
-            if whole.checksums and (
-                request.headers.get("x-amz-checksum-type", "").upper() == "FULL_OBJECT"
-            ):
-                await self._ctx.worker.run(
-                    verify_digests, ClientDigests(checksums=whole.checksums), data
+            with self._ctx.inflight.hold(sum(part.size for part in parts)):
+                data = await self._ctx.worker.io(assemble, parts)
+                # A full-object checksum on the Complete request covers the assembled document.
+                whole = client_digests(request.headers, (), body_unchanged=False)
+                if whole.checksums and (
+                    request.headers.get("x-amz-checksum-type", "").upper() == "FULL_OBJECT"
+                ):
+                    await self._ctx.worker.verify(ClientDigests(checksums=whole.checksums), data)
+                digests = ClientDigests(
+                    algorithms=(upload.checksum_algorithm,) if upload.checksum_algorithm else ()
                 )
-            digests = ClientDigests(
-                algorithms=(upload.checksum_algorithm,) if upload.checksum_algorithm else ()
-            )
-            headers = [
-                *upload.headers,
-                *((k, v) for k, v in request.headers.items() if k.lower() in _COMPLETE_PASS),
-            ]
-            try:
-                reply, _doc = await self._writes.store(
-                    request,
-                    route,
-                    forward,
-                    data,
-                    digests,
-                    headers,
-                    address=address_without(request.address, "uploadId"),
-                )
-            except InvalidDocument:
-                self._store.remove(upload)  # no retry can make this document valid
-                raise
-            if not 200 <= reply.status < 300:
-                return reply.to_response()  # upload kept: the client may retry or abort
-            reply.release()
-            self._store.remove(upload)
+                headers = [
+                    *upload.headers,
+                    *((k, v) for k, v in request.headers.items() if k.lower() in _COMPLETE_PASS),
+                ]
+                try:
+                    reply, _doc = await self._writes.store(
+                        request,
+                        route,
+                        forward,
+                        data,
+                        digests,
+                        headers,
+                        address=address_without(request.address, "uploadId"),
+                    )
+                except InvalidDocument:
+                    self._store.remove(upload)  # no retry can make this document valid
+                    raise
+                if not 200 <= reply.status < 300:
+                    return reply.to_response()  # upload kept: the client may retry or abort
+                reply.release()
+                self._store.remove(upload)
         etag = reply.header("ETag") or ""
         a = request.address
         host = request.headers.get("Host", "")

@@ -101,10 +101,15 @@ class WritePath:
         self, request: S3Request, route: CompiledRoute, forward: Forwarder
     ) -> ProxyResponse:
         body = request.body
-        data = await body.read_all(self._ctx.limits.max_translate_bytes)
-        digests = client_digests(request.headers, body.extra_headers, body_unchanged=body.unchanged)
-        headers = without_headers(request.headers.items(), body.drop_headers)
-        reply, doc = await self.store(request, route, forward, data, digests, headers)
+        limit = self._ctx.limits.max_translate_bytes
+        # The document, its translation and their copies live until the upstream has them.
+        with self._ctx.inflight.hold(min(body.length, limit) if body.length is not None else limit):
+            data = await body.read_all(limit)
+            digests = client_digests(
+                request.headers, body.extra_headers, body_unchanged=body.unchanged
+            )
+            headers = without_headers(request.headers.items(), body.drop_headers)
+            reply, doc = await self.store(request, route, forward, data, digests, headers)
         if doc.translated:
             # The upstream echoes checksums of what it stored; S3 echoes the client's own.
             reply.headers = [
@@ -132,7 +137,7 @@ class WritePath:
         store = ctx.store_format(route)
         try:
             doc = await ctx.worker.prepare_write(
-                route.mapping, data, writer=writer, store=store, digests=digests
+                route, data, writer=writer, store=store, digests=digests
             )
         except TranslationError as err:
             checked_as = store if store != writer else other_format(writer)

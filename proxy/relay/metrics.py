@@ -76,7 +76,8 @@ class Metrics:
         self.refused = Counter(
             "format_proxy_refused",
             "Connections and requests the proxy turned away itself, by reason "
-            "(max_client_connections|malformed_request).",
+            "(max_client_connections|malformed_request|translate_budget|spool_budget|"
+            "translate_queue).",
             ["reason"],
             registry=r,
         )

@@ -315,9 +315,8 @@ class DataServer:
             "bytes_out": bytes_out,
             "duration_ms": round(elapsed * 1000, 3),
             "request_id": ex.upstream_request_id or ex.request_id,
+            "proxy_request_id": ex.request_id,
         }
-        if ex.upstream_request_id:
-            fields["proxy_request_id"] = ex.request_id
         if ex.upstream_seconds is not None:
             fields["upstream_ms"] = round(ex.upstream_seconds * 1000, 3)
         if ex.route is not None:

@@ -138,6 +138,21 @@ def _run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
         ("routes: [{name: a}]\n", "routes[0].bucket: required key is missing"),
         ("tls: {cert: /nonexistent.pem}\n", "tls: cert and key must be given together"),
         ("listen: [oops\n", "is not valid YAML"),
+        # the line of the mistake, not the line where the parser noticed it
+        (
+            "upstream:\n  endpoint: embedded\n  region us-east-1\n  buckets: [a]\n",
+            "(line 3, column 3)",
+        ),
+        ("log_level: info\nupstream: {region: x\nroutes: []\n", "(line 2, column 11)"),
+        ("log_level: info\nlisten: '127.0.0.1:1\nroutes: []\n", "(line 2, column 9)"),
+        ("a: 1\nb:\n  c: 2\n d: 3\n", "(line 4, column 2)"),
+        (
+            "upstream: {endpont: embedded}\n",
+            "upstream.endpont: unknown key (did you mean 'endpoint'?)",
+        ),
+        ("limts: {}\n", "limts: unknown key (did you mean 'limits'?)"),
+        ("routes: [{bukcet: b}]\n", "routes[0].bukcet: unknown key (did you mean 'bucket'?)"),
+        ("surprise: 1\n", "surprise: unknown key\n"),  # nothing close: no suggestion
     ],
 )
 def test_invalid_config_exits_2_with_key_path(

@@ -86,7 +86,8 @@ async def make_proxy(
         mapping = FlatMapping()
         compiled = tuple(CompiledRoute(r, mapping) for r in cfg.routes)
         observer = RecordingObserver()
-        handler = TranslatingHandler(cfg, compiled, observer, workers=2)
+        # The fake mapping lives in this process: document work runs in threads here.
+        handler = TranslatingHandler(cfg, compiled, observer, isolate=False, workers=2)
         service = ProxyService(
             cfg, credentials=StaticCredentials("AK", "SK"), route_handler=handler
         )

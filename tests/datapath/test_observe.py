@@ -11,12 +11,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from proxy.app.observer import MetricsObserver
 from proxy.app.service import ProxyService
 from proxy.config import load_config
-from proxy.datapath.routes import CompiledRoute
+from proxy.datapath.routes import compile_routes
 from proxy.errors import TRANSLATION_REASONS
 from proxy.relay.credentials import StaticCredentials
 from proxy.relay.metrics import Metrics
 from tests.datapath.conftest import BUCKET, route
-from tests.datapath.fakes import FakeS3, FlatMapping, json_doc, xml_doc
+from tests.datapath.fakes import FakeS3, xml_doc
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -145,10 +145,13 @@ async def test_service_wires_the_translating_handler_and_metrics(fake_s3: FakeS3
     }
     config_file = tmp_path / "proxy.yaml"
     config_file.write_text(yaml.safe_dump(doc))
+    # The real engine, in the service's own document worker processes.
     cfg = load_config(str(config_file), environ={})
-    routes = (CompiledRoute(cfg.routes[0], FlatMapping()),)
+    (compiled,) = compile_routes(cfg)
+    engine = compiled.mapping
     fake_s3.put(BUCKET, "docs/a", xml_doc(a="1"), x_amz_meta_format="xml")
-    service = ProxyService(cfg, credentials=StaticCredentials("AK", "SK"), routes=routes)
+    written = engine.xml_to_json(xml_doc(a="2"))
+    service = ProxyService(cfg, credentials=StaticCredentials("AK", "SK"))
     await service.start()
     try:
         assert service.addresses is not None
@@ -156,12 +159,12 @@ async def test_service_wires_the_translating_handler_and_metrics(fake_s3: FakeS3
         murl = "http://{}:{}/metrics".format(*service.addresses.metrics)
         async with aiohttp.ClientSession() as s:
             async with s.get(f"{base}/{BUCKET}/docs/a") as r:
-                assert await r.read() == json_doc(a="1")
-            async with s.put(f"{base}/{BUCKET}/docs/b", data=json_doc(a="2")) as r:
+                assert await r.read() == engine.xml_to_json(xml_doc(a="1"))
+            async with s.put(f"{base}/{BUCKET}/docs/b", data=written) as r:
                 assert r.status == 200
             async with s.get(murl) as r:
                 text = await r.text()
-        assert fake_s3.objects[BUCKET, "docs/b"].body == xml_doc(a="2")
+        assert fake_s3.objects[BUCKET, "docs/b"].body == engine.json_to_xml(written)
         assert (
             value(
                 text,

@@ -272,7 +272,11 @@ async def test_undetectable_format(make_proxy, fake_s3):
     p = await make_proxy()
     async with p.request("GET", "docs/blob") as r:
         assert r.status == 422
-        assert "UntranslatableObject.undetectable_format" in await r.text()
+        text = await r.text()
+        assert "UntranslatableObject.undetectable_format" in text
+        # it says the format is unknown and what was looked at, not "from xml to ..."
+        assert "format is unknown" in text and "translated from" not in text
+        assert "application/octet-stream" in text and "b'hello'" in text
     fake_s3.put(BUCKET, "docs/weird", b"{}", x_amz_meta_format="yaml")
     async with p.request("GET", "docs/weird") as r:
         assert r.status == 422 and "x-amz-meta-format" in await r.text()

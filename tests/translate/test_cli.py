@@ -101,6 +101,38 @@ def test_translate_missing_file_is_a_usage_error() -> None:
     p = run("translate", "--config", str(EXAMPLE), "--route", "orders", "--to", "json", "/nope.xml")
     assert p.returncode == 2
     assert b"cannot read '/nope.xml'" in p.stderr
+    assert b"configuration error" not in p.stderr  # the config is fine; the argument is not
+
+
+def test_translate_output_ends_with_a_newline() -> None:
+    for to, sample in (("json", "minimal.xml"), ("xml", "minimal.json")):
+        p = run("translate", "--config", str(EXAMPLE), "--route", "orders", "--to", to,
+                str(DATA / "orders" / sample))  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.endswith(b"\n") and not p.stdout.endswith(b"\n\n"), p.stdout
+
+
+def test_translate_exit_statuses_are_the_documented_ones() -> None:
+    """README, ``translate --help`` and the behaviour agree: 1 = the document failed to
+    translate, 2 = usage or configuration (unknown route, unreadable FILE, invalid config)."""
+    helptext = " ".join(run("translate", "--help").stdout.decode().split())
+    assert "Exit 1 with the reason and location on stderr if it cannot be translated" in helptext
+    assert "exit 2 for usage or configuration errors (unknown route, unreadable FILE" in helptext
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert "exit 1 if the document cannot be translated (reason and location on stderr)" in readme
+    assert "2 on usage or configuration errors (unknown route, unreadable FILE" in readme
+
+
+def test_document_root_is_spelled_the_same_by_translate_and_check(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_bytes(b'{"id": "DK-1"')
+    p = run("translate", "--config", str(EXAMPLE), "--route", "orders", "--to", "xml",
+            str(broken))  # fmt: skip
+    assert p.returncode == 1
+    assert "location: / (the document root)" in p.stderr.decode()
+    p = run("check", "--config", str(EXAMPLE), str(broken))
+    assert p.returncode == 1
+    assert "not_well_formed at / (the document root):" in p.stdout.decode()
 
 
 def test_translate_bad_arguments() -> None:
@@ -155,6 +187,32 @@ def test_check_without_samples_compiles_and_warns() -> None:
     p = run("check", "--config", str(EXAMPLE))
     assert p.returncode == 0
     assert b"route orders: warning: /coupons: optional unwrapped array" in p.stdout
+
+
+def test_check_with_nothing_to_check_fails(tmp_path: Path) -> None:
+    cfg = tmp_path / "empty.yaml"
+    cfg.write_text("upstream: {endpoint: embedded}\nroutes: []\n", encoding="utf-8")
+    p = run("check", "--config", str(cfg))
+    assert p.returncode == 1
+    assert p.stdout == b""
+    assert b"nothing to check: the config is valid but has no routes" in p.stderr
+
+
+def test_check_unknown_route_in_a_sample_names_the_known_routes() -> None:
+    p = run("check", "--config", str(EXAMPLE), f"nope={DATA / 'orders' / 'full.xml'}")
+    assert p.returncode == 2
+    err = p.stderr.decode()
+    assert "no route named 'nope'" in err and "(routes: orders)" in err
+    assert "cannot read" not in err + p.stdout.decode()
+    p = run("check", "--config", str(EXAMPLE), f"orders={DATA / 'orders' / 'full.xml'}")
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_check_a_file_named_like_route_equals_path_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "v=2.xml").write_bytes((DATA / "orders" / "full.xml").read_bytes())
+    p = run("check", "--config", str(EXAMPLE), "v=2.xml", cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert b"OK    v=2.xml (xml, route orders)" in p.stdout
 
 
 def test_check_failing_sample_exit_1(tmp_path: Path) -> None:

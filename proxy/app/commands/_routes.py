@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from proxy.config import Config, load_config
-from proxy.errors import ConfigError
+from proxy.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from proxy.datapath.routes import CompiledRoute
@@ -71,4 +71,4 @@ def find_route(routes: tuple[CompiledRoute, ...], name: str) -> CompiledRoute:
         if route.name == name:
             return route
     known = ", ".join(r.name for r in routes) or "none"
-    raise ConfigError("--route", f"no route named {name!r} in the config (routes: {known})")
+    raise UsageError(f"no route named {name!r} in the config (routes: {known})")

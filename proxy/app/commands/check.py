@@ -6,7 +6,8 @@ file: ``OK``, ``OK (normalised: ...)`` or ``FAIL <reason> at <location>: ...``. 
 sample fails (with ``--strict``, also if one only comes back normalised).
 
 A sample is checked against the only route, the ``--route`` given, or the route named in a
-``ROUTE=PATH`` argument.
+``ROUTE=PATH`` argument. A valid config without routes, and no samples, exits 1: nothing was
+checked. Usage errors (an unknown route name, samples but no routes) exit 2.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from proxy.app.commands._routes import find_route, load_for_offline_use
-from proxy.errors import ConfigError, TranslationError
+from proxy.errors import TranslationError, UsageError
 
 if TYPE_CHECKING:
     from proxy.datapath.routes import CompiledRoute
@@ -30,7 +31,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "check",
         help="compile every route's mapping and round-trip sample documents",
         description="Compile every route's mapping and round-trip each SAMPLE (format "
-        "detected), one line per file. Exit 1 if a sample fails, 2 on configuration errors.",
+        "detected), one line per file. Exit 0 if all pass; 1 if a sample fails or cannot be "
+        "read, or there is nothing to check (no routes, no samples); 2 on usage or "
+        "configuration errors (the key and the problem on stderr).",
     )
     p.add_argument("--config", metavar="PATH", help="YAML config file (env FORMAT_PROXY_CONFIG)")
     p.add_argument("--route", metavar="NAME", help="check samples against this route")
@@ -50,22 +53,33 @@ def _route_for(
     routes: tuple[CompiledRoute, ...], sample: str, default: str | None
 ) -> tuple[CompiledRoute, Path]:
     name, sep, path = sample.partition("=")
-    if sep and any(r.name == name for r in routes):
+    # ROUTE=PATH, unless a file is really named like that
+    if sep and name and not Path(sample).exists():
         return find_route(routes, name), Path(path)
     if default is not None:
         return find_route(routes, default), Path(sample)
     if len(routes) == 1:
         return routes[0], Path(sample)
     if not routes:
-        raise ConfigError("routes", "the config has no routes to check samples against")
+        raise UsageError("the config has no routes to check samples against")
     names = ", ".join(r.name for r in routes)
-    raise ConfigError(
-        "--route", f"several routes ({names}): give --route NAME or write the sample as NAME=PATH"
+    raise UsageError(
+        f"several routes ({names}): give --route NAME or write the sample as NAME=PATH"
     )
 
 
 def run(args: argparse.Namespace) -> int:
     _, routes = load_for_offline_use(args.config, args.app_version)
+    if not routes and not args.samples:
+        # valid, but a CI step that checked nothing must not pass silently
+        print(
+            "format-proxy: nothing to check: the config is valid but has no routes, and no "
+            "samples were given",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    # every sample's route is resolved first, so a wrong name fails before any output
+    targets = [_route_for(routes, sample, args.route) for sample in args.samples]
     out = sys.stdout
     for route in routes:
         mapping = route.mapping
@@ -81,8 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from proxy.translate import detect_format
     from proxy.translate.roundtrip import round_trip
 
-    for sample in args.samples:
-        route, path = _route_for(routes, sample, args.route)
+    for route, path in targets:
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -92,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             fmt = detect_format(data)
         except TranslationError as exc:
-            print(f"FAIL  {path}: {exc.reason} at {exc.location}: {exc.detail}", file=out)
+            print(f"FAIL  {path}: {exc}", file=out)
             failed += 1
             continue
         result = round_trip(route.mapping, data, fmt)
@@ -107,8 +120,7 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             err = result.error
             if err is not None:
-                where = err.location if err.location else '""'
-                print(f"FAIL  {path} ({tag}): {err.reason} at {where}: {err.detail}", file=out)
+                print(f"FAIL  {path} ({tag}): {err}", file=out)
             else:
                 print(f"FAIL  {path} ({tag}): {result.detail}", file=out)
     if args.samples:

@@ -63,7 +63,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "inject",
         help="add the sidecar to opted-in pod templates in Kubernetes YAML",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        # the module docstring without its reST literal markup
+        description=__doc__.split("\n\n", 1)[1].replace("``", "") if __doc__ else None,
     )
     parser.add_argument(
         "-f",

@@ -76,14 +76,28 @@ def _banner(service: object) -> str:
         f"  metrics: http://{mhost}:{mport}/metrics  health: /healthz  readiness: /readyz",
     ]
     if service.config.upstream.is_embedded:
-        buckets = [*service.config.upstream.buckets, *(r.bucket for r in service.config.routes)]
-        first = buckets[0] if buckets else "demo"
+        cfg = service.config
+        aws = f"AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x aws --endpoint-url {url}"
         lines += [
-            "  embedded in-memory S3 (moto): data is lost on exit; any credentials work.",
+            "  embedded in-memory S3 (moto): data is lost on exit; clients may use any "
+            "credentials (the proxy re-signs).",
             "  try it:",
-            f"    AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x aws --endpoint-url {url} s3 ls",
-            f"    AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x aws --endpoint-url {url} "
-            f"s3 cp README.md s3://{first}/",
+            f"    {aws} s3 ls",
+        ]
+        if cfg.routes and cfg.app_version is not None:
+            # exercise the route: a document in the format this version writes and reads
+            route = cfg.routes[0]
+            fmt = route.formats[cfg.app_version]
+            where = f"s3://{route.bucket}/{route.prefix}DOC.{fmt}"
+            lines += [
+                f"    {aws} s3 cp DOC.{fmt} {where}   # DOC.{fmt}: a {fmt} document for "
+                f"route {route.name} ({cfg.app_version} writes and reads {fmt})",
+                f"    {aws} s3 cp {where} -",
+            ]
+        else:
+            first = cfg.upstream.buckets[0] if cfg.upstream.buckets else "demo"
+            lines.append(f"    {aws} s3 cp README.md s3://{first}/")
+        lines += [
             "    python -c \"import boto3; s3 = boto3.client('s3', endpoint_url="
             f"'{url}', aws_access_key_id='x', aws_secret_access_key='x', "
             "region_name='us-east-1'); print(s3.list_buckets()['Buckets'])\"",

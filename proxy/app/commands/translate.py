@@ -5,8 +5,10 @@ or the one ``--to`` names) and exits 0: what tracebacks and profilers show as
 ``<format-proxy fast path ROUTE/DIRECTION>``.
 
 Translates one document (FILE, or standard input) with the route's mapping, exactly as the
-proxy would, and writes the result to standard output. Exit status: 0 translated; 1 the
-document cannot be translated (the reason and location on stderr); 2 configuration or usage.
+proxy would, and writes the result to standard output, followed by a newline. Exit status: 0
+translated; 1 the document cannot be translated (the reason and location on stderr, also when
+it is already in the target format or in no known format); 2 usage or configuration errors
+(an unknown route, an unreadable FILE, an invalid config).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from proxy.app.commands._routes import find_route, load_for_offline_use
-from proxy.errors import ConfigError, TranslationError
+from proxy.errors import TranslationError, UsageError, describe_location
 
 if TYPE_CHECKING:
     from proxy.translate import CompiledMapping
@@ -31,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="translate one document with a route's mapping",
         description="Translate one document (FILE or stdin) with a route's mapping and write "
         "it to stdout. Exit 1 with the reason and location on stderr if it cannot be "
-        "translated; exit 2 for configuration errors.",
+        "translated; exit 2 for usage or configuration errors (unknown route, unreadable "
+        "FILE, invalid config).",
     )
     p.add_argument("--config", metavar="PATH", help="YAML config file (env FORMAT_PROXY_CONFIG)")
     p.add_argument("--route", required=True, metavar="NAME", help="the route whose mapping to use")
@@ -57,7 +60,7 @@ def _read(path: str | None) -> bytes:
         with open(path, "rb") as f:
             return f.read()
     except OSError as exc:
-        raise ConfigError("FILE", f"cannot read '{path}': {exc.strerror or exc}") from None
+        raise UsageError(f"cannot read '{path}': {exc.strerror or exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,9 +88,8 @@ def run(args: argparse.Namespace) -> int:
     except TranslationError as exc:
         print(describe_failure(exc), file=sys.stderr)
         return EXIT_UNTRANSLATABLE
-    sys.stdout.buffer.write(out)
-    if args.to == "json" and sys.stdout.isatty():
-        sys.stdout.buffer.write(b"\n")
+    # a trailing newline, like any text a command prints (insignificant after either format)
+    sys.stdout.buffer.write(out + b"\n")
     sys.stdout.buffer.flush()
     return 0
 
@@ -104,7 +106,7 @@ def _dump_fast_path(mapping: CompiledMapping, to: str | None) -> int:
 
 
 def describe_failure(exc: TranslationError) -> str:
-    location = exc.location if exc.location else '"" (the whole document)'
+    location = describe_location(exc.location)
     return (
         "format-proxy: cannot translate the document\n"
         f"  reason:   {exc.reason}\n"

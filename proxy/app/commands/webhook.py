@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "webhook",
         help="serve the sidecar-injecting admission webhook (AdmissionReview v1 over TLS)",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        # the module docstring without its reST literal markup
+        description=__doc__.split("\n\n", 1)[1].replace("``", "") if __doc__ else None,
     )
     parser.add_argument(
         "--tls-cert",

@@ -17,6 +17,7 @@ from proxy.translate.failures import Fail
 from proxy.translate.lexical import encode_basestring
 from proxy.translate.rules import XML_NS, XSI_NIL, AnyRule, PathOptions, Rule, ScalarRule
 from proxy.translate.runtime import Runtime
+from proxy.translate.xml_to_json.parse import attribute_items
 
 __all__ = ["ScalarReader", "any_key", "any_value"]
 
@@ -70,10 +71,11 @@ def _value(elem: Any, opts: PathOptions | None, reader: ScalarReader, depth: int
     rt = reader.rt
     if depth > rt.max_depth:
         raise Fail.at("too_deep", elem, f"nesting deeper than {rt.max_depth} elements")
-    names = elem.keys()
+    attrs = dict(attribute_items(elem))
+    names = list(attrs)
     text = elem.text
     if names and XSI_NIL in names:
-        nil = elem.get(XSI_NIL)
+        nil = attrs.get(XSI_NIL)
         if nil in _TRUE:
             if len(names) > 1 or len(elem) or text:
                 raise Fail.at(
@@ -99,7 +101,7 @@ def _value(elem: Any, opts: PathOptions | None, reader: ScalarReader, depth: int
         key = any_key(elem, name, reader, attr=True)
         copts = opts.child(key) if opts is not None else None
         out_key = key if copts is not None and copts.attribute else rt.attribute_prefix + key
-        value = elem.get(name)
+        value = attrs[name]
         if copts is not None and copts.type is not None:
             frag = reader.scalar(value, copts.scalar_rule(), elem, name)
         else:

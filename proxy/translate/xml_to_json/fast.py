@@ -35,6 +35,7 @@ from proxy.translate.rules import (
     Rule,
     ScalarRule,
 )
+from proxy.translate.xml_to_json.parse import attribute_items
 from proxy.translate.xml_to_json.records import FRAGS
 from proxy.translate.xml_to_json.walker import XmlWalker
 
@@ -44,7 +45,7 @@ _WS = " \t\r\n"
 def _nil(c: Any) -> str | None:
     """``null`` for exactly ``<x xsi:nil="true"/>`` (nothing else on it), else None."""
     if c.text is None and not len(c):
-        items = c.items()
+        items = attribute_items(c)
         if len(items) == 1 and items[0][0] == XSI_NIL and items[0][1] in ("true", "1"):
             return "null"
     return None
@@ -83,6 +84,7 @@ class FastPath(Generated):
             "INT": integer_ok,
             "BOOL": BOOLEAN_IN,
             "NIL": _nil,
+            "ATTRS": attribute_items,
             "WS": _WS,
             "XSI_NIL": XSI_NIL,
             "MAXD": max_depth,
@@ -210,7 +212,7 @@ class FastPath(Generated):
     def _attributes(self, e: Emitter, rule: ObjectRule) -> None:
         """Attributes: one pass over what is there, slots in schema order (a0, a1, ...)."""
         attrs = rule.attr_props
-        e("items = elem.items()")
+        e("items = ATTRS(elem)")
         for i in range(len(attrs)):
             e(f"a{i} = None")
         if attrs or rule.nullable:

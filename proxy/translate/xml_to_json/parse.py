@@ -155,3 +155,18 @@ class XmlParsing:
                 )
 
     # --- translation -------
+
+
+#: lxml looks up each attribute value by name from the start of the element's attribute list,
+#: so ``items()``/``get()`` over all attributes is quadratic in their number (60k attributes:
+#: ~30 s). The XPath attribute axis walks the list once; it costs more per call, so it is used
+#: only past a size where the quadratic cost shows.
+_ALL_ATTRIBUTES = etree.XPath("@*")
+_MANY_ATTRIBUTES = 256
+
+
+def attribute_items(elem: Any) -> list[tuple[str, str]]:
+    """``elem.items()`` in linear time: (Clark-notation name, value) in document order."""
+    if len(elem.attrib) <= _MANY_ATTRIBUTES:
+        return elem.items()  # type: ignore[no-any-return]
+    return [(a.attrname, str(a)) for a in _ALL_ATTRIBUTES(elem)]

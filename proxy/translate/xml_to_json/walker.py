@@ -34,6 +34,7 @@ from proxy.translate.rules import (
 )
 from proxy.translate.runtime import Runtime
 from proxy.translate.xml_to_json.convention import any_key, any_value
+from proxy.translate.xml_to_json.parse import attribute_items
 from proxy.translate.xml_to_json.records import FRAGS
 from proxy.translate.xml_to_json.refusals import (
     children_in_leaf,
@@ -144,7 +145,7 @@ class XmlWalker:
         """``null`` for an ``xsi:nil="true"`` element, None if not nil; raises on any other
         attribute (scalars and arrays have none)."""
         result = None
-        for name, value in elem.items():
+        for name, value in attribute_items(elem):
             if name == XSI_NIL:
                 if value in _NIL_TRUE:
                     if not rule.nullable:
@@ -190,7 +191,7 @@ class XmlWalker:
             tables = self.tables.object(rule)
         parts: list[str] = []
         nreq = 0
-        items = elem.items()
+        items = attribute_items(elem)
         if items:
             attrs = tables.attrs
             # JSON key order is the schema's (attributes first), whatever the document's
