@@ -3,10 +3,15 @@
 Measures, for each target (``direct`` = SeaweedFS's S3 port, ``proxy`` = format-proxy in front
 of the same SeaweedFS):
 
-* 4 KiB GET and PUT at concurrency 1 and 16: requests/s, p50 and p99 latency;
+* 4 KiB GET and PUT at concurrency 1 and 16: requests/s, p50 and p99 latency, and the proxy's
+  CPU time (user + system, from its process) per request;
 * 64 MiB GET and PUT throughput;
 * the proxy's peak RSS growth over idle while streaming a 1 GiB object up and down;
 * the proxy's CPU time (user + system) per GiB of 64 MiB GETs relayed.
+
+With ``--https-upstream``, a second SeaweedFS serving S3 over TLS joins with its own pair
+(``direct-tls``, the client talking HTTPS to it, and ``proxy-tls-up``, a plain-HTTP proxy whose
+upstream is that HTTPS endpoint) for the 4 KiB cases and the 64 MiB transfers.
 
 With ``--ab``, a second proxy with the zero-copy GET relay turned off
 (``limits.zero_copy_min_bytes: 0``, target ``proxy-copy``) joins the 64 MiB cases, in the same
@@ -20,6 +25,7 @@ Every run measures both targets, alternating which goes first; figures are media
     .venv/bin/python bench/passthrough.py            # full run (about 4-6 minutes)
     .venv/bin/python bench/passthrough.py --quick    # smoke run
     .venv/bin/python bench/passthrough.py --ab       # + the copy path (fast path off)
+    .venv/bin/python bench/passthrough.py --https-upstream   # + the HTTPS-upstream pair
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import asyncio
 import hashlib
 import itertools
 import os
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -53,9 +60,11 @@ from common import (
 from tests.support.backends import Backend, Credentials, start_seaweedfs
 from tests.support.clients import CLIENT_CREDENTIALS
 from tests.support.peakrss import PeakRSS
-from tests.support.proxy import ProxyProcess
+from tests.support.proxy import ProxyProcess, TLSFiles
 
 TARGETS = ("direct", "proxy")
+#: Each proxy target and the direct target it is compared with.
+DIRECT_OF = {"proxy": "direct", "proxy-copy": "direct", "proxy-tls-up": "direct-tls"}
 
 
 @dataclass
@@ -64,6 +73,7 @@ class Target:
     base: str  # http://127.0.0.1:port
     creds: Credentials
     pid: int | None = None  # the proxy process, for CPU accounting
+    ssl: ssl.SSLContext | bool = True  # how the client verifies an HTTPS base
 
     def cpu_seconds(self) -> float:
         if self.pid is None:
@@ -77,6 +87,8 @@ class Small:
     rps: float
     p50_ms: float
     p99_ms: float
+    #: proxy CPU milliseconds (user + system) per request; 0 for a direct target
+    cpu_ms: float = 0.0
 
 
 @dataclass
@@ -108,12 +120,15 @@ async def _small(
     async def worker() -> None:
         while (i := next(counter)) < count:
             start = time.perf_counter()
-            async with session.request(method, urls[i], headers=signed[i], data=data) as r:
+            async with session.request(
+                method, urls[i], headers=signed[i], data=data, ssl=t.ssl
+            ) as r:
                 payload = await r.read()
                 if r.status != 200:
                     raise RuntimeError(f"{t.name} {method} -> {r.status}: {payload[:300]!r}")
             latencies.append(time.perf_counter() - start)
 
+    cpu_before = t.cpu_seconds()
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
@@ -121,6 +136,7 @@ async def _small(
         rps=count / elapsed,
         p50_ms=percentile(latencies, 50) * 1000,
         p99_ms=percentile(latencies, 99) * 1000,
+        cpu_ms=(t.cpu_seconds() - cpu_before) / count * 1000,
     )
 
 
@@ -146,7 +162,7 @@ async def put_large(
     url = f"{t.base}/{bucket}/{key}"
     headers = sign("PUT", url, t.creds, payload_hash=digest, headers={"Content-Length": str(size)})
     started = time.perf_counter()
-    async with session.put(url, headers=headers, data=_chunks(block, size)) as r:
+    async with session.put(url, headers=headers, data=_chunks(block, size), ssl=t.ssl) as r:
         text = await r.read()
         if r.status != 200:
             raise RuntimeError(f"{t.name} PUT {key} -> {r.status}: {text[:300]!r}")
@@ -158,7 +174,7 @@ async def get_large(session: aiohttp.ClientSession, t: Target, bucket: str, key:
     headers = sign("GET", url, t.creds, payload_hash=hashlib.sha256(b"").hexdigest())
     started = time.perf_counter()
     got = 0
-    async with session.get(url, headers=headers) as r:
+    async with session.get(url, headers=headers, ssl=t.ssl) as r:
         if r.status != 200:
             raise RuntimeError(f"{t.name} GET {key} -> {r.status}: {(await r.read())[:300]!r}")
         async for chunk in r.content.iter_chunked(MiB):
@@ -189,6 +205,8 @@ async def one_run(
 ) -> dict[str, RunResult]:
     body = os.urandom(4 * KiB)
     results = {t.name: RunResult() for t in large_targets}
+    for t in targets:
+        results.setdefault(t.name, RunResult())
     for t in targets:  # small objects to GET; warm the pools
         await _small(session, t, bucket, "PUT", 4, 64, body)
         await _small(session, t, bucket, "GET", 4, 64, body)
@@ -218,9 +236,9 @@ async def one_run(
         gib = args.large_repeats * size / 2**30
         for t in large_targets:
             results[t.name].large_mib_s[op] = args.large_mib / median(secs[t.name])
-            if t.name != "direct":
+            if t.name in DIRECT_OF:
                 results[t.name].large_pair_ratios[op] = [
-                    d / p for d, p in zip(secs["direct"], secs[t.name], strict=True)
+                    d / p for d, p in zip(secs[DIRECT_OF[t.name]], secs[t.name], strict=True)
                 ]
                 results[t.name].large_cpu_s_per_gib[op] = cpu[t.name] / gib
     return results
@@ -259,30 +277,39 @@ def summarise(
     data: dict[str, Any] = {"runs": len(runs), "small": {}, "large": {}, "rss": rss}
     rows = []
     ok = True
-    for case in ("GET c1", "PUT c1", "GET c16", "PUT c16"):
-        d = {
-            f: median([getattr(r["direct"].small[case], f) for r in runs])
-            for f in ("rps", "p50_ms", "p99_ms")
-        }
-        p = {
-            f: median([getattr(r["proxy"].small[case], f) for r in runs])
-            for f in ("rps", "p50_ms", "p99_ms")
-        }
-        added = median(
-            [r["proxy"].small[case].p50_ms - r["direct"].small[case].p50_ms for r in runs]
-        )
-        data["small"][case] = {"direct": d, "proxy": p, "added_p50_ms": added}
-        rows.append(
-            [
-                f"4 KiB {case}",
-                f"{d['rps']:.0f}",
-                f"{p['rps']:.0f}",
-                f"{p['rps'] / d['rps']:.2f}",
-                f"{d['p50_ms']:.2f} / {d['p99_ms']:.2f}",
-                f"{p['p50_ms']:.2f} / {p['p99_ms']:.2f}",
-                f"{added:+.2f}",
-            ]
-        )
+    small_pairs = [("proxy", "direct")]
+    if "proxy-tls-up" in runs[0]:
+        small_pairs.append(("proxy-tls-up", "direct-tls"))
+    for pname, dname in small_pairs:
+        for case in ("GET c1", "PUT c1", "GET c16", "PUT c16"):
+            fields = ("rps", "p50_ms", "p99_ms", "cpu_ms")
+            d = {f: median([getattr(r[dname].small[case], f) for r in runs]) for f in fields}
+            p = {f: median([getattr(r[pname].small[case], f) for r in runs]) for f in fields}
+            added = median(
+                [r[pname].small[case].p50_ms - r[dname].small[case].p50_ms for r in runs]
+            )
+            ratio = median([r[pname].small[case].rps / r[dname].small[case].rps for r in runs])
+            key = case if pname == "proxy" else f"{case} {pname}"
+            data["small"][key] = {
+                "direct": d,
+                "proxy": p,
+                "ratio": ratio,
+                "added_p50_ms": added,
+                "proxy_cpu_ms_per_request": p["cpu_ms"],
+            }
+            label = f"4 KiB {case}" + ("" if pname == "proxy" else " (HTTPS upstream)")
+            rows.append(
+                [
+                    label,
+                    f"{d['rps']:.0f}",
+                    f"{p['rps']:.0f}",
+                    f"{ratio:.2f}",
+                    f"{d['p50_ms']:.2f} / {d['p99_ms']:.2f}",
+                    f"{p['p50_ms']:.2f} / {p['p99_ms']:.2f}",
+                    f"{added:+.2f}",
+                    f"{p['cpu_ms']:.3f}",
+                ]
+            )
     lines.append(
         table(
             [
@@ -293,6 +320,7 @@ def summarise(
                 "direct p50/p99 ms",
                 "proxy p50/p99 ms",
                 "added p50 ms",
+                "proxy CPU ms/req",
             ],
             rows,
         )
@@ -300,8 +328,8 @@ def summarise(
     lines.append("")
     rows = []
     for op in ("GET", "PUT"):
-        d = median([r["direct"].large_mib_s[op] for r in runs])
         for name in proxies:
+            d = median([r[DIRECT_OF[name]].large_mib_s[op] for r in runs])
             p = median([r[name].large_mib_s[op] for r in runs])
             ratio = median([x for r in runs for x in r[name].large_pair_ratios[op]])
             cpu = median([r[name].large_cpu_s_per_gib[op] for r in runs])
@@ -351,9 +379,28 @@ def summarise(
     for op in ("GET", "PUT"):
         r = data["large"][op]["ratio"]
         verdicts.append((f"64 MiB {op} throughput >= 0.8x direct", r >= 0.8, f"{r:.2f}x"))
-    added = data["small"]["GET c1"]["added_p50_ms"], data["small"]["PUT c1"]["added_p50_ms"]
-    for op, a in zip(("GET", "PUT"), added, strict=True):
-        verdicts.append((f"4 KiB {op} c1 added p50 <= 2 ms", a <= 2.0, f"{a:+.2f} ms"))
+    small = data["small"]
+    a = small["GET c1"]["added_p50_ms"]
+    verdicts.append(("4 KiB GET c1 added p50 <= 0.6 ms", a <= 0.6, f"{a:+.2f} ms"))
+    for case, floor in (("GET c1", 0.6), ("GET c16", 0.4)):
+        r = small[case]["ratio"]
+        verdicts.append((f"4 KiB {case} >= {floor}x direct", r >= floor, f"{r:.2f}x"))
+    get_cpu = small["GET c1"]["proxy_cpu_ms_per_request"]
+    put_cpu = small["PUT c1"]["proxy_cpu_ms_per_request"]
+    verdicts.append(("4 KiB GET CPU <= 0.35 ms/req", get_cpu <= 0.35, f"{get_cpu:.3f} ms"))
+    verdicts.append(
+        ("4 KiB PUT CPU <= GET + 0.1 ms/req", put_cpu <= get_cpu + 0.1, f"{put_cpu:.3f} ms")
+    )
+    if "GET c1 proxy-tls-up" in small:
+        c = small["GET c1 proxy-tls-up"]["proxy_cpu_ms_per_request"]
+        verdicts.append(("4 KiB GET CPU, HTTPS upstream <= 0.45 ms/req", c <= 0.45, f"{c:.3f} ms"))
+    if "GET proxy-tls-up" in data["large"]:
+        big = data["large"]["GET proxy-tls-up"]
+        verdicts.append(
+            ("64 MiB GET, HTTPS upstream >= 0.8x", big["ratio"] >= 0.8, f"{big['ratio']:.2f}x")
+        )
+        c = big["proxy_cpu_s_per_gib"]
+        verdicts.append(("64 MiB GET, HTTPS upstream CPU <= 0.8 s/GiB", c <= 0.8, f"{c:.2f} s"))
     for op in ("put", "get"):
         g = rss[f"{op}_growth_mib"]
         verdicts.append((f"1 GiB {op.upper()} RSS growth <= 64 MiB", g <= 64, f"{g:.1f} MiB"))
@@ -377,6 +424,31 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> int:
         Target("proxy", proxy.endpoint, CLIENT_CREDENTIALS, proxy.pid),
     ]
     large_targets = list(targets)
+    tls_backend: Backend | None = None
+    if args.https_upstream:
+        tls = TLSFiles.create(workdir / "tls")
+        tls_backend = start_seaweedfs(
+            workdir / "seaweedfs-tls",
+            workdir / "logs",
+            name="seaweedfs-tls",
+            tls=(tls.cert, tls.key, tls.ca),
+        )
+        tls_backend.direct.create_bucket(Bucket=bucket)
+        tls_backend._wait_writable(bucket)  # a new SeaweedFS bucket takes a moment
+        tls_proxy = ProxyProcess.start(
+            workdir,
+            upstream=tls_backend.endpoint,
+            credentials=tls_backend.credentials,
+            name="proxy-tls-up",
+            env={"SSL_CERT_FILE": str(tls.ca)},  # the proxy trusts the test CA
+        )
+        context = ssl.create_default_context(cafile=str(tls.ca))
+        tls_pair = [
+            Target("direct-tls", tls_backend.endpoint, tls_backend.credentials, ssl=context),
+            Target("proxy-tls-up", tls_proxy.endpoint, CLIENT_CREDENTIALS, tls_proxy.pid),
+        ]
+        targets += tls_pair
+        large_targets += tls_pair
     if args.ab:
         copy = ProxyProcess.start(
             workdir,
@@ -405,7 +477,7 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> int:
             )
             print(f"run {i + 1}/{args.runs} done", file=sys.stderr, flush=True)
         rss = await rss_run(session, proxy, targets[1], bucket, block, args.huge_mib)
-    report, data = summarise(runs, rss, [t.name for t in large_targets[1:]])
+    report, data = summarise(runs, rss, [t.name for t in large_targets if t.name in DIRECT_OF])
     data["machine"] = machine()
     data["load_average_start_end"] = [load_at_start, os.getloadavg()]
     print(f"load average (1/5/15 min) at start {load_at_start}, at end {os.getloadavg()}")
@@ -426,6 +498,11 @@ def main() -> int:
     parser.add_argument("--json", help="also write the figures as JSON here")
     parser.add_argument(
         "--ab", action="store_true", help="also measure a proxy with the zero-copy GET path off"
+    )
+    parser.add_argument(
+        "--https-upstream",
+        action="store_true",
+        help="also measure a proxy whose upstream is SeaweedFS over HTTPS (and it, direct)",
     )
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = parser.parse_args()

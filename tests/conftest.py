@@ -82,6 +82,19 @@ def seaweedfs_backend(e2e_dir: Path) -> Iterator[Backend]:
     backend.stop()
 
 
+@pytest.fixture(scope="session")
+def seaweedfs_tls_backend(e2e_dir: Path, tls_files: TLSFiles) -> Iterator[Backend]:
+    """SeaweedFS serving S3 over HTTPS only (certificate from ``tls_files``)."""
+    backend = start_seaweedfs(
+        e2e_dir / "seaweedfs-tls",
+        e2e_dir / "logs",
+        name="seaweedfs-tls",
+        tls=(tls_files.cert, tls_files.key, tls_files.ca),
+    )
+    yield backend
+    backend.stop()
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> Backend:
     """Each backend in turn (tests using it run once per backend)."""

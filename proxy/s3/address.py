@@ -25,6 +25,7 @@ names may themselves contain dots.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -187,6 +188,8 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+# A client sends the same few Host values over and over: parse each once (bounded cache).
+@functools.lru_cache(maxsize=1024)
 def virtual_bucket(host: str, suffixes: tuple[str, ...]) -> str | None:
     """The bucket named by a virtual-hosted ``Host`` header, or None for a path-style base.
 

@@ -2,11 +2,11 @@
 
 Every header we forward is signed: SeaweedFS (and S3 for ``x-amz-*``) rejects requests carrying
 unsigned ``x-amz-*`` headers, which is exactly where signing-only-a-few-headers proxies break with
-current SDKs. Signing uses botocore's ``S3SigV4Auth`` against the exact encoded path and canonical
-query we send (see :mod:`proxy.s3.address`), with two changes: the payload hash is decided by the
-caller (the client's own ``x-amz-content-sha256`` when the body is forwarded unchanged, else
-``UNSIGNED-PAYLOAD``) instead of hashing the body, and the derived signing key is cached per
-day/region/secret so a request costs one HMAC chain, not five.
+current SDKs. The canonical request is built straight from the already-encoded path and query we
+send (see :mod:`proxy.s3.address`), byte for byte as botocore's ``S3SigV4Auth`` builds it (a
+property test holds the two together); the payload hash is decided by the caller (the client's
+own ``x-amz-content-sha256`` when the body is forwarded unchanged, else ``UNSIGNED-PAYLOAD``), and
+the derived signing key is cached per day/secret so a request costs one HMAC, not five.
 
 Client signatures are not verified (see ``docs/security.md``): the listener is loopback-only and
 the proxy's credentials, not the client's, decide what upstream accepts.
@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from hashlib import sha256
 from typing import TypeGuard
 
-from botocore.auth import UNSIGNED_PAYLOAD, S3SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 
 from proxy.s3.address import UpstreamTarget
@@ -35,6 +34,7 @@ __all__ = [
 ]
 
 EMPTY_SHA256 = sha256(b"").hexdigest()
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 
 #: Never forwarded in either direction: hop-by-hop (RFC 9110 §7.6.1) plus ``Expect`` (the proxy
 #: answers 100-continue itself) and framing headers the proxy recomputes.
@@ -112,44 +112,61 @@ def forwardable_response_headers(headers: Iterable[tuple[str, str]]) -> list[tup
     ]
 
 
+#: Never signed (botocore's list, so signatures match the SDKs'): hop-by-hop and tracing headers
+#: a hop may change, and User-Agent/Expect.
+_UNSIGNED: frozenset[str] = frozenset(
+    {
+        "baggage",
+        "connection",
+        "expect",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "traceparent",
+        "tracestate",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "user-agent",
+        "x-amzn-trace-id",
+    }
+)
+
+
 def _hmac(key: bytes, msg: str) -> bytes:
     return hmac.new(key, msg.encode("utf-8"), sha256).digest()
 
 
-class _ProxySigV4Auth(S3SigV4Auth):
-    """botocore's S3 signer with a caller-chosen payload hash and a cached signing key."""
-
-    _key_cache: dict[tuple[str, str, str, str], bytes] = {}  # noqa: RUF012 - shared on purpose
-
-    def __init__(self, credentials: ReadOnlyCredentials, service: str, region: str) -> None:
-        super().__init__(credentials, service, region)
-        # Our own copies: the key derivation below needs them, botocore keeps them private.
-        self._secret = credentials.secret_key or ""
-        self._scope = (region, service)
-
-    def payload(self, request: AWSRequest) -> str:
-        return str(request.context["payload_hash"])
-
-    def signature(self, string_to_sign: str, request: AWSRequest) -> str:
-        day = str(request.context["timestamp"])[0:8]
-        region, service = self._scope
-        cache_key = (self._secret, day, region, service)
-        k_signing = self._key_cache.get(cache_key)
-        if k_signing is None:
-            k_date = _hmac(f"AWS4{self._secret}".encode(), day)
-            k_signing = _hmac(_hmac(_hmac(k_date, region), service), "aws4_request")
-            if len(self._key_cache) > 16:  # rotated credentials / day change: keep it tiny
-                self._key_cache.clear()
-            self._key_cache[cache_key] = k_signing
-        return hmac.new(k_signing, string_to_sign.encode("utf-8"), sha256).hexdigest()
+def canonical_query(query: str) -> str:
+    """The SigV4 canonical query of an already-encoded query string: ``key=value`` pairs sorted
+    by (key, value); a bare ``key`` becomes ``key=``."""
+    if not query:
+        return ""
+    pairs = sorted(pair.partition("=")[::2] for pair in query.split("&"))
+    return "&".join(f"{k}={v}" for k, v in pairs)
 
 
 class Signer:
-    """Signs forwarded requests for one region."""
+    """Signs forwarded requests for one region (SigV4, header auth, ``s3`` rules: the path is
+    signed as sent, not normalised)."""
 
     def __init__(self, region: str, service: str = "s3") -> None:
         self._region = region
         self._service = service
+        self._scope_tail = f"/{region}/{service}/aws4_request"
+        # (secret, day) → derived signing key: one HMAC per request instead of five.
+        self._keys: dict[tuple[str, str], bytes] = {}
+
+    def _signing_key(self, secret: str, day: str) -> bytes:
+        key = self._keys.get((secret, day))
+        if key is None:
+            k_date = _hmac(f"AWS4{secret}".encode(), day)
+            key = _hmac(_hmac(_hmac(k_date, self._region), self._service), "aws4_request")
+            if len(self._keys) >= 8:  # rotated credentials / day change: keep it tiny
+                self._keys.clear()
+            self._keys[(secret, day)] = key
+        return key
 
     def sign(
         self,
@@ -158,15 +175,55 @@ class Signer:
         headers: Iterable[tuple[str, str]],
         payload_hash: str,
         credentials: ReadOnlyCredentials,
+        *,
+        now: datetime | None = None,
     ) -> list[tuple[str, str]]:
-        """Headers to send upstream: ``headers`` + Host, X-Amz-Date, X-Amz-Content-SHA256,
-        X-Amz-Security-Token (temporary credentials) and Authorization, all signed (except the
-        few botocore never signs, such as User-Agent and Expect)."""
-        request = AWSRequest(method=method, url=target.url)
-        h = request.headers  # botocore HTTPHeaders: __setitem__ appends (repeats kept)
-        for name, value in headers:
-            h[name] = value
-        h["Host"] = target.host
-        request.context["payload_hash"] = payload_hash
-        _ProxySigV4Auth(credentials, self._service, self._region).add_auth(request)
-        return list(h.items())
+        """Headers to send upstream: ``headers`` + Host, X-Amz-Date, X-Amz-Security-Token
+        (temporary credentials), X-Amz-Content-SHA256 and Authorization, all signed except the
+        few never signed (User-Agent, Expect, hop-by-hop, tracing).
+
+        ``headers`` carry none of the authentication headers (see
+        :func:`forwardable_request_headers`); repeated names are kept and signed joined by ``,``.
+        """
+        timestamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+        out = list(headers)
+        out.append(("Host", target.host))
+        out.append(("X-Amz-Date", timestamp))
+        if credentials.token:
+            out.append(("X-Amz-Security-Token", credentials.token))
+        out.append(("X-Amz-Content-SHA256", payload_hash))
+
+        signed: dict[str, list[str]] = {}
+        for name, value in out:
+            lname = name.lower()
+            if lname not in _UNSIGNED:
+                # Trimall (SigV4): strip, and runs of whitespace become one space.
+                signed.setdefault(lname, []).append(" ".join(value.split()))
+        names = sorted(signed)
+        signed_names = ";".join(names)
+        canonical = "\n".join(
+            (
+                method.upper(),
+                target.path,
+                canonical_query(target.query),
+                "".join(f"{n}:{','.join(signed[n])}\n" for n in names),
+                signed_names,
+                payload_hash,
+            )
+        )
+        day = timestamp[:8]
+        scope = day + self._scope_tail
+        string_to_sign = (
+            f"AWS4-HMAC-SHA256\n{timestamp}\n{scope}\n"
+            + sha256(canonical.encode("utf-8")).hexdigest()
+        )
+        key = self._signing_key(credentials.secret_key or "", day)
+        signature = hmac.new(key, string_to_sign.encode("utf-8"), sha256).hexdigest()
+        out.append(
+            (
+                "Authorization",
+                f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
+                f"SignedHeaders={signed_names}, Signature={signature}",
+            )
+        )
+        return out

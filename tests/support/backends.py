@@ -67,8 +67,16 @@ def isolated_aws_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def direct_client(endpoint: str, creds: Credentials, region: str = REGION, **config: Any) -> Any:
-    """A plain boto3 S3 client for ``endpoint`` (path style, no optional checksums, 2 attempts)."""
+def direct_client(
+    endpoint: str,
+    creds: Credentials,
+    region: str = REGION,
+    *,
+    verify: str | None = None,
+    **config: Any,
+) -> Any:
+    """A plain boto3 S3 client for ``endpoint`` (path style, no optional checksums, 2 attempts);
+    ``verify`` is the CA bundle of an HTTPS endpoint."""
     options: dict[str, Any] = {
         "s3": {"addressing_style": "path"},
         "request_checksum_calculation": "when_required",
@@ -87,6 +95,7 @@ def direct_client(endpoint: str, creds: Credentials, region: str = REGION, **con
         aws_secret_access_key=creds.secret_key,
         aws_session_token=creds.session_token,
         config=cfg,
+        verify=verify,
     )
 
 
@@ -104,13 +113,17 @@ class Backend:
     region: str = REGION
     #: Whether the backend keeps object versions when versioning is enabled on a bucket.
     supports_versioning: bool = True
+    #: CA bundle to trust for an HTTPS endpoint.
+    ca_bundle: str | None = None
     _direct: Any = field(default=None, repr=False)
 
     @property
     def direct(self) -> Any:
         """boto3 S3 client talking straight to the backend (bypassing any proxy)."""
         if self._direct is None:
-            self._direct = direct_client(self.endpoint, self.credentials, self.region)
+            self._direct = direct_client(
+                self.endpoint, self.credentials, self.region, verify=self.ca_bundle
+            )
         return self._direct
 
     def new_bucket(self, prefix: str = "e2e", *, versioned: bool = False) -> str:
@@ -223,7 +236,12 @@ SEAWEED_CREDENTIALS = Credentials("SEAWEEDADMINKEY00001", "seaweed-admin-secret/
 
 
 def start_seaweedfs(
-    data_dir: Path, log_dir: Path, *, name: str = "seaweedfs", timeout: float = 90.0
+    data_dir: Path,
+    log_dir: Path,
+    *,
+    name: str = "seaweedfs",
+    timeout: float = 90.0,
+    tls: tuple[Path, Path, Path] | None = None,
 ) -> Backend:
     """``weed server -filer -s3`` on free ports, ready once a real PUT has succeeded.
 
@@ -232,6 +250,9 @@ def start_seaweedfs(
     explicit ``-volume.max``, and a new bucket grows one volume instead of seven
     (``WEED_MASTER_VOLUME_GROWTH_COPY_1``); with the defaults, a machine with little free disk runs
     out of volumes after a bucket or two.
+
+    ``tls=(cert, key, ca)`` serves S3 over HTTPS only (``-s3.cert.file``/``-s3.key.file``); the
+    readiness probe and ``direct`` trust ``ca``.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     creds = SEAWEED_CREDENTIALS
@@ -273,13 +294,24 @@ def start_seaweedfs(
         "-s3.port.lance=0",
         f"-s3.config={ids_path}",
     ]
+    if tls is not None:
+        argv += [f"-s3.cert.file={tls[0]}", f"-s3.key.file={tls[1]}"]
     env = isolated_aws_env()
     env["WEED_MASTER_VOLUME_GROWTH_COPY_1"] = "1"
     proc = ManagedProcess(name, argv, log_dir, env=env)
-    endpoint = f"http://{LOOPBACK}:{s3}"
-    backend = Backend(name=name, endpoint=endpoint, credentials=creds, process=proc)
+    scheme = "https" if tls is not None else "http"
+    endpoint = f"{scheme}://{LOOPBACK}:{s3}"
+    verify = str(tls[2]) if tls is not None else None
+    backend = Backend(
+        name=name, endpoint=endpoint, credentials=creds, process=proc, ca_bundle=verify
+    )
     probe = direct_client(
-        endpoint, creds, retries={"total_max_attempts": 1}, connect_timeout=1, read_timeout=5
+        endpoint,
+        creds,
+        retries={"total_max_attempts": 1},
+        connect_timeout=1,
+        read_timeout=5,
+        verify=verify,
     )
 
     def can_store() -> bool:
