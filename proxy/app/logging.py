@@ -9,97 +9,15 @@ that looks like a signed query string or an Authorization header, in case one sl
 from __future__ import annotations
 
 import logging
-import re
 import sys
-from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["configure_logging", "get_logger", "redact"]
+from proxy.relay import accesslog
+from proxy.relay.redaction import REDACTED, redact
 
-REDACTED = "[redacted]"
-
-_SECRET_NAMES = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "x-amz-security-token",
-        "x-amz-signature",
-        "x-amz-credential",
-        "signature",
-        "awsaccesskeyid",
-        "secret_key",
-        "secret_access_key",
-        "aws_secret_access_key",
-        "session_token",
-        "aws_session_token",
-        "token",
-        "credentials",
-        "password",
-    }
-)
-# Values carrying secrets: SigV4/SigV2 Authorization headers and presigned query parameters.
-_SECRET_VALUE_RES = (
-    # Python bytes literals: raw wire data quoted in exception messages (aiohttp's parser errors
-    # quote the offending request line or header — signatures, tokens and object keys).
-    re.compile(r"""(\bb)(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""),
-    re.compile(r"(AWS4-HMAC-SHA256|AWS4-ECDSA-P256-SHA256)\s+\S.*", re.IGNORECASE),
-    re.compile(r"\bAWS [A-Z0-9]{16,}:\S+"),
-    re.compile(
-        r"((?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|Signature|AWSAccessKeyId)"
-        r"=)[^&\s\"']+",
-        re.IGNORECASE,
-    ),
-    re.compile(r"(Signature=)[0-9a-f]{16,}", re.IGNORECASE),
-    # Secret headers quoted as header lines ("X-Amz-Security-Token: ...").
-    re.compile(
-        r"((?:Authorization|Proxy-Authorization|X-Amz-Security-Token|X-Amz-Signature"
-        r"|X-Amz-Credential)\s*:\s*)[^\r\n]+",
-        re.IGNORECASE,
-    ),
-)
-
-
-# Any of the patterns above, in one scan: most values (ids, numbers, bucket names) match none,
-# and one search is far cheaper than six substitutions. The case-insensitive ones keep their flag.
-_ANY_SECRET_VALUE = re.compile(
-    "|".join(
-        f"(?i:{rx.pattern})" if rx.flags & re.IGNORECASE else f"(?:{rx.pattern})"
-        for rx in _SECRET_VALUE_RES
-    )
-)
-
-
-def _scrub(value: Any) -> Any:
-    if isinstance(value, str):
-        if not _ANY_SECRET_VALUE.search(value):
-            return value
-        for rx in _SECRET_VALUE_RES:
-            if rx.groups:
-                value = rx.sub(lambda m: m.group(1) + REDACTED, value)
-            else:
-                value = rx.sub(REDACTED, value)
-        return value
-    if isinstance(value, dict):
-        return {
-            k: (REDACTED if str(k).lower() in _SECRET_NAMES else _scrub(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return type(value)(_scrub(v) for v in value)
-    return value
-
-
-def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """structlog processor: mask secret-named fields and secret-looking values."""
-    for k in list(event):
-        if k.lower() in _SECRET_NAMES:
-            event[k] = REDACTED
-        else:
-            event[k] = _scrub(event[k])
-    return event
-
+__all__ = ["REDACTED", "configure_logging", "get_logger", "redact"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR}  # fmt: skip
@@ -109,15 +27,18 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
     """Configure structlog (and stdlib logging, for libraries) to write JSON lines."""
     lvl = _LEVELS[level]
     out = stream if stream is not None else sys.stdout
+    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts")
+    render = structlog.processors.JSONRenderer(sort_keys=False)
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        stamp,
+        structlog.processors.format_exc_info,
+        redact,
+        render,
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
-            structlog.processors.format_exc_info,
-            redact,
-            structlog.processors.JSONRenderer(sort_keys=False),
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
@@ -139,6 +60,11 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
                 structlog.processors.format_exc_info,
             ],
         )
+    )
+    # The per-request line skips the chain above but runs its timestamper, redaction and
+    # renderer (nothing binds context variables; exceptions are never part of it).
+    accesslog.install(
+        out, lvl, stamp=stamp, render=render, chain=structlog.get_config()["processors"]
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

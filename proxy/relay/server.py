@@ -37,6 +37,7 @@ from proxy.errors import (
     SlowDown,
     UpstreamError,
 )
+from proxy.relay import accesslog
 from proxy.relay.listener import ListenerServer, ListenerSettings, SendWatch
 from proxy.relay.metrics import CONTENT_TYPE_LATEST, Metrics
 from proxy.relay.pipeline import Exchange, IncomingRequest, Pipeline, ProxyResponse, UpstreamBody
@@ -326,10 +327,8 @@ class DataServer:
             fields["error"] = failed
         if ex.log_fields:
             fields.update(ex.log_fields)
-        if status >= 500 or (failed is not None and status < 400):
-            _log.warning("request", **fields)
-        else:
-            _log.info("request", **fields)
+        warn = status >= 500 or (failed is not None and status < 400)
+        accesslog.emit("warning" if warn else "info", fields)
         # Keys can be personal data or business identifiers: only at debug level.
         _log.debug("request.key", request_id=fields["request_id"], key=ex.key)
 

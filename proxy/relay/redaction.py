@@ -1,0 +1,96 @@
+"""Secret redaction for log lines: the one place that decides what a log may not show.
+
+Pure functions (no I/O, no logging set-up), so both the structlog processor chain
+(:mod:`proxy.app.logging`) and the relay's pre-rendered access-log line
+(:mod:`proxy.relay.accesslog`) mask exactly the same names and values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import MutableMapping
+from typing import Any
+
+__all__ = ["REDACTED", "redact"]
+
+REDACTED = "[redacted]"
+
+_SECRET_NAMES = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-amz-security-token",
+        "x-amz-signature",
+        "x-amz-credential",
+        "signature",
+        "awsaccesskeyid",
+        "secret_key",
+        "secret_access_key",
+        "aws_secret_access_key",
+        "session_token",
+        "aws_session_token",
+        "token",
+        "credentials",
+        "password",
+    }
+)
+# Values carrying secrets: SigV4/SigV2 Authorization headers and presigned query parameters.
+_SECRET_VALUE_RES = (
+    # Python bytes literals: raw wire data quoted in exception messages (aiohttp's parser errors
+    # quote the offending request line or header — signatures, tokens and object keys).
+    re.compile(r"""(\bb)(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""),
+    re.compile(r"(AWS4-HMAC-SHA256|AWS4-ECDSA-P256-SHA256)\s+\S.*", re.IGNORECASE),
+    re.compile(r"\bAWS [A-Z0-9]{16,}:\S+"),
+    re.compile(
+        r"((?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|Signature|AWSAccessKeyId)"
+        r"=)[^&\s\"']+",
+        re.IGNORECASE,
+    ),
+    re.compile(r"(Signature=)[0-9a-f]{16,}", re.IGNORECASE),
+    # Secret headers quoted as header lines ("X-Amz-Security-Token: ...").
+    re.compile(
+        r"((?:Authorization|Proxy-Authorization|X-Amz-Security-Token|X-Amz-Signature"
+        r"|X-Amz-Credential)\s*:\s*)[^\r\n]+",
+        re.IGNORECASE,
+    ),
+)
+
+
+# Any of the patterns above, in one scan: most values (ids, numbers, bucket names) match none,
+# and one search is far cheaper than six substitutions. The case-insensitive ones keep their flag.
+_ANY_SECRET_VALUE = re.compile(
+    "|".join(
+        f"(?i:{rx.pattern})" if rx.flags & re.IGNORECASE else f"(?:{rx.pattern})"
+        for rx in _SECRET_VALUE_RES
+    )
+)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        if not _ANY_SECRET_VALUE.search(value):
+            return value
+        for rx in _SECRET_VALUE_RES:
+            if rx.groups:
+                value = rx.sub(lambda m: m.group(1) + REDACTED, value)
+            else:
+                value = rx.sub(REDACTED, value)
+        return value
+    if isinstance(value, dict):
+        return {
+            k: (REDACTED if str(k).lower() in _SECRET_NAMES else _scrub(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub(v) for v in value)
+    return value
+
+
+def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: mask secret-named fields and secret-looking values."""
+    for k in list(event):
+        if k.lower() in _SECRET_NAMES:
+            event[k] = REDACTED
+        else:
+            event[k] = _scrub(event[k])
+    return event

@@ -1,0 +1,79 @@
+"""The pre-rendered access line is what structlog's processor chain writes for the same fields."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from proxy.app.logging import configure_logging
+from proxy.relay import accesslog
+
+FIELDS = {
+    "method": "GET",
+    "operation": "GetObject",
+    "bucket": "b",
+    "status": 200,
+    "bytes_in": 0,
+    "bytes_out": 4096,
+    "duration_ms": 1.234,
+    "request_id": "ABCDEF0123456789",
+    "proxy_request_id": "ABCDEF0123456789",
+    "upstream_ms": 0.5,
+    "route": "orders",
+    # Secret-looking values and names: both paths must mask them the same way.
+    "error": "UpstreamError: https://u/b/k?X-Amz-Signature=" + "ab" * 32 + "&x=1",
+    "detail": "Authorization: AWS4-HMAC-SHA256 Credential=AKIA/2024, Signature=" + "f" * 64,
+    "token": "session-secret",
+    "nested": {"password": "p", "ok": "b'raw request bytes'"},
+}
+
+
+@pytest.fixture
+def out() -> Iterator[io.StringIO]:
+    buf = io.StringIO()
+    configure_logging("info", stream=buf)
+    yield buf
+    structlog.reset_defaults()
+    logging.getLogger().handlers.clear()
+
+
+def _lines(buf: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in buf.getvalue().splitlines()]
+
+
+@pytest.mark.parametrize("level", ["info", "warning"])
+def test_fast_line_equals_the_structlog_chain(out: io.StringIO, level: str) -> None:
+    getattr(structlog.get_logger("format_proxy.access"), level)("request", **dict(FIELDS))
+    accesslog.emit(level, dict(FIELDS))
+    chain, fast = _lines(out)
+    assert chain.pop("ts") and isinstance(fast.pop("ts"), str)
+    assert fast == chain
+    assert list(fast) == list(chain)  # same key order too
+    text = out.getvalue()
+    for secret in ("ab" * 32, "f" * 64, "session-secret", "raw request bytes", '"p"'):
+        assert secret not in text
+    assert fast["level"] == level and fast["event"] == "request"
+
+
+def test_fast_line_respects_the_level(out: io.StringIO) -> None:
+    configure_logging("warning", stream=out)
+    accesslog.emit("info", dict(FIELDS))
+    assert out.getvalue() == ""
+    accesslog.emit("warning", dict(FIELDS))
+    assert [e["level"] for e in _lines(out)] == ["warning"]
+
+
+def test_another_structlog_configuration_takes_the_line_back(out: io.StringIO) -> None:
+    other = io.StringIO()
+    structlog.configure(
+        processors=[structlog.processors.JSONRenderer()],
+        logger_factory=structlog.PrintLoggerFactory(file=other),
+    )
+    accesslog.emit("info", {"status": 200})
+    assert out.getvalue() == ""
+    assert json.loads(other.getvalue()) == {"status": 200, "event": "request"}
