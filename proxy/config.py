@@ -226,6 +226,9 @@ class ServerConfig(_Strict):
     header_timeout: float = Field(default=15.0, gt=0)
     #: Longest wait for the next bytes of a request body (also right after ``100 Continue``).
     body_idle_timeout: float = Field(default=60.0, gt=0)
+    #: Serve small passthrough requests on the lean HTTP/1.1 path (everything else, and any
+    #: request it is unsure of, goes to the general path on the same connection).
+    fast_path: bool = True
 
 
 class RouteConfig(_Strict):

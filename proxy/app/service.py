@@ -23,6 +23,7 @@ from proxy.relay.credentials import ChainCredentials, CredentialSource
 from proxy.relay.listener import ListenerSettings
 from proxy.relay.metrics import Metrics
 from proxy.relay.pipeline import Pipeline, RouteHandler
+from proxy.relay.pool import PoolSettings, UpstreamPool
 from proxy.relay.ratelimit import RateLimitedLog
 from proxy.relay.server import DataServer, build_metrics_app
 from proxy.relay.upstream import Upstream, UpstreamSettings
@@ -80,6 +81,7 @@ class ProxyService:
         self._route_handler = route_handler
         self._embedded: EmbeddedS3 | None = None
         self._upstream: Upstream | None = None
+        self._fast_pool: UpstreamPool | None = None
         self._data_runner: web.ServerRunner | None = None
         self._metrics_runner: web.AppRunner | None = None
         self._listening = False
@@ -159,11 +161,22 @@ class ProxyService:
             credentials=self._credentials,
             route_handler=self._route_handler,
         )
+        if cfg.server.fast_path:
+            self._fast_pool = UpstreamPool(
+                PoolSettings(
+                    scheme=endpoint.scheme,
+                    connect_timeout=cfg.upstream.connect_timeout,
+                    read_timeout=cfg.upstream.read_timeout,
+                    max_connections=cfg.upstream.max_connections,
+                    ssl_verify=cfg.upstream.verify_tls,
+                )
+            )
         handler = self._handler = DataServer(
             pipeline,
             self.metrics,
             zero_copy_min_bytes=cfg.limits.zero_copy_min_bytes,
             body_idle_timeout=cfg.server.body_idle_timeout,
+            fast_pool=self._fast_pool,
         )
         listener = ListenerSettings(
             idle_timeout=cfg.server.idle_timeout,
@@ -319,6 +332,9 @@ class ProxyService:
         if self._upstream is not None:
             await self._upstream.close()
             self._upstream = None
+        if self._fast_pool is not None:
+            self._fast_pool.close()
+            self._fast_pool = None
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
             self._metrics_runner = None

@@ -65,6 +65,7 @@ class ListenerServer(web.Server):
         settings: ListenerSettings,
         metrics: Metrics,
         pages: ErrorPages,
+        front: Callable[[ListenerServer], asyncio.Protocol] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs["keepalive_timeout"] = settings.idle_timeout
@@ -77,9 +78,24 @@ class ListenerServer(web.Server):
         self.pages = pages
         self.open_connections = 0
         self.refusal_log = RateLimitedLog(_log, interval=10.0)
+        self._front = front
+        #: Connections the front protocol still has (closed at shutdown like aiohttp's own).
+        self.fast_connections: set[Any] = set()
 
     def __call__(self) -> RequestHandler:
+        if self._front is not None:
+            # asyncio only needs a protocol; aiohttp's Server is typed for its own.
+            return cast(RequestHandler, self._front(self))
+        return self.aiohttp_connection()
+
+    def aiohttp_connection(self) -> RequestHandler:
+        """A new aiohttp connection protocol (also what a front protocol hands a connection to)."""
         return _Connection(self, loop=self._listener_loop, **self._protocol_kwargs)
+
+    async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        for conn in list(self.fast_connections):
+            conn.shutdown()
+        await super().shutdown(timeout)
 
 
 class _Connection(RequestHandler):
@@ -93,6 +109,9 @@ class _Connection(RequestHandler):
         self._counted = False
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_mark = 0
+        #: Set by a front protocol that delegated one request: told when it is answered, and
+        #: whether the connection is reusable at that request's end.
+        self.on_answered: Callable[[RequestHandler, bool], None] | None = None
 
     # --- the connection cap ----------------------------------------------------------------
 
@@ -175,6 +194,27 @@ class _Connection(RequestHandler):
             timeout_seconds=self._listener.settings.header_timeout,
         )
         self.force_close()
+
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        result = await super().finish_response(request, resp, start_time)
+        answered = self.on_answered
+        if answered is not None:
+            self.on_answered = None
+            reset = result[1]
+            answered(
+                self,
+                not reset
+                and resp.keep_alive is True
+                and not self._force_close
+                and not self._close
+                and request.content.is_eof()
+                and request.content.exception() is None
+                and not self._messages
+                and self.transport is not None,
+            )
+        return result
 
     # --- requests that fail before (or outside) the handler -------------------------------------
 

@@ -57,6 +57,7 @@ from proxy.relay.upstream import DetachedBody, Upstream, detach_body
 from proxy.s3.address import (
     Endpoint,
     S3Address,
+    UpstreamTarget,
     build_upstream,
     check_forwardable,
     parse_copy_source,
@@ -306,13 +307,16 @@ class Pipeline:
         self._spool_dir = str(config.spool_dir) if config.spool_dir is not None else None
         self._max_line = config.limits.max_chunk_header_bytes
 
-    async def handle(self, incoming: IncomingRequest, ex: Exchange) -> ProxyResponse:
-        headers = incoming.headers
+    def resolve(
+        self, method: str, raw_target: str, headers: Mapping[str, str], ex: Exchange
+    ) -> tuple[S3Address, RouteConfig | None]:
+        """The request's address, parsed once, and the route covering it (None: unrouted);
+        records operation, bucket and key on ``ex``. Raises what cannot be forwarded."""
         # Parsed once: the router decides on, and the upstream receives, this one address.
-        address = parse_request(incoming.raw_target, headers.get("Host", ""), self._suffixes)
+        address = parse_request(raw_target, headers.get("Host", ""), self._suffixes)
         ex.bucket = address.bucket
         ex.key = address.key
-        ex.operation = detect_operation(incoming.method, address, headers)
+        ex.operation = detect_operation(method, address, headers)
         check_forwardable(address)
         route = self._router.route(address) if self._router else None
         if route is None and ex.operation == "UploadPartCopy" and self._router:
@@ -320,15 +324,45 @@ class Pipeline:
             # route may look different from its stored bytes, so the route handler copies it.
             source = parse_copy_source(headers.get("x-amz-copy-source"))
             route = self._router.route(source) if source else None
-        body = open_request_body(
+        return address, route
+
+    def target(self, address: S3Address) -> UpstreamTarget:
+        """Where ``address`` is sent upstream (the URL signed and sent)."""
+        return build_upstream(address, self._endpoint)
+
+    async def sign(
+        self,
+        method: str,
+        target: UpstreamTarget,
+        headers: list[tuple[str, str]],
+        data: object,
+        payload_hash: str,
+    ) -> list[tuple[str, str]]:
+        """The headers to send upstream, signed with the current credentials."""
+        creds = await self._credentials.get()
+        if (
+            isinstance(data, bytes)
+            and (data or method not in _IDEMPOTENT_NO_BODY)
+            and not any(k.lower() == "content-length" for k, _ in headers)
+        ):
+            headers = [*headers, ("Content-Length", str(len(data)))]
+        return self._signer.sign(method, target, headers, payload_hash, creds)
+
+    def open_body(self, headers: Mapping[str, str], stream: ClientStream) -> RequestBody:
+        """The request body as the upstream should see it (framing decided once)."""
+        return open_request_body(
             headers,
-            incoming.body,
+            stream,
             small_body_bytes=self._small,
             spool_memory_bytes=self._spool,
             spool_dir=self._spool_dir,
             max_line_bytes=self._max_line,
         )
-        ex.body = body
+
+    async def handle(self, incoming: IncomingRequest, ex: Exchange) -> ProxyResponse:
+        headers = incoming.headers
+        address, route = self.resolve(incoming.method, incoming.raw_target, headers, ex)
+        body = ex.body = self.open_body(headers, incoming.body)
         request = S3Request(
             method=incoming.method,
             address=address,
@@ -356,15 +390,8 @@ class Pipeline:
         payload_hash: str,
         body: RequestBody | None,
     ) -> aiohttp.ClientResponse:
-        target = build_upstream(address, self._endpoint)
-        creds = await self._credentials.get()
-        if (
-            isinstance(data, bytes)
-            and (data or method not in _IDEMPOTENT_NO_BODY)
-            and not any(k.lower() == "content-length" for k, _ in headers)
-        ):
-            headers = [*headers, ("Content-Length", str(len(data)))]
-        signed = self._signer.sign(method, target, headers, payload_hash, creds)
+        target = self.target(address)
+        signed = await self.sign(method, target, headers, data, payload_hash)
         started = time.perf_counter()
         try:
             resp = await self._upstream.request(

@@ -38,12 +38,15 @@ from proxy.errors import (
     UpstreamError,
 )
 from proxy.relay import accesslog
+from proxy.relay.fastexchange import FastPath
+from proxy.relay.fastpath import FastConnection
 from proxy.relay.listener import ListenerServer, ListenerSettings, SendWatch
 from proxy.relay.metrics import CONTENT_TYPE_LATEST, Metrics
 from proxy.relay.pipeline import Exchange, IncomingRequest, Pipeline, ProxyResponse, UpstreamBody
+from proxy.relay.pool import UpstreamPool
 from proxy.relay.zerocopy import RelayAborted, relay, socket_fd
 
-__all__ = ["DataServer", "build_metrics_app", "error_document"]
+__all__ = ["DataServer", "build_metrics_app", "error_document", "error_parts"]
 
 _log = structlog.get_logger("format_proxy.access")
 _WRITE_BUFFER = 1024 * 1024
@@ -85,6 +88,19 @@ def error_document(err: ProxyError, resource: str, request_id: str) -> bytes:
         f"<RequestId>{escape(request_id)}</RequestId>"
         "</Error>"
     ).encode()
+
+
+def error_parts(
+    err: ProxyError, method: str, raw_target: str, request_id: str
+) -> tuple[dict[str, str], bytes]:
+    """The headers (before the HTTP server's own) and body of the answer to a failed request."""
+    resource = raw_target.partition("?")[0]  # never the query: it may hold a signature
+    body = b"" if method == "HEAD" else error_document(err, resource, request_id)
+    headers = {"Content-Type": "application/xml", "x-amz-request-id": request_id}
+    if method == "HEAD":
+        # web.Response computes Content-Length itself (its setter raises): say 0 up front.
+        headers["Content-Length"] = "0"
+    return headers, body
 
 
 class _ClientStream:
@@ -173,8 +189,10 @@ class DataServer:
         *,
         zero_copy_min_bytes: int = 0,
         body_idle_timeout: float = 60.0,
+        fast_pool: UpstreamPool | None = None,
     ) -> None:
         self._pipeline = pipeline
+        self._fast_pool = fast_pool
         self._m = metrics
         self._zero_copy_min = zero_copy_min_bytes
         self._body_idle_timeout = body_idle_timeout
@@ -197,11 +215,28 @@ class DataServer:
     def make_server(self, settings: ListenerSettings, **kwargs: Any) -> web.Server:
         # auto_decompress=False: a "Content-Encoding: gzip" body is the object's bytes, to be
         # stored as sent, not something for the proxy to inflate.
+        front = None
+        if self._fast_pool is not None:
+            fast = FastPath(
+                server=self,
+                pipeline=self._pipeline,
+                pool=self._fast_pool,
+                zero_copy_min_bytes=self._zero_copy_min,
+                body_idle_timeout=self._body_idle_timeout,
+                new_request_id=new_request_id,
+                error_parts=error_parts,
+                is_loopback=_is_loopback,
+            )
+
+            def front(listener: ListenerServer) -> FastConnection:
+                return FastConnection(fast, listener)
+
         return ListenerServer(
             self.handle,
             settings=settings,
             metrics=self._m,
             pages=self,
+            front=front,
             auto_decompress=False,
             **kwargs,
         )
@@ -250,12 +285,47 @@ class DataServer:
     def _response_stalled(self) -> None:
         self._m.client_timeouts.labels("response").inc()
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        ex = Exchange(request_id=new_request_id(), method=request.method)
-        m = self._m
-        m.inflight.inc()
+    @property
+    def draining(self) -> bool:
+        """Responses close their connections (the proxy is shutting down)."""
+        return self._draining
+
+    def begin(self) -> None:
+        """A request starts (counted in flight until :meth:`finish`)."""
+        self._m.inflight.inc()
         self._inflight += 1
         self._idle.clear()
+
+    def finish(
+        self, ex: Exchange, status: int, bytes_in: int, bytes_out: int, failed: str | None
+    ) -> None:
+        """A request is over: its metrics and its access-log line."""
+        m = self._m
+        m.inflight.dec()
+        self._inflight -= 1
+        if self._inflight == 0:
+            self._idle.set()
+        elapsed = time.perf_counter() - ex.started
+        op = ex.operation
+        m.requests.labels(op, str(status)).inc()
+        m.request_duration.labels(op).observe(elapsed)
+        if ex.upstream_seconds is not None:
+            m.upstream_duration.labels(op).observe(ex.upstream_seconds)
+        if bytes_in:
+            m.request_bytes.labels(op).inc(bytes_in)
+        if bytes_out:
+            m.response_bytes.labels(op).inc(bytes_out)
+        self._log(ex, status, bytes_in, bytes_out, elapsed, failed)
+
+    def internal_error(self, ex: Exchange, exc: Exception) -> tuple[ProxyError, str]:
+        """A bug: logged with its traceback; the error to answer with and the log's reason."""
+        _log.error("unhandled error", request_id=ex.request_id, exc_info=exc)
+        internal = ProxyError("internal error in format-proxy; see its log")
+        return internal, f"InternalError: {type(exc).__name__}"
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        ex = Exchange(request_id=new_request_id(), method=request.method)
+        self.begin()
         status = 500
         bytes_out = 0
         failed: str | None = None
@@ -273,31 +343,15 @@ class DataServer:
                 status = err.status
                 return await self._write_error(request, err, ex)
             except Exception as exc:  # a bug: still an S3-shaped answer, and a traceback in logs
-                _log.exception("unhandled error", request_id=ex.request_id)
-                failed = f"InternalError: {type(exc).__name__}"
-                internal = ProxyError("internal error in format-proxy; see its log")
+                internal, failed = self.internal_error(ex, exc)
                 status = internal.status
                 return await self._write_error(request, internal, ex)
             status = presp.status
             response, bytes_out, failed = await self._write(request, presp, ex)
             return response
         finally:
-            m.inflight.dec()
-            self._inflight -= 1
-            if self._inflight == 0:
-                self._idle.set()
-            elapsed = time.perf_counter() - ex.started
-            op = ex.operation
-            m.requests.labels(op, str(status)).inc()
-            m.request_duration.labels(op).observe(elapsed)
-            if ex.upstream_seconds is not None:
-                m.upstream_duration.labels(op).observe(ex.upstream_seconds)
             bytes_in = ex.body.received if ex.body is not None else 0
-            if bytes_in:
-                m.request_bytes.labels(op).inc(bytes_in)
-            if bytes_out:
-                m.response_bytes.labels(op).inc(bytes_out)
-            self._log(ex, status, bytes_in, bytes_out, elapsed, failed)
+            self.finish(ex, status, bytes_in, bytes_out, failed)
 
     def _log(
         self,
@@ -335,12 +389,7 @@ class DataServer:
     async def _write_error(
         self, request: web.BaseRequest, err: ProxyError, ex: Exchange
     ) -> web.StreamResponse:
-        resource = request.raw_path.partition("?")[0]  # never the query: it may hold a signature
-        body = b"" if request.method == "HEAD" else error_document(err, resource, ex.request_id)
-        headers = {"Content-Type": "application/xml", "x-amz-request-id": ex.request_id}
-        if request.method == "HEAD":
-            # web.Response computes Content-Length itself (its setter raises): say 0 up front.
-            headers["Content-Length"] = "0"
+        headers, body = error_parts(err, request.method, request.raw_path, ex.request_id)
         response = web.Response(status=err.status, body=body, headers=headers)
         if self._draining or not _body_consumed(request):
             response.force_close()

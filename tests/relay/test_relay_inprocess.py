@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from proxy.relay import fastexchange as fastpath_module
 from proxy.relay import server as server_module
 from tests.support.inprocess import FakeUpstream, Seen, data_url
 
@@ -32,6 +33,7 @@ def relays(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         return await real(src, dst, count, **kwargs)
 
     monkeypatch.setattr(server_module, "relay", spy)
+    monkeypatch.setattr(fastpath_module, "relay", spy)  # the lean path relays the same way
     return started
 
 
