@@ -19,9 +19,9 @@ from typing import Any, TextIO
 
 import structlog
 
-from proxy.relay.redaction import redact
+from proxy.relay.redaction import needs_redaction, redact
 
-__all__ = ["emit", "install"]
+__all__ = ["debug_enabled", "emit", "install", "render"]
 
 _log = structlog.get_logger("format_proxy.access")
 
@@ -61,7 +61,8 @@ def render(level: str, fields: dict[str, Any]) -> str | None:
         return ""
     event: dict[str, Any] = {**fields, "event": "request", "level": level}
     sink.stamp(None, level, event)
-    redact(None, level, event)
+    if needs_redaction(event):
+        redact(None, level, event)
     return str(sink.render(None, level, event))
 
 
@@ -75,3 +76,11 @@ def emit(level: str, fields: dict[str, Any]) -> None:
         if stream is not None:
             stream.write(line + "\n")
             stream.flush()
+
+
+def debug_enabled() -> bool:
+    """False when debug lines are known to be filtered out (skips building them)."""
+    sink = _sink
+    if sink is None or structlog.get_config()["processors"] is not sink.chain:
+        return True  # unknown configuration: let structlog decide
+    return sink.level <= _LEVELS["debug"]

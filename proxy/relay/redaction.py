@@ -11,7 +11,7 @@ import re
 from collections.abc import MutableMapping
 from typing import Any
 
-__all__ = ["REDACTED", "redact"]
+__all__ = ["REDACTED", "needs_redaction", "redact"]
 
 REDACTED = "[redacted]"
 
@@ -94,3 +94,22 @@ def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mutab
         else:
             event[k] = _scrub(event[k])
     return event
+
+
+_PLAIN = (int, float, bool, type(None))
+
+
+def needs_redaction(event: MutableMapping[str, Any]) -> bool:
+    """False only if :func:`redact` would change nothing in ``event`` (one scan over all its
+    string values; nested containers always count as maybe). Each value appears verbatim in
+    the joined text after a non-word separator, and no pattern looks past a value's end, so a
+    secret any pattern finds in one value is found in the joined text too."""
+    if not _SECRET_NAMES.isdisjoint(k.lower() for k in event):
+        return True
+    texts = []
+    for value in event.values():
+        if type(value) is str:
+            texts.append(value)
+        elif not isinstance(value, _PLAIN):
+            return True
+    return _ANY_SECRET_VALUE.search("\x00".join(texts)) is not None

@@ -384,7 +384,8 @@ class DataServer:
         warn = status >= 500 or (failed is not None and status < 400)
         accesslog.emit("warning" if warn else "info", fields)
         # Keys can be personal data or business identifiers: only at debug level.
-        _log.debug("request.key", request_id=fields["request_id"], key=ex.key)
+        if accesslog.debug_enabled():
+            _log.debug("request.key", request_id=fields["request_id"], key=ex.key)
 
     async def _write_error(
         self, request: web.BaseRequest, err: ProxyError, ex: Exchange

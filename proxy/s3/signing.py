@@ -15,8 +15,9 @@ the proxy's credentials, not the client's, decide what upstream accepts.
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from hashlib import sha256
 from typing import TypeGuard
 
@@ -134,6 +135,18 @@ _UNSIGNED: frozenset[str] = frozenset(
 )
 
 
+_stamp: tuple[int, str] = (-1, "")
+
+
+def _timestamp() -> str:
+    """The current X-Amz-Date, formatted once per second."""
+    global _stamp
+    second = int(time.time())
+    if _stamp[0] != second:
+        _stamp = (second, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second)))
+    return _stamp[1]
+
+
 def _hmac(key: bytes, msg: str) -> bytes:
     return hmac.new(key, msg.encode("utf-8"), sha256).digest()
 
@@ -185,7 +198,7 @@ class Signer:
         ``headers`` carry none of the authentication headers (see
         :func:`forwardable_request_headers`); repeated names are kept and signed joined by ``,``.
         """
-        timestamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+        timestamp = now.strftime("%Y%m%dT%H%M%SZ") if now is not None else _timestamp()
         out = list(headers)
         out.append(("Host", target.host))
         out.append(("X-Amz-Date", timestamp))

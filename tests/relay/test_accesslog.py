@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 
 from proxy.app.logging import configure_logging
 from proxy.relay import accesslog
@@ -77,3 +79,62 @@ def test_another_structlog_configuration_takes_the_line_back(out: io.StringIO) -
     accesslog.emit("info", {"status": 200})
     assert out.getvalue() == ""
     assert json.loads(other.getvalue()) == {"status": 200, "event": "request"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "plain",
+        "x AWS4-HMAC-SHA256 Credential=a",
+        "b'raw'",
+        "https://h/k?X-Amz-Signature=abc&y=1",
+        "AWS AKIAABCDEFGHIJKLMNOP:sig",
+        "Authorization: secret",
+        "x-amz-security-token : tok",
+        "Signature=0123456789abcdef0123",
+        {"nested": "value"},
+        ["list"],
+        12,
+        None,
+    ],
+)
+def test_the_quick_check_never_misses_what_redact_masks(value: object) -> None:
+    from proxy.relay.redaction import needs_redaction, redact
+
+    for event in ({"f": value}, {"a": "ok", "f": value, "z": "b"}, {"f": value, "token": 1}):
+        before = json.dumps(event, sort_keys=True)
+        changed = json.dumps(redact(None, "info", dict(event)), sort_keys=True) != before
+        assert needs_redaction(dict(event)) or not changed
+    assert needs_redaction({"ok": "plain", "n": 1}) is False
+
+
+_PIECES = [
+    "AWS4-HMAC-SHA256",
+    " ",
+    "Credential=",
+    "AWS ",
+    "AKIAABCDEFGHIJKLMNOP",
+    ":",
+    "b'",
+    "'",
+    '"',
+    "X-Amz-Signature=",
+    "Signature=",
+    "0123456789abcdef",
+    "&",
+    "Authorization",
+    "x",
+    "\n",
+    "\x00",
+]
+
+
+@given(
+    st.lists(st.lists(st.sampled_from(_PIECES), max_size=8).map("".join), min_size=1, max_size=4)
+)
+def test_the_quick_check_is_sound(values: list[str]) -> None:
+    from proxy.relay.redaction import needs_redaction, redact
+
+    event = {f"f{i}": v for i, v in enumerate(values)}
+    if redact(None, "info", dict(event)) != event:
+        assert needs_redaction(event)

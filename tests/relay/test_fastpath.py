@@ -1,0 +1,287 @@
+"""The lean HTTP/1.1 path answers exactly as the general (aiohttp) path does.
+
+The same requests go to two proxies in front of the same fake upstream, one with
+``server.fast_path`` on and one with it off; status lines, headers (but the date and request ids),
+bodies, metrics and access-log fields must be the same. Requests the lean path does not serve
+are handed to aiohttp mid-connection, per request or for good, and come out the same too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+from aiohttp import web
+
+from proxy.app.logging import configure_logging
+from proxy.relay import fastexchange
+from tests.support.inprocess import FakeUpstream, Seen
+
+pytestmark = pytest.mark.timeout(60)
+
+#: Differ between any two answers: the time and the proxy's own request ids.
+_VOLATILE = re.compile(rb"^(date|x-amz-request-id): .*$", re.IGNORECASE | re.MULTILINE)
+
+
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    buf = io.StringIO()
+    configure_logging("info", stream=buf)
+    yield buf
+    structlog.reset_defaults()
+    logging.getLogger().handlers.clear()
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Methods of the requests the lean path served."""
+    seen: list[str] = []
+    real = fastexchange.FastExchange.run
+
+    async def spy(self: fastexchange.FastExchange, body: bytes) -> None:
+        seen.append(self._plan.method)
+        await real(self, body)
+
+    monkeypatch.setattr(fastexchange.FastExchange, "run", spy)
+    return seen
+
+
+async def _responder(request: web.BaseRequest, seen: Seen) -> web.StreamResponse:
+    key = request.raw_path.partition("?")[0]
+    ids = {"x-amz-request-id": "UPSTREAMREQ1", "ETag": '"e1"'}
+    if key.endswith("/missing"):
+        body = b"<Error><Code>NoSuchKey</Code></Error>"
+        return web.Response(status=404, body=body, headers={**ids, "Content-Type": "text/xml"})
+    if key.endswith("/chunked") and request.method == "GET":
+        resp = web.StreamResponse(status=200, headers=ids)
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for piece in (b"first ", b"second ", b"third"):
+            await resp.write(piece)
+        await resp.write_eof()
+        return resp
+    if request.method == "DELETE":
+        return web.Response(status=204, headers=ids)
+    if request.method == "PUT":
+        return web.Response(status=200, headers=ids)
+    payload = b"x" * 4096 + key.encode()
+    return web.Response(status=200, body=payload, headers=ids)
+
+
+async def _exchange(port: int, raw: bytes, answers: int, heads: int = 0) -> list[bytes]:
+    """Send ``raw`` on one connection and read ``answers`` whole responses (the last
+    ``heads`` of them answer HEAD requests)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(raw)
+    await writer.drain()
+    out = [await _read_response(reader, head=i >= answers - heads) for i in range(answers)]
+    writer.close()
+    return out
+
+
+async def _sequential(port: int, raws: list[bytes]) -> list[bytes]:
+    """Each request after the previous answer, all on one keep-alive connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    out = []
+    for raw in raws:
+        writer.write(raw)
+        out.append(await _read_response(reader, head=raw.startswith(b"HEAD ")))
+    writer.close()
+    return out
+
+
+async def _read_response(reader: asyncio.StreamReader, *, head: bool = False) -> bytes:
+    start = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    lower = start.lower()
+    status = int(start.split(b" ", 2)[1])
+    if head or status in (204, 304):
+        return start
+    if b"\r\ncontent-length: " in lower:
+        n = int(lower.split(b"\r\ncontent-length: ")[1].split(b"\r\n")[0])
+        return start + await asyncio.wait_for(reader.readexactly(n), 10)
+    if b"transfer-encoding: chunked" in lower:
+        # Chunk boundaries follow the upstream's timing: keep the decoded body only.
+        body = b""
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            body += (await reader.readexactly(size + 2))[:-2]
+            if size == 0:
+                return start + b"[chunked]" + body
+    return start
+
+
+def _request(method: str, target: str, body: bytes = b"", **headers: str) -> bytes:
+    lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1"]
+    lines += [f"{k.replace('_', '-')}: {v}" for k, v in headers.items()]
+    if body or method == "PUT":
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def _port(proxy: Any) -> int:
+    return int(proxy.addresses.data[1])
+
+
+def _stable(answer: bytes) -> bytes:
+    answer = re.sub(rb"<RequestId>\w+</RequestId>", b"<RequestId/>", answer)
+    return _VOLATILE.sub(b"\\1: -", answer.replace(b"\r\n", b"\n"))
+
+
+def _request_lines(buf: io.StringIO) -> list[dict[str, Any]]:
+    out = []
+    for line in buf.getvalue().splitlines():
+        entry = json.loads(line)
+        if entry.get("event") == "request":
+            for volatile in ("ts", "duration_ms", "upstream_ms", "request_id", "proxy_request_id"):
+                entry.pop(volatile, None)
+            out.append(entry)
+    return out
+
+
+def _counters(proxy: Any) -> list[str]:
+    text = proxy.metrics.render().decode()
+    return sorted(
+        line
+        for line in text.splitlines()
+        if line.startswith(
+            (
+                "format_proxy_requests_total",
+                "format_proxy_request_bytes_total",
+                "format_proxy_response_bytes_total",
+                "format_proxy_request_duration_seconds_count",
+                "format_proxy_upstream_request_duration_seconds_count",
+                "format_proxy_client_connections ",
+                "format_proxy_requests_in_flight",
+            )
+        )
+    )
+
+
+REQUESTS = [
+    _request("GET", "/b/k1"),
+    _request("HEAD", "/b/k1"),
+    _request("GET", "/b/missing"),
+    _request("GET", "/b/chunked"),
+    _request("PUT", "/b/k2", b"small body", x_amz_content_sha256="UNSIGNED-PAYLOAD"),
+    _request("DELETE", "/b/k2"),
+    _request("GET", "/b/k%2Fslash?versionId=3&x-id=GetObject"),
+]
+
+
+async def test_both_paths_answer_count_and_log_the_same(
+    fake_upstream: FakeUpstream, start_inprocess_proxy: Any, logs: io.StringIO, served: list[str]
+) -> None:
+    fake_upstream.respond = _responder
+    answers: dict[bool, list[bytes]] = {}
+    lines: dict[bool, list[dict[str, Any]]] = {}
+    counters: dict[bool, list[str]] = {}
+    for fast in (True, False):
+        proxy = await start_inprocess_proxy(fake_upstream.url, server={"fast_path": fast})
+        logs.truncate(0)
+        logs.seek(0)
+        fake_upstream.seen.clear()
+        answers[fast] = await _sequential(_port(proxy), REQUESTS)
+        await asyncio.sleep(0.05)  # the last access line is written after the response
+        lines[fast] = _request_lines(logs)
+        counters[fast] = _counters(proxy)
+        upstream_views = [
+            (s.method, s.raw_path, s.body, sorted(s.names())) for s in fake_upstream.seen
+        ]
+        if fast:
+            fast_upstream = upstream_views
+        else:
+            assert upstream_views == fast_upstream  # the upstream saw the same requests
+    assert served == ["GET", "HEAD", "GET", "GET", "PUT", "DELETE", "GET"]
+    assert [_stable(a) for a in answers[True]] == [_stable(a) for a in answers[False]]
+    assert lines[True] == lines[False] and len(lines[True]) == len(REQUESTS)
+    assert counters[True] == counters[False]
+
+
+async def test_unreachable_upstream_is_the_same_503(
+    start_inprocess_proxy: Any, unused_tcp_port_factory: Any, served: list[str]
+) -> None:
+    url = f"http://127.0.0.1:{unused_tcp_port_factory()}"
+    got = []
+    for fast in (True, False):
+        proxy = await start_inprocess_proxy(url, server={"fast_path": fast})
+        got.append(_stable((await _exchange(_port(proxy), _request("GET", "/b/k"), 1))[0]))
+    assert got[0] == got[1] and got[0].startswith(b"HTTP/1.1 503 Service Unavailable")
+    assert b"<Code>ServiceUnavailable</Code>" in got[0] and served == ["GET"]
+
+
+async def test_handoff_mid_connection_and_back(
+    fake_upstream: FakeUpstream, start_inprocess_proxy: Any, served: list[str]
+) -> None:
+    """On one keep-alive connection: a lean GET, a large PUT (delegated to aiohttp for that
+    request), a lean GET again, then a chunked PUT (aiohttp keeps the connection), a GET."""
+    fake_upstream.respond = _responder
+    proxy = await start_inprocess_proxy(fake_upstream.url)
+    port = _port(proxy)
+    big = b"B" * (200 * 1024)
+    chunked = (
+        b"PUT /b/c HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    answers = []
+    for raw in (
+        _request("GET", "/b/one"),
+        _request("PUT", "/b/big", big),
+        _request("GET", "/b/two"),
+        chunked,
+        _request("GET", "/b/three"),
+    ):
+        writer.write(raw)
+        answers.append(await _read_response(reader))
+    writer.close()
+    await writer.wait_closed()
+    assert [a.split(b"\r\n", 1)[0] for a in answers] == [b"HTTP/1.1 200 OK"] * 5
+    assert answers[2].endswith(b"/b/two") and answers[4].endswith(b"/b/three")
+    assert served == ["GET", "GET"]  # the third GET is aiohttp's: the chunked PUT kept it
+    bodies = {s.raw_path: s.body for s in fake_upstream.seen if s.method == "PUT"}
+    assert bodies == {"/b/big": big, "/b/c": b"hello"}
+    for _ in range(100):  # the proxy sees the close a moment later
+        if proxy.metrics.client_connections._value.get() == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert proxy.metrics.client_connections._value.get() == 0
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /b/k HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header: x\r\n\r\n",
+        b"GET /b/k HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"BREW /b/k HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        b"GET /b/k\x01 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    ],
+    ids=["header-name", "two-lengths", "method", "target"],
+)
+async def test_malformed_requests_get_the_same_answer(
+    fake_upstream: FakeUpstream, start_inprocess_proxy: Any, raw: bytes
+) -> None:
+    got = []
+    for fast in (True, False):
+        proxy = await start_inprocess_proxy(fake_upstream.url, server={"fast_path": fast})
+        got.append(_stable((await _exchange(_port(proxy), raw, 1))[0]))
+    assert got[0] == got[1]
+
+
+async def test_pipelined_requests_are_answered_in_order(
+    fake_upstream: FakeUpstream, start_inprocess_proxy: Any
+) -> None:
+    fake_upstream.respond = _responder
+    got = []
+    raw = _request("GET", "/b/p1") + _request("GET", "/b/p2") + _request("HEAD", "/b/p3")
+    for fast in (True, False):
+        proxy = await start_inprocess_proxy(fake_upstream.url, server={"fast_path": fast})
+        got.append([_stable(a) for a in await _exchange(_port(proxy), raw, 3, heads=1)])
+    assert got[0] == got[1]
+    assert got[0][0].endswith(b"/b/p1") and got[0][1].endswith(b"/b/p2")
