@@ -397,6 +397,8 @@ class FastConnection(asyncio.Protocol):
         listener.metrics.client_connections.inc()
         listener.fast_connections.add(self)
         self._counted = True
+        # aiohttp may have paused reading (its own buffer limits): _next resumes it.
+        self._read_paused = not transport.is_reading()
         self._parser = httptools.HttpRequestParser(self)
         self._req = None
         self._done = []

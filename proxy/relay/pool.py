@@ -61,6 +61,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_only = False
         self._in_head = False
+        self._to_close = False  # the body ends when the upstream closes (no length given)
         self._got_bytes = False
         self._timer: asyncio.TimerHandle | None = None
         self._paused = False
@@ -77,6 +78,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_only = head_only
         self._headers = []
         self._got_bytes = False
+        self._to_close = False
         self.requests += 1
         self.transport.write(data)
         self._arm()
@@ -124,7 +126,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._disarm()
         sink, self._sink = self._sink, None
         self._pool.forget(self)
-        if sink is not None:
+        if sink is not None and self._to_close and exc is None:
+            sink.response_end()  # a body delimited by the close is complete
+        elif sink is not None:
             text = str(exc) if exc else "Server disconnected"
             sink.response_failed(self._pool.failed(text), not self._got_bytes)
 
@@ -163,7 +167,18 @@ class UpstreamConnection(asyncio.Protocol):
         sink = self._sink
         if sink is None:
             return
-        sink.response_head(parser.get_status_code(), self._headers)
+        status = parser.get_status_code()
+        names = {name.lower() for name, _ in self._headers}
+        self._to_close = (
+            not self._head_only
+            and status >= 200
+            and status not in (204, 304)
+            and b"content-length" not in names
+            and b"transfer-encoding" not in names
+        )
+        if self._to_close:
+            self._reusable = False
+        sink.response_head(status, self._headers)
         if self._head_only:
             # The parser does not know this answers a HEAD and expects the body the headers
             # announce; the response is over. A fresh parser reads the next response.
