@@ -257,14 +257,20 @@ class _HostPool:
             if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 return conn
         limit = self.settings.max_connections
-        while limit and self._open >= limit:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
+        if limit and self._open >= limit:
+            # As aiohttp's connector: a free connection within connect_timeout, else 503.
             try:
-                await waiter
-            finally:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
+                async with asyncio.timeout(self.settings.connect_timeout):
+                    while self._open >= limit and not self._idle:
+                        waiter = asyncio.get_running_loop().create_future()
+                        self._waiters.append(waiter)
+                        try:
+                            await waiter
+                        finally:
+                            if waiter in self._waiters:
+                                self._waiters.remove(waiter)
+            except TimeoutError:
+                raise UpstreamError(f"upstream {self.origin} did not answer in time") from None
             if self._idle:
                 return await self.get()
         self._open += 1

@@ -285,3 +285,48 @@ async def test_pipelined_requests_are_answered_in_order(
         got.append([_stable(a) for a in await _exchange(_port(proxy), raw, 3, heads=1)])
     assert got[0] == got[1]
     assert got[0][0].endswith(b"/b/p1") and got[0][1].endswith(b"/b/p2")
+
+
+async def test_pool_is_bounded_and_reused(
+    fake_upstream: FakeUpstream, start_inprocess_proxy: Any, served: list[str]
+) -> None:
+    peers: set[Any] = set()
+    active = 0
+    most = 0
+
+    async def slow(request: web.BaseRequest, seen: Seen) -> web.StreamResponse:
+        nonlocal active, most
+        peers.add(request.transport.get_extra_info("peername") if request.transport else None)
+        active += 1
+        most = max(most, active)
+        await asyncio.sleep(0.02)
+        active -= 1
+        return web.Response(body=b"ok")
+
+    fake_upstream.respond = slow
+    proxy = await start_inprocess_proxy(fake_upstream.url, upstream={"max_connections": 1})
+    answers = await asyncio.gather(
+        *(_exchange(_port(proxy), _request("GET", f"/b/k{i}"), 1) for i in range(6))
+    )
+    assert all(a[0].startswith(b"HTTP/1.1 200 OK") for a in answers)
+    assert served == ["GET"] * 6
+    assert most == 1 and len(peers) == 1  # one upstream connection, reused
+
+
+async def test_waiting_for_a_pooled_connection_is_bounded(
+    fake_upstream: FakeUpstream, start_inprocess_proxy: Any
+) -> None:
+    async def stuck(request: web.BaseRequest, seen: Seen) -> web.StreamResponse:
+        await asyncio.sleep(3)
+        return web.Response(body=b"late")
+
+    fake_upstream.respond = stuck
+    proxy = await start_inprocess_proxy(
+        fake_upstream.url, upstream={"max_connections": 1, "connect_timeout": 0.2}
+    )
+    first = asyncio.ensure_future(_exchange(_port(proxy), _request("GET", "/b/a"), 1))
+    await asyncio.sleep(0.1)
+    second = await _exchange(_port(proxy), _request("GET", "/b/b"), 1)
+    assert second[0].startswith(b"HTTP/1.1 503 Service Unavailable")
+    assert b"did not answer in time" in second[0]
+    first.cancel()
