@@ -25,6 +25,7 @@ had the connection from the start (at a request boundary):
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import TYPE_CHECKING
 
 import httptools
@@ -45,6 +46,9 @@ _HANDOFF_HEADERS = frozenset(
     {b"transfer-encoding", b"expect", b"connection", b"upgrade", b"te", b"trailer"}
 )
 _MAX_HEADERS = 100
+#: aiohttp's longest request line and header field; longer ones it refuses with 400.
+_MAX_LINE = 8190
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 #: Bytes of a request head the fast path buffers (beyond a small body) before handing off.
 _MAX_HEAD_BYTES = 16 * 1024
 #: How long a fast-path body may take to arrive whole before aiohttp (and its per-read body
@@ -266,10 +270,18 @@ class FastConnection(asyncio.Protocol):
             or not req.url.startswith(b"/")
         ):
             return None
+        if len(req.url) > _MAX_LINE:
+            return None
         headers: CIMultiDict[str] = CIMultiDict()
         try:
             for name, value in req.headers:
-                if name.lower() in _HANDOFF_HEADERS:
+                # aiohttp's limits and strictness decide what is malformed: a line it would
+                # refuse (too long, control characters llhttp lets through) goes to aiohttp.
+                if (
+                    name.lower() in _HANDOFF_HEADERS
+                    or len(name) + len(value) > _MAX_LINE
+                    or _CONTROL.search(value)
+                ):
                     return None
                 headers.add(name.decode("ascii"), value.decode("ascii"))
             target = req.url.decode("ascii")

@@ -261,8 +261,11 @@ async def test_handoff_mid_connection_and_back(
         b"GET /b/k HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
         b"BREW /b/k HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
         b"GET /b/k\x01 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        b"GET /b/k HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: AWS4 x\x01\r\n\r\n",
+        b"GET /b/k HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: " + b"A" * 9000 + b"\r\n\r\n",
+        b"GET /b/k?p=" + b"x" * 9000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     ],
-    ids=["header-name", "two-lengths", "method", "target"],
+    ids=["header-name", "two-lengths", "method", "target", "control", "long-header", "long-line"],
 )
 async def test_malformed_requests_get_the_same_answer(
     fake_upstream: FakeUpstream, start_inprocess_proxy: Any, raw: bytes
