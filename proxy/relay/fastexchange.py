@@ -286,9 +286,7 @@ class FastExchange:
             and socket_fd(conn.transport) is not None
         ):
             return status, await self._splice(ex, conn, head, length)
-        watch = SendWatch(
-            transport, lambda: self._written, self._fast.body_idle_timeout, self._stalled
-        )
+        watch: SendWatch | None = None
         try:
             early, self._early = self._early, []
             self._early_len = 0
@@ -300,8 +298,15 @@ class FastExchange:
                 conn.pause()
             else:
                 conn.resume()  # paused while the head was pending
-            assert self._end is not None
-            await self._end
+            end = self._end
+            assert end is not None
+            if not end.done():
+                # The body is still coming: a client that stops reading must not hold the
+                # upstream connection (a whole response already handed over holds nothing).
+                watch = SendWatch(
+                    transport, lambda: self._written, self._fast.body_idle_timeout, self._stalled
+                )
+            await end  # a done future answers at once, without a loop turn
             if self._chunked:
                 transport.write(b"0\r\n\r\n")
             conn.release()
@@ -312,7 +317,8 @@ class FastExchange:
                 self._transport.close()
             return status, f"response aborted: {type(exc).__name__}: {exc}"
         finally:
-            watch.cancel()
+            if watch is not None:
+                watch.cancel()
 
     def _stalled(self) -> None:
         self._client.listener.metrics.client_timeouts.labels("response").inc()
