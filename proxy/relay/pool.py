@@ -64,6 +64,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._to_close = False  # the body ends when the upstream closes (no length given)
         self._got_bytes = False
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
         self._paused = False
         self._reusable = True
         self.requests = 0  # requests sent on this connection so far
@@ -213,18 +214,29 @@ class UpstreamConnection(asyncio.Protocol):
             sink.response_failed(err, False)
 
     def _arm(self) -> None:
-        self._disarm()
-        if not self._paused:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self._pool.settings.read_timeout, self._timed_out)
+        """The read timeout restarts now. One timer per response: activity only moves the
+        deadline, and the timer re-schedules itself to it when it fires early."""
+        if self._paused:
+            return
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + self._pool.settings.read_timeout
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._check_deadline)
 
     def _disarm(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _timed_out(self) -> None:
+    def _check_deadline(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._check_deadline)
+            return
         self._timer = None
+        self._timed_out()
+
+    def _timed_out(self) -> None:
         self._fail(UpstreamError(f"upstream {self._pool.origin} did not answer in time"))
 
 
