@@ -152,6 +152,7 @@ class FastExchange:
         self._streaming = False
         self._chunked = False
         self._written = 0
+        self._drained: asyncio.Future[None] | None = None
 
     @property
     def _transport(self) -> asyncio.Transport | None:
@@ -190,10 +191,16 @@ class FastExchange:
             self._conn.pause()
 
     def client_resumed(self) -> None:
+        drained = self._drained
+        if drained is not None and not drained.done():
+            drained.set_result(None)
         if self._conn is not None and self._streaming:
             self._conn.resume()
 
     def client_lost(self) -> None:
+        drained = self._drained
+        if drained is not None and not drained.done():
+            drained.set_exception(ConnectionResetError("the client connection closed"))
         if self._streaming:
             # Nobody reads the rest: stop the upstream sending it (a response still on its way
             # is awaited, then dropped, as on the general path).
@@ -365,14 +372,29 @@ class FastExchange:
             conn.close()
 
     async def _flushed(self) -> None:
-        """Wait until the client transport's buffer is empty (bytes must not overtake it)."""
+        """Wait until the client transport's buffer is empty (bytes must not overtake it): with
+        both write limits at 0 the client is paused until the buffer is empty, and resumed
+        then. A client that takes nothing for ``body_idle_timeout`` is a stalled one."""
         transport = self._transport
-        while transport is not None and transport.get_write_buffer_size():
-            if transport.is_closing():
-                break
-            await asyncio.sleep(0.001)
-            transport = self._transport
         if transport is None or transport.is_closing():
+            raise ConnectionResetError("the client connection closed")
+        if not transport.get_write_buffer_size():
+            return
+        low, high = transport.get_write_buffer_limits()
+        self._drained = asyncio.get_running_loop().create_future()
+        transport.set_write_buffer_limits(high=0, low=0)
+        try:
+            async with asyncio.timeout(self._fast.body_idle_timeout):
+                await self._drained
+        except TimeoutError:
+            self._stalled()
+            transport.abort()
+            raise ConnectionResetError("the client stopped reading") from None
+        finally:
+            self._drained = None
+            if not transport.is_closing():
+                transport.set_write_buffer_limits(high=high, low=low)
+        if transport.is_closing() or transport.get_write_buffer_size():
             raise ConnectionResetError("the client connection closed")
 
     def _response_head(
