@@ -17,6 +17,10 @@ With ``--ab``, a second proxy with the zero-copy GET relay turned off
 (``limits.zero_copy_min_bytes: 0``, target ``proxy-copy``) joins the 64 MiB cases, in the same
 back-to-back rotation, so both GET paths are compared against the same direct figures.
 
+With ``--ab-general``, a proxy with the lean HTTP/1.1 path off (``server.fast_path: false``,
+target ``proxy-general``) joins the 4 KiB and 64 MiB cases, so both front ends are compared in
+one run.
+
 Client: one aiohttp ``ClientSession`` (keep-alive pool) sending requests whose SigV4 header
 auth was computed with botocore *before* the clock starts, so the client costs only its HTTP
 stack, the same for both targets. PUTs carry the body's real sha256 (as boto3 sends over http).
@@ -26,6 +30,7 @@ Every run measures both targets, alternating which goes first; figures are media
     .venv/bin/python bench/passthrough.py --quick    # smoke run
     .venv/bin/python bench/passthrough.py --ab       # + the copy path (fast path off)
     .venv/bin/python bench/passthrough.py --https-upstream   # + the HTTPS-upstream pair
+    .venv/bin/python bench/passthrough.py --ab-general       # + the general path (lean path off)
 """
 
 from __future__ import annotations
@@ -64,7 +69,12 @@ from tests.support.proxy import ProxyProcess, TLSFiles
 
 TARGETS = ("direct", "proxy")
 #: Each proxy target and the direct target it is compared with.
-DIRECT_OF = {"proxy": "direct", "proxy-copy": "direct", "proxy-tls-up": "direct-tls"}
+DIRECT_OF = {
+    "proxy": "direct",
+    "proxy-copy": "direct",
+    "proxy-tls-up": "direct-tls",
+    "proxy-general": "direct",
+}
 
 
 @dataclass
@@ -280,6 +290,8 @@ def summarise(
     small_pairs = [("proxy", "direct")]
     if "proxy-tls-up" in runs[0]:
         small_pairs.append(("proxy-tls-up", "direct-tls"))
+    if "proxy-general" in runs[0]:
+        small_pairs.append(("proxy-general", "direct"))
     for pname, dname in small_pairs:
         for case in ("GET c1", "PUT c1", "GET c16", "PUT c16"):
             fields = ("rps", "p50_ms", "p99_ms", "cpu_ms")
@@ -297,7 +309,11 @@ def summarise(
                 "added_p50_ms": added,
                 "proxy_cpu_ms_per_request": p["cpu_ms"],
             }
-            label = f"4 KiB {case}" + ("" if pname == "proxy" else " (HTTPS upstream)")
+            label = f"4 KiB {case}" + {
+                "proxy": "",
+                "proxy-tls-up": " (HTTPS upstream)",
+                "proxy-general": " (general path)",
+            }.get(pname, f" ({pname})")
             rows.append(
                 [
                     label,
@@ -449,6 +465,17 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> int:
         ]
         targets += tls_pair
         large_targets += tls_pair
+    if args.ab_general:
+        general = ProxyProcess.start(
+            workdir,
+            upstream=backend.endpoint,
+            credentials=backend.credentials,
+            name="proxy-general",
+            extra_config={"server": {"fast_path": False}},
+        )
+        gen = Target("proxy-general", general.endpoint, CLIENT_CREDENTIALS, general.pid)
+        targets.append(gen)
+        large_targets.append(gen)
     if args.ab:
         copy = ProxyProcess.start(
             workdir,
@@ -503,6 +530,11 @@ def main() -> int:
         "--https-upstream",
         action="store_true",
         help="also measure a proxy whose upstream is SeaweedFS over HTTPS (and it, direct)",
+    )
+    parser.add_argument(
+        "--ab-general",
+        action="store_true",
+        help="also measure a proxy with the lean HTTP/1.1 path off (server.fast_path: false)",
     )
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = parser.parse_args()
