@@ -97,6 +97,8 @@ def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mutab
 
 
 _PLAIN = (int, float, bool, type(None))
+#: A substring each of _SECRET_VALUE_RES needs to match (lower case).
+_MARKERS = ("aws", "signature", "credential", "token", "authorization", "b'", 'b"')
 
 
 def needs_redaction(event: MutableMapping[str, Any]) -> bool:
@@ -112,4 +114,11 @@ def needs_redaction(event: MutableMapping[str, Any]) -> bool:
             texts.append(value)
         elif not isinstance(value, _PLAIN):
             return True
-    return _ANY_SECRET_VALUE.search("\x00".join(texts)) is not None
+    joined = "\x00".join(texts)
+    # Every pattern above needs one of these (ASCII, case-insensitively); most lines have
+    # none. Non-ASCII text goes to the regex itself (its case folding is Unicode's).
+    if joined.isascii():
+        lowered = joined.lower()
+        if not any(marker in lowered for marker in _MARKERS):
+            return False
+    return _ANY_SECRET_VALUE.search(joined) is not None

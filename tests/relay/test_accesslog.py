@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.app.logging import configure_logging
@@ -126,9 +126,14 @@ _PIECES = [
     "x",
     "\n",
     "\x00",
+    "X-Amz-Security-Token",
+    "ſignature=",
+    "é",
+    "aWs4-hmac-sha256",
 ]
 
 
+@settings(max_examples=500)
 @given(
     st.lists(st.lists(st.sampled_from(_PIECES), max_size=8).map("".join), min_size=1, max_size=4)
 )
