@@ -200,6 +200,7 @@ class DataServer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._draining = False
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     async def drain(self, grace: float) -> bool:
         """Mark responses ``Connection: close`` and wait for in-flight requests (True if all
@@ -307,15 +308,27 @@ class DataServer:
             self._idle.set()
         elapsed = time.perf_counter() - ex.started
         op = ex.operation
-        m.requests.labels(op, str(status)).inc()
-        m.request_duration.labels(op).observe(elapsed)
+        child = self._child
+        child(m.requests, op, str(status)).inc()
+        child(m.request_duration, op).observe(elapsed)
         if ex.upstream_seconds is not None:
-            m.upstream_duration.labels(op).observe(ex.upstream_seconds)
+            child(m.upstream_duration, op).observe(ex.upstream_seconds)
         if bytes_in:
-            m.request_bytes.labels(op).inc(bytes_in)
+            child(m.request_bytes, op).inc(bytes_in)
         if bytes_out:
-            m.response_bytes.labels(op).inc(bytes_out)
+            child(m.response_bytes, op).inc(bytes_out)
         self._log(ex, status, bytes_in, bytes_out, elapsed, failed)
+
+    def _child(self, family: Any, *labels: str) -> Any:
+        """``family.labels(*labels)``, looked up once (``labels()`` takes a lock and builds a
+        key on every call); a series still appears only when first used."""
+        key = (id(family), labels)
+        child = self._children.get(key)
+        if child is None:
+            if len(self._children) >= 4096:  # operations x statuses is small; bounded anyway
+                self._children.clear()
+            child = self._children[key] = family.labels(*labels)
+        return child
 
     def internal_error(self, ex: Exchange, exc: Exception) -> tuple[ProxyError, str]:
         """A bug: logged with its traceback; the error to answer with and the log's reason."""
