@@ -403,6 +403,8 @@ class DataServer:
             if transport is not None:
                 transport.close()
             if isinstance(exc, RelayAborted):
+                if exc.stalled:
+                    self._response_stalled()
                 sent = f"{written.n} of {response.content_length} body bytes sent"
                 return response, written.n, f"response aborted: {exc.reason} ({sent})"
             return response, written.n, f"response aborted: {type(exc).__name__}: {exc}"
@@ -460,6 +462,8 @@ class DataServer:
                 client_fd,
                 detached.remaining,
                 read_timeout=detached.read_timeout,
+                # The send watch sees only the transport's buffer, empty while the kernel relays.
+                write_timeout=self._body_idle_timeout,
                 progress=progress,
                 local_client=_is_loopback(transport.get_extra_info("peername")),
             )

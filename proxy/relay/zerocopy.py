@@ -77,13 +77,15 @@ def socket_fd(transport: asyncio.BaseTransport | None) -> int | None:
 class RelayAborted(Exception):
     """The body could not be completed. ``side`` is ``"upstream"`` (it ended early, failed or
     stalled) or ``"client"`` (it went away); ``moved`` is how many bytes reached the client
-    (whatever had been received before an upstream failure is still delivered)."""
+    (whatever had been received before an upstream failure is still delivered); ``stalled``
+    says the client stopped taking bytes for longer than the write timeout."""
 
-    def __init__(self, side: str, reason: str, moved: int) -> None:
+    def __init__(self, side: str, reason: str, moved: int, *, stalled: bool = False) -> None:
         super().__init__(reason)
         self.side = side
         self.reason = reason
         self.moved = moved
+        self.stalled = stalled
 
 
 async def relay(
@@ -92,6 +94,7 @@ async def relay(
     count: int,
     *,
     read_timeout: float | None,
+    write_timeout: float | None = None,
     progress: Callable[[int], None] | None = None,
     local_client: bool = False,
     use_splice: bool = True,
@@ -101,9 +104,11 @@ async def relay(
     Both descriptors are duplicated before the first ``await``; the originals may be closed by
     their owners meanwhile. The source must not be read by anyone else afterwards (its receive
     low-water mark is changed). ``read_timeout``: longest the source may send nothing (None: no
-    bound); ``progress`` is called with each batch of bytes delivered; ``local_client``: the
-    destination's peer is on this host. Returns ``count``; raises :class:`RelayAborted`
-    otherwise (``CancelledError`` passes through; descriptors closed).
+    bound); ``write_timeout``: longest the destination may take nothing while bytes wait for it
+    (a client that stopped reading; None: no bound); ``progress`` is called with each batch of
+    bytes delivered; ``local_client``: the destination's peer is on this host. Returns
+    ``count``; raises :class:`RelayAborted` otherwise (``CancelledError`` passes through;
+    descriptors closed).
     """
     src = os.dup(src_fd)
     try:
@@ -115,10 +120,10 @@ async def relay(
         if local_client:
             _set_option(dst, socket.IPPROTO_TCP, "TCP_CONGESTION", b"reno")
         if use_splice and SPLICE_AVAILABLE:
-            moved = await _splice(src, dst, count, read_timeout, progress)
+            moved = await _splice(src, dst, count, read_timeout, write_timeout, progress)
             if moved is not None:
                 return moved
-        return await _copy(src, dst, count, read_timeout, progress)
+        return await _copy(src, dst, count, read_timeout, write_timeout, progress)
     finally:
         os.close(dst)
         os.close(src)
@@ -129,6 +134,7 @@ async def _splice(
     dst: int,
     count: int,
     read_timeout: float | None,
+    write_timeout: float | None,
     progress: Callable[[int], None] | None,
 ) -> int | None:
     """The splice loop; None if the kernel refuses splice for the source (nothing moved)."""
@@ -172,7 +178,8 @@ async def _splice(
                 try:
                     n = os.splice(pipe_r, dst, in_pipe, flags=flags)
                 except BlockingIOError:
-                    await _wait(dst, writable=True, limit=None)
+                    if not await _wait(dst, writable=True, limit=write_timeout):
+                        raise _client_stalled(write_timeout, moved) from None
                     continue
                 except OSError as exc:
                     raise RelayAborted("client", _went_away(exc), moved) from None
@@ -204,6 +211,7 @@ async def _copy(
     dst: int,
     count: int,
     read_timeout: float | None,
+    write_timeout: float | None,
     progress: Callable[[int], None] | None,
 ) -> int:
     """User-space fallback: receive into one buffer, send it all, repeat."""
@@ -229,7 +237,8 @@ async def _copy(
             try:
                 sent = os.write(dst, data)
             except BlockingIOError:
-                await _wait(dst, writable=True, limit=None)
+                if not await _wait(dst, writable=True, limit=write_timeout):
+                    raise _client_stalled(write_timeout, moved) from None
                 continue
             except OSError as exc:
                 raise RelayAborted("client", _went_away(exc), moved) from None
@@ -292,6 +301,11 @@ def _text(exc: OSError) -> str:
 
 def _went_away(exc: OSError) -> str:
     return f"the client went away: {_text(exc)}"
+
+
+def _client_stalled(timeout: float | None, moved: int) -> RelayAborted:
+    reason = f"the client read nothing for {timeout or 0:g} s"
+    return RelayAborted("client", reason, moved, stalled=True)
 
 
 def _stalled(timeout: float | None) -> str:
