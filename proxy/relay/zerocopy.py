@@ -41,7 +41,7 @@ import socket
 import sys
 from collections.abc import Callable
 
-__all__ = ["SPLICE_AVAILABLE", "RelayAborted", "relay", "socket_fd"]
+__all__ = ["SPLICE_AVAILABLE", "RelayAborted", "relay", "set_option", "socket_fd", "wait_fd"]
 
 SPLICE_AVAILABLE: bool = sys.platform == "linux" and hasattr(os, "splice")
 
@@ -113,7 +113,7 @@ async def relay(
         raise
     try:
         if local_client:
-            _set_option(dst, socket.IPPROTO_TCP, "TCP_CONGESTION", b"reno")
+            set_option(dst, socket.IPPROTO_TCP, "TCP_CONGESTION", b"reno")
         if use_splice and SPLICE_AVAILABLE:
             moved = await _splice(src, dst, count, read_timeout, progress)
             if moved is not None:
@@ -172,7 +172,7 @@ async def _splice(
                 try:
                     n = os.splice(pipe_r, dst, in_pipe, flags=flags)
                 except BlockingIOError:
-                    await _wait(dst, writable=True, limit=None)
+                    await wait_fd(dst, writable=True, limit=None)
                     continue
                 except OSError as exc:
                     raise RelayAborted("client", _went_away(exc), moved) from None
@@ -186,11 +186,11 @@ async def _splice(
                     failure, remaining = _stalled(read_timeout), 0
                     continue
                 if lowat != (want := min(remaining, _LOWAT_BYTES)):
-                    _set_option(src, socket.SOL_SOCKET, "SO_RCVLOWAT", want)
+                    set_option(src, socket.SOL_SOCKET, "SO_RCVLOWAT", want)
                     lowat = want
                 # Woken by a full batch, the end, an error — or the flush interval, after which
                 # whatever has arrived is moved on.
-                await _wait(src, writable=False, limit=_FLUSH_SECONDS)
+                await wait_fd(src, writable=False, limit=_FLUSH_SECONDS)
         if failure is not None:
             raise RelayAborted("upstream", failure, moved)
         return moved
@@ -215,7 +215,7 @@ async def _copy(
         try:
             n = os.readv(src, [view[: min(remaining, len(buf))]])
         except BlockingIOError:
-            if not await _wait(src, writable=False, limit=read_timeout):
+            if not await wait_fd(src, writable=False, limit=read_timeout):
                 raise RelayAborted("upstream", _stalled(read_timeout), moved) from None
             continue
         except OSError as exc:
@@ -229,7 +229,7 @@ async def _copy(
             try:
                 sent = os.write(dst, data)
             except BlockingIOError:
-                await _wait(dst, writable=True, limit=None)
+                await wait_fd(dst, writable=True, limit=None)
                 continue
             except OSError as exc:
                 raise RelayAborted("client", _went_away(exc), moved) from None
@@ -240,7 +240,7 @@ async def _copy(
     return moved
 
 
-def _set_option(fd: int, level: int, name: str, value: int | bytes) -> None:
+def set_option(fd: int, level: int, name: str, value: int | bytes) -> None:
     """Best effort: an option this platform lacks or this process may not set is skipped."""
     option = getattr(socket, name, None)
     if option is None:
@@ -260,7 +260,7 @@ def _grow_pipe(fd: int) -> int:
     return int(fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_BYTES))
 
 
-async def _wait(fd: int, *, writable: bool, limit: float | None) -> bool:
+async def wait_fd(fd: int, *, writable: bool, limit: float | None) -> bool:
     """Until ``fd`` is readable/writable or in error (epoll reports errors as both); False if
     ``limit`` seconds passed first. (A plain timer, cheaper than ``asyncio.timeout`` here.)"""
     loop = asyncio.get_running_loop()
