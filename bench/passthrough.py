@@ -16,7 +16,9 @@ upstream is that HTTPS endpoint) for the 4 KiB cases and the 64 MiB transfers.
 
 With ``--ab``, a second proxy with the zero-copy GET relay turned off
 (``limits.zero_copy_min_bytes: 0``, target ``proxy-copy``) joins the 64 MiB cases, in the same
-back-to-back rotation, so both GET paths are compared against the same direct figures.
+back-to-back rotation, so both GET paths are compared against the same direct figures; with
+``--https-upstream`` too, so does an HTTPS-upstream proxy with the TLS relay off
+(``proxy-tls-copy``).
 
 Client: one aiohttp ``ClientSession`` (keep-alive pool) sending requests whose SigV4 header
 auth was computed with botocore *before* the clock starts, so the client costs only its HTTP
@@ -66,7 +68,12 @@ from tests.support.proxy import ProxyProcess, TLSFiles
 
 TARGETS = ("direct", "proxy")
 #: Each proxy target and the direct target it is compared with.
-DIRECT_OF = {"proxy": "direct", "proxy-copy": "direct", "proxy-tls-up": "direct-tls"}
+DIRECT_OF = {
+    "proxy": "direct",
+    "proxy-copy": "direct",
+    "proxy-tls-up": "direct-tls",
+    "proxy-tls-copy": "direct-tls",
+}
 
 
 @dataclass
@@ -472,6 +479,18 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> int:
             limits={"zero_copy_min_bytes": 0},
         )
         large_targets.append(Target("proxy-copy", copy.endpoint, CLIENT_CREDENTIALS, copy.pid))
+        if tls_backend is not None:
+            tls_copy = ProxyProcess.start(
+                workdir,
+                upstream=tls_backend.endpoint,
+                credentials=tls_backend.credentials,
+                name="proxy-tls-copy",
+                limits={"zero_copy_min_bytes": 0},
+                env={"SSL_CERT_FILE": str(tls.ca)},
+            )
+            large_targets.append(
+                Target("proxy-tls-copy", tls_copy.endpoint, CLIENT_CREDENTIALS, tls_copy.pid)
+            )
     block = os.urandom(64 * MiB)
     large_digest = repeat_digest(block, args.large_mib * MiB)
     connector = aiohttp.TCPConnector(limit=64, limit_per_host=64)

@@ -166,6 +166,9 @@ async def _relay(
         if filled:
             remaining -= filled
             moved = await _send_all(dst, plain[:filled], moved, progress)
+            # A source and a client that are always ready would otherwise never let the
+            # loop run anything else: one turn per batch.
+            await asyncio.sleep(0)
             continue
         if not want_read:
             continue
