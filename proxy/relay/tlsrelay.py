@@ -5,8 +5,8 @@ every byte must be decrypted in the process. The normal path does that through a
 protocol and aiohttp (a receive, a decrypt, a join, the HTTP parser's copy, stream-reader
 bookkeeping, timers and task switches per piece, pieces of 16-256 KiB). This relay keeps only
 what cannot go: one receive into a reused buffer, the decrypt into a second reused buffer of up
-to 1 MiB, one send to the client. Measured, about 40 % of the proxy's CPU for a large GET (see
-docs/benchmarks.md); the decrypt itself (AES-GCM) is the floor that remains.
+to 1 MiB, one send to the client. Measured, about 30 % less CPU for a large GET (see
+docs/benchmarks.md); receiving, decrypting (AES-GCM) and sending are the floor that remains.
 
 :func:`take_over` detaches the TLS state from asyncio's SSL transport: the ``SSLObject`` and its
 incoming ``MemoryBIO`` (with whatever ciphertext it already holds), and the raw socket, whose
