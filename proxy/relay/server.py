@@ -465,6 +465,8 @@ class DataServer:
                     client_fd,
                     detached.remaining,
                     read_timeout=detached.read_timeout,
+                    write_timeout=self._body_idle_timeout,
+                    on_write_timeout=self._response_stalled,
                     progress=progress,
                     local_client=local,
                 )

@@ -104,12 +104,16 @@ async def relay_tls(
     count: int,
     *,
     read_timeout: float | None,
+    write_timeout: float | None = None,
+    on_write_timeout: Callable[[], None] | None = None,
     progress: Callable[[int], None] | None = None,
     local_client: bool = False,
 ) -> int:
     """Decrypt exactly ``count`` more plaintext bytes from ``source`` and send them to socket
     ``dst_fd``. ``read_timeout``, ``progress`` and ``local_client`` as for
-    :func:`proxy.relay.zerocopy.relay`; returns ``count`` or raises :class:`RelayAborted`."""
+    :func:`proxy.relay.zerocopy.relay`; ``write_timeout``: longest the client may take nothing
+    (``on_write_timeout`` is called, then the relay aborts). Returns ``count`` or raises
+    :class:`RelayAborted`."""
     src = os.dup(source.fd)
     try:
         dst = os.dup(dst_fd)
@@ -119,7 +123,8 @@ async def relay_tls(
     try:
         if local_client:
             set_option(dst, socket.IPPROTO_TCP, "TCP_CONGESTION", b"reno")
-        return await _relay(source, src, dst, count, read_timeout, progress)
+        client = _Client(dst, write_timeout, on_write_timeout, progress)
+        return await _relay(source, src, client, count, read_timeout)
     finally:
         os.close(dst)
         os.close(src)
@@ -128,10 +133,9 @@ async def relay_tls(
 async def _relay(
     source: TLSSource,
     src: int,
-    dst: int,
+    client: _Client,
     count: int,
     read_timeout: float | None,
-    progress: Callable[[int], None] | None,
 ) -> int:
     loop = asyncio.get_running_loop()
     sslobj, incoming = source.sslobj, source.incoming
@@ -165,7 +169,7 @@ async def _relay(
             source.outgoing.read()
         if filled:
             remaining -= filled
-            moved = await _send_all(dst, plain[:filled], moved, progress)
+            moved = await client.send_all(plain[:filled], moved)
             # A source and a client that are always ready would otherwise never let the
             # loop run anything else: one turn per batch.
             await asyncio.sleep(0)
@@ -194,23 +198,43 @@ async def _relay(
     return moved
 
 
-async def _send_all(
-    dst: int, data: memoryview, moved: int, progress: Callable[[int], None] | None
-) -> int:
-    while data:
-        try:
-            sent = os.write(dst, data)
-        except BlockingIOError:
-            await wait_fd(dst, writable=True, limit=None)
-            continue
-        except OSError as exc:
-            reason = f"the client went away: {exc.strerror or exc}"
-            raise RelayAborted("client", reason, moved) from None
-        data = data[sent:]
-        moved += sent
-        if progress is not None:
-            progress(sent)
-    return moved
+class _Client:
+    """The client side: sends everything, or aborts when the client takes nothing for
+    ``timeout`` seconds."""
+
+    __slots__ = ("fd", "on_timeout", "progress", "timeout")
+
+    def __init__(
+        self,
+        fd: int,
+        timeout: float | None,
+        on_timeout: Callable[[], None] | None,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        self.fd = fd
+        self.timeout = timeout
+        self.on_timeout = on_timeout
+        self.progress = progress
+
+    async def send_all(self, data: memoryview, moved: int) -> int:
+        while data:
+            try:
+                sent = os.write(self.fd, data)
+            except BlockingIOError:
+                if not await wait_fd(self.fd, writable=True, limit=self.timeout):
+                    if self.on_timeout is not None:
+                        self.on_timeout()
+                    reason = f"the client took nothing for {self.timeout or 0:g} s"
+                    raise RelayAborted("client", reason, moved) from None
+                continue
+            except OSError as exc:
+                reason = f"the client went away: {exc.strerror or exc}"
+                raise RelayAborted("client", reason, moved) from None
+            data = data[sent:]
+            moved += sent
+            if self.progress is not None:
+                self.progress(sent)
+        return moved
 
 
 def _stalled(timeout: float) -> str:

@@ -259,3 +259,35 @@ def test_tls_upstream_stalling_mid_body_is_cut_after_the_read_timeout(
     [line] = proxy.wait_for_log(lambda line: "error" in line)
     assert line["relay"] == "tls"
     assert "the upstream sent nothing for 1.5 s" in line["error"]
+
+
+def test_client_that_stops_reading_is_cut_after_the_body_idle_timeout(
+    seaweedfs_tls_backend: Backend,
+    tls_files: TLSFiles,
+    start_proxy: Callable[..., ProxyProcess],
+    payload: bytes,
+) -> None:
+    proxy = start_proxy(
+        seaweedfs_tls_backend,
+        env={"SSL_CERT_FILE": str(tls_files.ca)},
+        extra_config={"server": {"body_idle_timeout": 1, "idle_timeout": 30}},
+    )
+    bucket = seaweedfs_tls_backend.new_bucket("tlsrelay")
+    seaweedfs_tls_backend.direct.put_object(Bucket=bucket, Key="big", Body=payload)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", proxy.port))
+    try:
+        sock.sendall(f"GET /{bucket}/big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        assert sock.recv(1024).startswith(b"HTTP/1.1 200")  # then it stops reading
+        deadline = time.monotonic() + 10
+        while not proxy.scrape().value("format_proxy_client_timeouts_total", phase="response"):
+            assert time.monotonic() < deadline, "the unread response was never aborted"
+            time.sleep(0.2)
+    finally:
+        sock.close()
+    [line] = proxy.wait_for_log(lambda line: "error" in line)
+    assert line["relay"] == "tls" and line["status"] == 200
+    assert line["error"].startswith("response aborted: the client took nothing for 1 s"), line
+    assert line["bytes_out"] < SIZE
