@@ -14,7 +14,8 @@ transport is paused so the loop never reads it again. That needs the SSL protoco
 (stable since Python 3.11's rewrite of ``asyncio.sslproto``); where they are missing, it answers
 None and the normal path runs. The relay itself runs in the event loop on a duplicate of the
 socket descriptor, like the zero-copy relay (readiness via ``add_reader``/``add_writer``, the
-same error and timeout behaviour), decrypting at most one batch per step.
+same errors and upstream read timeout), decrypting at most one batch per step; unlike it, it
+also gives up on a client that takes nothing for a while (the buffered path's bound).
 """
 
 from __future__ import annotations
