@@ -40,6 +40,7 @@ from proxy.errors import (
 from proxy.relay.listener import ListenerServer, ListenerSettings, SendWatch
 from proxy.relay.metrics import CONTENT_TYPE_LATEST, Metrics
 from proxy.relay.pipeline import Exchange, IncomingRequest, Pipeline, ProxyResponse, UpstreamBody
+from proxy.relay.tlsrelay import relay_tls
 from proxy.relay.zerocopy import RelayAborted, relay, socket_fd
 
 __all__ = ["DataServer", "build_metrics_app", "error_document"]
@@ -422,9 +423,11 @@ class DataServer:
         written: _Counter,
         ex: Exchange,
     ) -> bool:
-        """Send an unmodified upstream GET body with a zero-copy relay; False (body untouched,
-        nothing sent) where that does not apply: off, below the threshold, TLS on either side,
-        no Content-Length (chunked), or a declared length that is not the upstream's.
+        """Send an unmodified upstream GET body with a zero-copy relay (over an HTTPS upstream,
+        the TLS relay: decrypted in large batches, :mod:`proxy.relay.tlsrelay`); False (body
+        untouched, nothing sent) where that does not apply: off, below the threshold, a TLS
+        client connection, no Content-Length (chunked), or a declared length that is not the
+        upstream's.
 
         Order on the client socket: the buffered status line and headers together with the
         body bytes aiohttp had already received, flushed completely out of the transport;
@@ -441,7 +444,7 @@ class DataServer:
             or socket_fd(request.transport) is None
         ):
             return False
-        detached = body.detach(length)
+        detached = body.detach(length, tls=True)
         if detached is None:
             return False
         try:
@@ -456,17 +459,32 @@ class DataServer:
             def progress(n: int) -> None:
                 written.n += n
 
-            ex.log_fields["relay"] = "zero-copy"
-            moved = await relay(
-                detached.fd,
-                client_fd,
-                detached.remaining,
-                read_timeout=detached.read_timeout,
-                # The send watch sees only the transport's buffer, empty while the kernel relays.
-                write_timeout=self._body_idle_timeout,
-                progress=progress,
-                local_client=_is_loopback(transport.get_extra_info("peername")),
-            )
+            local = _is_loopback(transport.get_extra_info("peername"))
+            if detached.tls is not None:
+                ex.log_fields["relay"] = "tls"
+                moved = await relay_tls(
+                    detached.tls,
+                    client_fd,
+                    detached.remaining,
+                    read_timeout=detached.read_timeout,
+                    write_timeout=self._body_idle_timeout,
+                    on_write_timeout=self._response_stalled,
+                    progress=progress,
+                    local_client=local,
+                )
+            else:
+                ex.log_fields["relay"] = "zero-copy"
+                moved = await relay(
+                    detached.fd,
+                    client_fd,
+                    detached.remaining,
+                    read_timeout=detached.read_timeout,
+                    # The send watch sees only the transport's buffer, empty while the kernel
+                    # relays.
+                    write_timeout=self._body_idle_timeout,
+                    progress=progress,
+                    local_client=local,
+                )
             # What aiohttp would have counted had it written these bytes itself.
             writer.output_size += moved
             writer.length = 0

@@ -41,7 +41,7 @@ import socket
 import sys
 from collections.abc import Callable
 
-__all__ = ["SPLICE_AVAILABLE", "RelayAborted", "relay", "socket_fd"]
+__all__ = ["SPLICE_AVAILABLE", "RelayAborted", "relay", "set_option", "socket_fd", "wait_fd"]
 
 SPLICE_AVAILABLE: bool = sys.platform == "linux" and hasattr(os, "splice")
 
@@ -51,6 +51,9 @@ _PIPE_BYTES = 1024 * 1024
 #: Wake for the source once this much is waiting (or it ends, or the flush interval passes).
 _LOWAT_BYTES = 1024 * 1024
 _FLUSH_SECONDS = 0.02
+#: Bytes moved between yields to the event loop when both sockets stay ready: a fast pair of
+#: sockets would otherwise keep the loop from every other connection until the body is done.
+_YIELD_BYTES = 8 * 1024 * 1024
 #: Buffer of the user-space fallback copy.
 _COPY_BYTES = 256 * 1024
 _F_SETPIPE_SZ = 1031
@@ -118,7 +121,7 @@ async def relay(
         raise
     try:
         if local_client:
-            _set_option(dst, socket.IPPROTO_TCP, "TCP_CONGESTION", b"reno")
+            set_option(dst, socket.IPPROTO_TCP, "TCP_CONGESTION", b"reno")
         if use_splice and SPLICE_AVAILABLE:
             moved = await _splice(src, dst, count, read_timeout, write_timeout, progress)
             if moved is not None:
@@ -151,6 +154,7 @@ async def _splice(
         moved = 0  # delivered to the client
         failure: str | None = None
         lowat = 0
+        unyielded = 0
         last_in = loop.time()
         while remaining or in_pipe:
             progressed = False
@@ -178,7 +182,7 @@ async def _splice(
                 try:
                     n = os.splice(pipe_r, dst, in_pipe, flags=flags)
                 except BlockingIOError:
-                    if not await _wait(dst, writable=True, limit=write_timeout):
+                    if not await wait_fd(dst, writable=True, limit=write_timeout):
                         raise _client_stalled(write_timeout, moved) from None
                     continue
                 except OSError as exc:
@@ -188,16 +192,20 @@ async def _splice(
                 progressed = True
                 if progress is not None:
                     progress(n)
+                unyielded += n
+                if unyielded >= _YIELD_BYTES:
+                    unyielded = 0
+                    await asyncio.sleep(0)
             if src_empty and not progressed:  # the pipe is empty too
                 if read_timeout is not None and loop.time() - last_in >= read_timeout:
                     failure, remaining = _stalled(read_timeout), 0
                     continue
                 if lowat != (want := min(remaining, _LOWAT_BYTES)):
-                    _set_option(src, socket.SOL_SOCKET, "SO_RCVLOWAT", want)
+                    set_option(src, socket.SOL_SOCKET, "SO_RCVLOWAT", want)
                     lowat = want
                 # Woken by a full batch, the end, an error — or the flush interval, after which
                 # whatever has arrived is moved on.
-                await _wait(src, writable=False, limit=_FLUSH_SECONDS)
+                await wait_fd(src, writable=False, limit=_FLUSH_SECONDS)
         if failure is not None:
             raise RelayAborted("upstream", failure, moved)
         return moved
@@ -219,11 +227,12 @@ async def _copy(
     view = memoryview(buf)
     remaining = count
     moved = 0
+    unyielded = 0
     while remaining:
         try:
             n = os.readv(src, [view[: min(remaining, len(buf))]])
         except BlockingIOError:
-            if not await _wait(src, writable=False, limit=read_timeout):
+            if not await wait_fd(src, writable=False, limit=read_timeout):
                 raise RelayAborted("upstream", _stalled(read_timeout), moved) from None
             continue
         except OSError as exc:
@@ -237,7 +246,7 @@ async def _copy(
             try:
                 sent = os.write(dst, data)
             except BlockingIOError:
-                if not await _wait(dst, writable=True, limit=write_timeout):
+                if not await wait_fd(dst, writable=True, limit=write_timeout):
                     raise _client_stalled(write_timeout, moved) from None
                 continue
             except OSError as exc:
@@ -246,10 +255,14 @@ async def _copy(
             moved += sent
             if progress is not None:
                 progress(sent)
+            unyielded += sent
+            if unyielded >= _YIELD_BYTES:
+                unyielded = 0
+                await asyncio.sleep(0)
     return moved
 
 
-def _set_option(fd: int, level: int, name: str, value: int | bytes) -> None:
+def set_option(fd: int, level: int, name: str, value: int | bytes) -> None:
     """Best effort: an option this platform lacks or this process may not set is skipped."""
     option = getattr(socket, name, None)
     if option is None:
@@ -269,7 +282,7 @@ def _grow_pipe(fd: int) -> int:
     return int(fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_BYTES))
 
 
-async def _wait(fd: int, *, writable: bool, limit: float | None) -> bool:
+async def wait_fd(fd: int, *, writable: bool, limit: float | None) -> bool:
     """Until ``fd`` is readable/writable or in error (epoll reports errors as both); False if
     ``limit`` seconds passed first. (A plain timer, cheaper than ``asyncio.timeout`` here.)"""
     loop = asyncio.get_running_loop()
