@@ -179,6 +179,7 @@ class ShadowChecker:
             self.buffered -= tee.reserved
             self._failed(tee, "unknown", err.reason, err.location, err.detail)
             return
+        tee.fmt = fmt
         queue = self._start()
         try:
             queue.put_nowait(_Job(tee, data, fmt))
