@@ -228,6 +228,9 @@ class ServerConfig(_Strict):
     body_idle_timeout: float = Field(default=60.0, gt=0)
 
 
+SHADOW_DEFAULT_MAX_BYTES = 1024**2
+
+
 class RouteShadow(_Strict):
     """What a route in ``mode: shadow`` checks in the background."""
 
@@ -235,7 +238,14 @@ class RouteShadow(_Strict):
     #: ``skipped`` with reason ``not_sampled``.
     sample: float = Field(default=1.0, ge=0.0, le=1.0)
     #: Largest body checked; larger ones are counted ``skipped`` with reason ``too_large``.
-    max_bytes: ByteSize = 1024**2
+    #: None = 1 MiB, or ``limits.max_translate_bytes`` if that is smaller.
+    max_bytes: ByteSize | None = None
+
+    def limit(self, max_translate_bytes: int) -> int:
+        """The largest body checked, given ``limits.max_translate_bytes``."""
+        if self.max_bytes is not None:
+            return self.max_bytes
+        return min(SHADOW_DEFAULT_MAX_BYTES, max_translate_bytes)
 
 
 class ShadowConfig(_Strict):
@@ -324,7 +334,7 @@ class Config(_Strict):
         return self
 
     def _shadow_fits(self, i: int, r: RouteConfig) -> None:
-        limit = r.shadow.max_bytes
+        limit = r.shadow.limit(self.limits.max_translate_bytes)
         if limit > self.limits.max_translate_bytes:
             raise _KeyedError(
                 f"routes[{i}].shadow.max_bytes",

@@ -87,7 +87,12 @@ class TranslatingHandler:
         )
         self._reads = ReadPath(self.ctx)
         self._writes = WritePath(self.ctx, self._reads)
-        self.shadow = ShadowChecker(config.shadow, self.worker, self.observer)
+        self.shadow = ShadowChecker(
+            config.shadow,
+            self.worker,
+            self.observer,
+            max_translate_bytes=config.limits.max_translate_bytes,
+        )
         self._shadow = ShadowPath(self.ctx, self.shadow)
         scheme = "https" if config.tls.enabled else "http"
         self._multipart = UploadPath(

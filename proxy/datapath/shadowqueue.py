@@ -98,9 +98,11 @@ class ShadowChecker:
         worker: DocumentWorker,
         observer: TranslationObserver,
         *,
+        max_translate_bytes: int,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
+        self._max_translate = max_translate_bytes
         self._worker = worker
         self._observer = observer
         self._random = rng or random.Random()
@@ -126,13 +128,14 @@ class ShadowChecker:
     ) -> Tee:
         """A copy to fill, or one already settled as skipped for the reason in ``tee.skip``."""
         settings = route.config.shadow
-        reserved = settings.max_bytes if length is None else length
+        limit = settings.limit(self._max_translate)
+        reserved = limit if length is None else length
         tee = Tee(route, operation, key, reserved, fmt, meta, content_type)
         if self._closed:
             tee.settled, tee.skip = True, "shutdown"
         elif settings.sample < 1.0 and self._random.random() >= settings.sample:
             tee.settled, tee.skip = True, "not_sampled"
-        elif reserved > settings.max_bytes:
+        elif reserved > limit:
             tee.settled, tee.skip = True, "too_large"
         elif self.buffered + reserved > self.settings.max_buffered_bytes:
             tee.settled, tee.skip = True, "buffer_full"

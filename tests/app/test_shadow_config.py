@@ -28,7 +28,9 @@ def test_defaults(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path), environ={})
     (route,) = config.routes
     assert route.mode == "active"
-    assert (route.shadow.sample, route.shadow.max_bytes) == (1.0, 1024**2)
+    assert (route.shadow.sample, route.shadow.max_bytes) == (1.0, None)
+    assert route.shadow.limit(config.limits.max_translate_bytes) == 1024**2
+    assert route.shadow.limit(1000) == 1000  # never above limits.max_translate_bytes
     s = config.shadow
     assert (s.queue, s.concurrency, s.max_buffered_bytes, s.log_interval) == (
         64,

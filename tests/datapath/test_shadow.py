@@ -234,7 +234,9 @@ def test_sampling_draws_per_body(sample: float) -> None:
 
     config = RouteConfig.model_validate(route(mode="shadow", shadow={"sample": sample}))
     compiled = CompiledRoute(config, None)  # type: ignore[arg-type]
-    checker = ShadowChecker(ShadowConfig(), None, RecordingObserver(), rng=random.Random(7))  # type: ignore[arg-type]
+    checker = ShadowChecker(
+        ShadowConfig(), None, RecordingObserver(), max_translate_bytes=1000, rng=random.Random(7)
+    )  # type: ignore[arg-type]
     tees = [checker.tee(compiled, "get", "k", 10) for _ in range(1000)]
     copied = sum(not t.settled for t in tees)
     assert {0.0: copied == 0, 0.5: 400 < copied < 600, 1.0: copied == 1000}[sample]
