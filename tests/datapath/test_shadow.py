@@ -155,6 +155,17 @@ async def test_queue_full_is_counted(make_proxy: Any, fake_s3: FakeS3) -> None:
     assert got == {("xml_to_json", "ok", ""): 2, ("xml_to_json", "skipped", "queue_full"): 3}
 
 
+async def test_a_get_the_client_abandons_is_incomplete(make_proxy: Any, fake_s3: FakeS3) -> None:
+    big = xml_doc(a="x" * (8 * 1024 * 1024))
+    p: Proxied = await make_proxy(app_version="v1", routes=_shadow(max_bytes="12MiB"))
+    fake_s3.put(BUCKET, "docs/big", big)
+    async with p.request("GET", "docs/big") as r:
+        assert await r.content.read(10) == big[:10]
+        r.close()  # the client goes away with most of the body unread
+    got = await _settle(p.handler.shadow, p.observer, 1)
+    assert got == {("xml_to_json", "skipped", "incomplete"): 1}
+
+
 async def test_a_failed_put_has_no_outcome(make_proxy: Any, fake_s3: FakeS3) -> None:
     p: Proxied = await make_proxy(app_version="v1", routes=_shadow())
     body = xml_doc(a="1")

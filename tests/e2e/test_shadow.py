@@ -8,9 +8,11 @@ passthrough), boto3 clients in both checksum modes, and the backend read directl
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import statistics
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,10 +40,6 @@ def _sha(data: bytes) -> str:
 def _headers(response: dict[str, Any]) -> dict[str, str]:
     got = response["ResponseMetadata"]["HTTPHeaders"]
     return {k: v for k, v in got.items() if k not in _VOLATILE}
-
-
-def _checks(proxy: ProxyProcess, **labels: str) -> float:
-    return proxy.scrape().value("format_proxy_shadow_checks_total", route="orders", **labels)
 
 
 def _settled(proxy: ProxyProcess, total: int, timeout: float = 60.0) -> Any:
@@ -112,6 +110,10 @@ def test_shadow_is_passthrough_and_every_body_is_counted(
             ]
             stored = [{f: h.get(f) for f in _CHECKSUM_FIELDS} for h in heads]
             assert stored[0] == stored[1]
+            if mode == "default":  # boto3's CRC32 reached the backend, and came back
+                want = base64.b64encode(zlib.crc32(sent).to_bytes(4, "big")).decode()
+                assert stored[0]["ChecksumCRC32"] == want
+                assert _headers(a)["x-amz-checksum-crc32"] == want
             assert heads[0]["ETag"] == heads[1]["ETag"] == f'"{hashlib.md5(sent).hexdigest()}"'
 
     s = _settled(shadow, gets + puts)
@@ -198,7 +200,6 @@ def test_saturated_shadow_drops_and_never_slows_requests(
         runs = list(pool.map(lambda _: timed(shadow, 10), range(4)))
     latencies = [t for run in runs for t in run]
     total = len(latencies)
-    at_end = _checks(shadow)
     s = _settled(shadow, total)
     skipped = {
         lab["reason"]: v
@@ -212,8 +213,6 @@ def test_saturated_shadow_drops_and_never_slows_requests(
     assert checked >= 1
     assert checked + skipped["queue_full"] == total
     assert set(got) <= {("xml_to_json", "ok"), ("xml_to_json", "skipped")}
-    # The requests were done before their checks were: they never waited for them.
-    assert at_end < total or checked <= 2
     # Four clients at once against one sequential baseline client: generous, but a request
     # that waited for a check (hundreds of ms each) would break it.
     assert statistics.median(latencies) < 4 * statistics.median(baseline) + 0.25, (
