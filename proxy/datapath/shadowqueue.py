@@ -54,6 +54,8 @@ class Tee:
     #: True once counted or given up; ``skip`` says why a copy was never made.
     settled: bool = False
     skip: str = ""
+    #: True while ``reserved`` bytes count against ``shadow.max_buffered_bytes``.
+    holding: bool = False
 
     def add(self, piece: bytes) -> None:
         if self.overflow:
@@ -137,12 +139,20 @@ class ShadowChecker:
             tee.settled, tee.skip = True, "not_sampled"
         elif reserved > limit:
             tee.settled, tee.skip = True, "too_large"
+        elif self._queue is not None and self._queue.full():
+            # Saturated: no copy at all, so the body keeps the cheapest path (zero-copy).
+            tee.settled, tee.skip = True, "queue_full"
         elif self.buffered + reserved > self.settings.max_buffered_bytes:
             tee.settled, tee.skip = True, "buffer_full"
         else:
             self.buffered += reserved
-            tee.skip = ""
+            tee.holding = True
         return tee
+
+    def _release(self, tee: Tee) -> None:
+        if tee.holding:
+            tee.holding = False
+            self.buffered -= tee.reserved
 
     def skip(self, tee: Tee, reason: str, head: bytes | None = None) -> None:
         """Count a body that will not be checked."""
@@ -150,14 +160,22 @@ class ShadowChecker:
 
     def discard(self, tee: Tee) -> None:
         """Forget a copy without an outcome (the request itself failed)."""
-        if not tee.settled:
-            tee.settled = True
-            tee.parts.clear()
-            self.buffered -= tee.reserved
+        tee.settled = True
+        tee.parts.clear()
+        self._release(tee)
 
     def finish(self, tee: Tee, *, complete: bool) -> None:
         """The request completed successfully: queue the copy for a check, or count why not.
         Never raises, never waits."""
+        try:
+            self._finish(tee, complete=complete)
+        except Exception:  # a bug here must not reach the request (or the server's clean-up)
+            _log.exception("shadow_check_error", route=tee.route.name)
+            tee.settled = True
+            self._release(tee)
+            self._observer.shadow_check(tee.route.name, "unknown", "skipped", "check_error")
+
+    def _finish(self, tee: Tee, *, complete: bool) -> None:
         if tee.settled:
             self.skip(tee, tee.skip)
             return
@@ -173,13 +191,13 @@ class ShadowChecker:
         elif self._closed:
             reason = "shutdown"
         if reason:
-            self.buffered -= tee.reserved
+            self._release(tee)
             self.skip(tee, reason, head)
             return
         try:
             fmt = tee.format(head)
         except TranslationError as err:
-            self.buffered -= tee.reserved
+            self._release(tee)
             self._failed(tee, "unknown", err.reason, err.location, err.detail)
             return
         tee.fmt = fmt
@@ -187,7 +205,7 @@ class ShadowChecker:
         try:
             queue.put_nowait(_Job(tee, data, fmt))
         except asyncio.QueueFull:
-            self.buffered -= tee.reserved
+            self._release(tee)
             self.skip(tee, "queue_full", head)
 
     # --- the checkers ----------------------------------------------------------------------
@@ -213,7 +231,7 @@ class ShadowChecker:
                 _log.exception("shadow_check_error", route=job.tee.route.name)
                 self.skip(job.tee, "check_error")
             finally:
-                self.buffered -= job.tee.reserved
+                self._release(job.tee)
 
     async def _check(self, job: _Job) -> None:
         tee = job.tee
@@ -259,5 +277,5 @@ class ShadowChecker:
         while queue is not None and not queue.empty():
             with contextlib.suppress(asyncio.QueueEmpty):
                 job = queue.get_nowait()
-                self.buffered -= job.tee.reserved
+                self._release(job.tee)
                 self.skip(job.tee, "shutdown")
