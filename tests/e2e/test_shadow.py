@@ -20,9 +20,11 @@ from typing import Any
 import pytest
 
 from tests.datapath.orders import big_order, json_bytes, order, orders_route, xml_bytes
+from tests.support import awschunked
 from tests.support.backends import Backend
 from tests.support.clients import CHECKSUM_MODES, boto3_client
 from tests.support.proxy import ProxyProcess
+from tests.support.rawhttp import send
 
 MiB = 1024 * 1024
 #: Per-request headers that differ between any two responses.
@@ -130,6 +132,31 @@ def test_shadow_is_passthrough_and_every_body_is_counted(
     # Nothing was translated: the route never changed a byte.
     assert s.value("format_proxy_translations_total") == 0
     assert not [line for line in shadow.log_lines() if line.get("event") == "shadow_check_failed"]
+
+
+@pytest.mark.parametrize("items", [40, 600], ids=["read-ahead", "streamed"])
+@pytest.mark.parametrize("variant", awschunked.VARIANTS)
+def test_aws_chunked_put_is_stored_decoded_and_its_decoded_body_checked(
+    backend: Backend,
+    bucket: str,
+    pair: tuple[ProxyProcess, ProxyProcess],
+    variant: str,
+    items: int,
+) -> None:
+    """Hand-made aws-chunked framings (small chunks, so a document spans several; the trailer
+    variants are spooled), small enough to be read ahead and large enough to be streamed
+    upstream: the backend stores the decoded bytes, and the check sees them."""
+    shadow, _ = pair
+    doc = xml_bytes(order(300, items))
+    key = f"orders/chunked-{variant}-{items}.xml"
+    up = awschunked.build(
+        f"{shadow.endpoint}/{bucket}/{key}", doc, variant=variant, chunk_size=1024
+    )
+    resp = send(shadow.endpoint, "PUT", f"/{bucket}/{key}", headers=up.headers, body=up.body)
+    assert resp.status == 200, resp.body
+    assert backend.read(bucket, key) == doc
+    s = _settled(shadow, 1)
+    assert _outcomes(s) == {("xml_to_json", "ok"): 1}
 
 
 def test_broken_document_fails_its_check_and_is_still_served(
