@@ -6,7 +6,8 @@ of the same SeaweedFS):
 * 4 KiB GET and PUT at concurrency 1 and 16: requests/s, p50 and p99 latency, and the proxy's
   CPU time (user + system, from its process) per request;
 * 64 MiB GET and PUT throughput;
-* the proxy's peak RSS growth over idle while streaming a 1 GiB object up and down;
+* the proxy's peak RSS growth over idle while streaming a 1 GiB object up and down (with
+  ``--https-upstream``, through the HTTPS-upstream proxy as well);
 * the proxy's CPU time (user + system) per GiB of 64 MiB GETs relayed.
 
 With ``--https-upstream``, a second SeaweedFS serving S3 over TLS joins with its own pair
@@ -15,7 +16,9 @@ upstream is that HTTPS endpoint) for the 4 KiB cases and the 64 MiB transfers.
 
 With ``--ab``, a second proxy with the zero-copy GET relay turned off
 (``limits.zero_copy_min_bytes: 0``, target ``proxy-copy``) joins the 64 MiB cases, in the same
-back-to-back rotation, so both GET paths are compared against the same direct figures.
+back-to-back rotation, so both GET paths are compared against the same direct figures; with
+``--https-upstream`` too, so does an HTTPS-upstream proxy with the TLS relay off
+(``proxy-tls-copy``).
 
 With ``--ab-general``, a proxy with the lean HTTP/1.1 path off (``server.fast_path: false``,
 target ``proxy-general``) joins the 4 KiB and 64 MiB cases, so both front ends are compared in
@@ -31,6 +34,7 @@ Every run measures both targets, alternating which goes first; figures are media
     .venv/bin/python bench/passthrough.py --ab       # + the copy path (fast path off)
     .venv/bin/python bench/passthrough.py --https-upstream   # + the HTTPS-upstream pair
     .venv/bin/python bench/passthrough.py --ab-general       # + the general path (lean path off)
+    .venv/bin/python bench/passthrough.py --https-upstream --large-only  # no 4 KiB cases
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ DIRECT_OF = {
     "proxy-copy": "direct",
     "proxy-tls-up": "direct-tls",
     "proxy-general": "direct",
+    "proxy-tls-copy": "direct-tls",
 }
 
 
@@ -221,6 +226,8 @@ async def one_run(
         await _small(session, t, bucket, "PUT", 4, 64, body)
         await _small(session, t, bucket, "GET", 4, 64, body)
     for method, conc in (("GET", 1), ("PUT", 1), ("GET", 16), ("PUT", 16)):
+        if args.large_only:
+            break
         count = args.small_c1 if conc == 1 else args.small_c16
         for t in targets:
             results[t.name].small[f"{method} c{conc}"] = await _small(
@@ -265,7 +272,7 @@ async def rss_run(
     size = huge_mib * MiB
     digest = repeat_digest(block, size)
     await asyncio.sleep(1.0)  # idle
-    out: dict[str, Any] = {"idle_rss_mib": proxy.rss() / MiB}
+    out: dict[str, Any] = {"mib": huge_mib, "idle_rss_mib": proxy.rss() / MiB}
     with PeakRSS(proxy.pid) as put_rss:
         secs = await put_large(session, t, bucket, "huge", block, size, digest)
     out["put_growth_mib"] = put_rss.growth / MiB
@@ -281,14 +288,19 @@ async def rss_run(
 
 
 def summarise(
-    runs: list[dict[str, RunResult]], rss: dict[str, Any], proxies: list[str]
+    runs: list[dict[str, RunResult]],
+    rss: dict[str, Any],
+    proxies: list[str],
+    rss_tls: dict[str, Any] | None = None,
 ) -> tuple[str, dict]:
     lines: list[str] = []
     data: dict[str, Any] = {"runs": len(runs), "small": {}, "large": {}, "rss": rss}
+    if rss_tls is not None:
+        data["rss_https_upstream"] = rss_tls
     rows = []
     ok = True
-    small_pairs = [("proxy", "direct")]
-    if "proxy-tls-up" in runs[0]:
+    small_pairs = [("proxy", "direct")] if runs[0]["proxy"].small else []
+    if "proxy-tls-up" in runs[0] and small_pairs:
         small_pairs.append(("proxy-tls-up", "direct-tls"))
     if "proxy-general" in runs[0]:
         small_pairs.append(("proxy-general", "direct"))
@@ -326,22 +338,23 @@ def summarise(
                     f"{p['cpu_ms']:.3f}",
                 ]
             )
-    lines.append(
-        table(
-            [
-                "case",
-                "direct req/s",
-                "proxy req/s",
-                "ratio",
-                "direct p50/p99 ms",
-                "proxy p50/p99 ms",
-                "added p50 ms",
-                "proxy CPU ms/req",
-            ],
-            rows,
+    if rows:
+        lines.append(
+            table(
+                [
+                    "case",
+                    "direct req/s",
+                    "proxy req/s",
+                    "ratio",
+                    "direct p50/p99 ms",
+                    "proxy p50/p99 ms",
+                    "added p50 ms",
+                    "proxy CPU ms/req",
+                ],
+                rows,
+            )
         )
-    )
-    lines.append("")
+        lines.append("")
     rows = []
     for op in ("GET", "PUT"):
         for name in proxies:
@@ -371,24 +384,22 @@ def summarise(
         )
     )
     lines.append("")
+    huge = f"{rss['mib'] / 1024:g} GiB" if rss["mib"] >= 1024 else f"{rss['mib']} MiB"
+    rss_rows = []
+    for label, figures in (("", rss), (" (HTTPS upstream)", rss_tls)):
+        if figures is None:
+            continue
+        for op in ("put", "get"):
+            rss_rows.append(
+                [
+                    f"{op.upper()}{label}",
+                    f"{figures['idle_rss_mib']:.1f}",
+                    f"{figures[f'{op}_growth_mib']:.1f}",
+                    f"{figures[f'{op}_mib_s']:.0f}",
+                ]
+            )
     lines.append(
-        table(
-            ["1 GiB through the proxy", "idle RSS MiB", "peak growth MiB", "MiB/s"],
-            [
-                [
-                    "PUT",
-                    f"{rss['idle_rss_mib']:.1f}",
-                    f"{rss['put_growth_mib']:.1f}",
-                    f"{rss['put_mib_s']:.0f}",
-                ],
-                [
-                    "GET",
-                    f"{rss['idle_rss_mib']:.1f}",
-                    f"{rss['get_growth_mib']:.1f}",
-                    f"{rss['get_mib_s']:.0f}",
-                ],
-            ],
-        )
+        table([f"{huge} through the proxy", "idle RSS MiB", "peak growth MiB", "MiB/s"], rss_rows)
     )
     lines.append("")
     verdicts = []
@@ -396,17 +407,18 @@ def summarise(
         r = data["large"][op]["ratio"]
         verdicts.append((f"64 MiB {op} throughput >= 0.8x direct", r >= 0.8, f"{r:.2f}x"))
     small = data["small"]
-    a = small["GET c1"]["added_p50_ms"]
-    verdicts.append(("4 KiB GET c1 added p50 <= 0.6 ms", a <= 0.6, f"{a:+.2f} ms"))
-    for case, floor in (("GET c1", 0.6), ("GET c16", 0.4)):
-        r = small[case]["ratio"]
-        verdicts.append((f"4 KiB {case} >= {floor}x direct", r >= floor, f"{r:.2f}x"))
-    get_cpu = small["GET c1"]["proxy_cpu_ms_per_request"]
-    put_cpu = small["PUT c1"]["proxy_cpu_ms_per_request"]
-    verdicts.append(("4 KiB GET CPU <= 0.35 ms/req", get_cpu <= 0.35, f"{get_cpu:.3f} ms"))
-    verdicts.append(
-        ("4 KiB PUT CPU <= GET + 0.1 ms/req", put_cpu <= get_cpu + 0.1, f"{put_cpu:.3f} ms")
-    )
+    if small:
+        a = small["GET c1"]["added_p50_ms"]
+        verdicts.append(("4 KiB GET c1 added p50 <= 0.6 ms", a <= 0.6, f"{a:+.2f} ms"))
+        for case, floor in (("GET c1", 0.6), ("GET c16", 0.4)):
+            r = small[case]["ratio"]
+            verdicts.append((f"4 KiB {case} >= {floor}x direct", r >= floor, f"{r:.2f}x"))
+        get_cpu = small["GET c1"]["proxy_cpu_ms_per_request"]
+        put_cpu = small["PUT c1"]["proxy_cpu_ms_per_request"]
+        verdicts.append(("4 KiB GET CPU <= 0.35 ms/req", get_cpu <= 0.35, f"{get_cpu:.3f} ms"))
+        verdicts.append(
+            ("4 KiB PUT CPU <= GET + 0.1 ms/req", put_cpu <= get_cpu + 0.1, f"{put_cpu:.3f} ms")
+        )
     if "GET c1 proxy-tls-up" in small:
         c = small["GET c1 proxy-tls-up"]["proxy_cpu_ms_per_request"]
         verdicts.append(("4 KiB GET CPU, HTTPS upstream <= 0.45 ms/req", c <= 0.45, f"{c:.3f} ms"))
@@ -417,9 +429,12 @@ def summarise(
         )
         c = big["proxy_cpu_s_per_gib"]
         verdicts.append(("64 MiB GET, HTTPS upstream CPU <= 0.8 s/GiB", c <= 0.8, f"{c:.2f} s"))
-    for op in ("put", "get"):
-        g = rss[f"{op}_growth_mib"]
-        verdicts.append((f"1 GiB {op.upper()} RSS growth <= 64 MiB", g <= 64, f"{g:.1f} MiB"))
+    for label, figures in (("", rss), (", HTTPS upstream", rss_tls)):
+        for op in ("put", "get") if figures is not None else ():
+            g = figures[f"{op}_growth_mib"]
+            verdicts.append(
+                (f"{huge} {op.upper()}{label} RSS growth <= 64 MiB", g <= 64, f"{g:.1f} MiB")
+            )
     for name, passed, value in verdicts:
         ok &= passed
         lines.append(f"- {'MET ' if passed else 'MISSED'}  {name}: {value}")
@@ -441,6 +456,8 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> int:
     ]
     large_targets = list(targets)
     tls_backend: Backend | None = None
+    tls_proxy: ProxyProcess | None = None
+    tls_pair: list[Target] = []
     if args.https_upstream:
         tls = TLSFiles.create(workdir / "tls")
         tls_backend = start_seaweedfs(
@@ -485,6 +502,18 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> int:
             limits={"zero_copy_min_bytes": 0},
         )
         large_targets.append(Target("proxy-copy", copy.endpoint, CLIENT_CREDENTIALS, copy.pid))
+        if tls_backend is not None:
+            tls_copy = ProxyProcess.start(
+                workdir,
+                upstream=tls_backend.endpoint,
+                credentials=tls_backend.credentials,
+                name="proxy-tls-copy",
+                limits={"zero_copy_min_bytes": 0},
+                env={"SSL_CERT_FILE": str(tls.ca)},
+            )
+            large_targets.append(
+                Target("proxy-tls-copy", tls_copy.endpoint, CLIENT_CREDENTIALS, tls_copy.pid)
+            )
     block = os.urandom(64 * MiB)
     large_digest = repeat_digest(block, args.large_mib * MiB)
     connector = aiohttp.TCPConnector(limit=64, limit_per_host=64)
@@ -504,7 +533,11 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> int:
             )
             print(f"run {i + 1}/{args.runs} done", file=sys.stderr, flush=True)
         rss = await rss_run(session, proxy, targets[1], bucket, block, args.huge_mib)
-    report, data = summarise(runs, rss, [t.name for t in large_targets if t.name in DIRECT_OF])
+        rss_tls = None
+        if tls_proxy is not None:
+            rss_tls = await rss_run(session, tls_proxy, tls_pair[1], bucket, block, args.huge_mib)
+    proxies = [t.name for t in large_targets if t.name in DIRECT_OF]
+    report, data = summarise(runs, rss, proxies, rss_tls)
     data["machine"] = machine()
     data["load_average_start_end"] = [load_at_start, os.getloadavg()]
     print(f"load average (1/5/15 min) at start {load_at_start}, at end {os.getloadavg()}")
@@ -535,6 +568,11 @@ def main() -> int:
         "--ab-general",
         action="store_true",
         help="also measure a proxy with the lean HTTP/1.1 path off (server.fast_path: false)",
+    )
+    parser.add_argument(
+        "--large-only",
+        action="store_true",
+        help="skip the 4 KiB cases: only the 64 MiB transfers and the RSS runs",
     )
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = parser.parse_args()

@@ -231,6 +231,43 @@ class ServerConfig(_Strict):
     fast_path: bool = True
 
 
+SHADOW_DEFAULT_MAX_BYTES = 1024**2
+
+
+class RouteShadow(_Strict):
+    """What a route in ``mode: shadow`` checks in the background."""
+
+    #: Share of GET response and PUT request bodies checked (0–1); the rest is counted
+    #: ``skipped`` with reason ``not_sampled``.
+    sample: float = Field(default=1.0, ge=0.0, le=1.0)
+    #: Largest body checked; larger ones are counted ``skipped`` with reason ``too_large``.
+    #: None = 1 MiB, or ``limits.max_translate_bytes`` if that is smaller.
+    max_bytes: ByteSize | None = None
+
+    def limit(self, max_translate_bytes: int) -> int:
+        """The largest body checked, given ``limits.max_translate_bytes``."""
+        if self.max_bytes is not None:
+            return self.max_bytes
+        return min(SHADOW_DEFAULT_MAX_BYTES, max_translate_bytes)
+
+
+class ShadowConfig(_Strict):
+    """The process-wide bounds of shadow checking (every route in ``mode: shadow``)."""
+
+    #: Checks waiting for a free checker; a completed request whose check finds the queue full
+    #: is counted ``skipped`` with reason ``queue_full``.
+    queue: int = Field(default=64, ge=1)
+    #: Checks run at once, each in one document worker: shadow work never holds more worker
+    #: slots than this.
+    concurrency: int = Field(default=1, ge=1)
+    #: Bytes of bodies held for checks (being copied, queued, being checked) across all
+    #: requests; a body that would go past it is counted ``skipped`` with reason ``buffer_full``.
+    max_buffered_bytes: ByteSize = 16 * 1024**2
+    #: Seconds between two ``shadow_check_failed`` log lines of one route and reason (the next
+    #: line carries how many were left out).
+    log_interval: float = Field(default=10.0, gt=0)
+
+
 class RouteConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     bucket: str = Field(min_length=1)
@@ -239,6 +276,10 @@ class RouteConfig(_Strict):
     store: StorePolicy
     mapping: dict[str, Any] = Field(default_factory=dict)
     on_error: Literal["fail", "passthrough"] = "fail"
+    #: ``active`` translates; ``shadow`` passes everything through unchanged and checks in the
+    #: background what active mode would do (docs/transition.md, "Shadow mode").
+    mode: Literal["active", "shadow"] = "active"
+    shadow: RouteShadow = Field(default_factory=RouteShadow)
 
     def format_for(self, version: str) -> Format:
         return self.formats[version]
@@ -253,6 +294,7 @@ class Config(_Strict):
     limits: Limits = Field(default_factory=Limits)
     server: ServerConfig = Field(default_factory=ServerConfig)
     routes: tuple[RouteConfig, ...] = ()
+    shadow: ShadowConfig = Field(default_factory=ShadowConfig)
     shutdown_grace_seconds: float = Field(default=25.0, ge=0)
     #: Host suffixes that mark virtual-hosted requests: ``Host: <bucket>.<suffix>``. Any other
     #: Host (IP literal, ``localhost``, the listen host, a Service name) is a path-style base.
@@ -279,6 +321,7 @@ class Config(_Strict):
                     f"another route already covers bucket {r.bucket!r} prefix {r.prefix!r}",
                 )
             spans.add((r.bucket, r.prefix))
+            self._shadow_fits(i, r)
             if self.app_version is not None and self.app_version not in r.formats:
                 raise _KeyedError(
                     f"routes[{i}].formats",
@@ -292,6 +335,21 @@ class Config(_Strict):
                 "FORMAT_PROXY_APP_VERSION)",
             )
         return self
+
+    def _shadow_fits(self, i: int, r: RouteConfig) -> None:
+        limit = r.shadow.limit(self.limits.max_translate_bytes)
+        if limit > self.limits.max_translate_bytes:
+            raise _KeyedError(
+                f"routes[{i}].shadow.max_bytes",
+                f"must be at most limits.max_translate_bytes ({self.limits.max_translate_bytes}): "
+                "active mode would not translate a larger document either",
+            )
+        if r.mode == "shadow" and limit > self.shadow.max_buffered_bytes:
+            raise _KeyedError(
+                f"routes[{i}].shadow.max_bytes",
+                f"must be at most shadow.max_buffered_bytes ({self.shadow.max_buffered_bytes}): "
+                "otherwise a body of that size could never be checked",
+            )
 
 
 class _KeyedError(ValueError):

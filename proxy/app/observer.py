@@ -11,8 +11,14 @@ from proxy.datapath.observe import (
     OPERATIONS,
     OUTCOMES,
     REFUSAL_REASONS,
+    SHADOW_DIRECTIONS,
+    SHADOW_FAILURE_REASONS,
+    SHADOW_OUTCOMES,
+    SHADOW_SKIP_REASONS,
     Direction,
     Operation,
+    ShadowDirection,
+    ShadowOutcome,
 )
 from proxy.errors import TRANSLATION_REASONS
 from proxy.relay.metrics import Metrics
@@ -23,12 +29,28 @@ __all__ = ["MetricsObserver"]
 class MetricsObserver:
     """Records observations into the translation families of a :class:`Metrics`."""
 
-    def __init__(self, metrics: Metrics, routes: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, metrics: Metrics, routes: tuple[str, ...] = (), shadow_routes: tuple[str, ...] = ()
+    ) -> None:
         self._m = metrics
         for reason in REFUSAL_REASONS:
             metrics.refused.labels(reason)
         for route in routes:
             self._declare(route)
+        for route in shadow_routes:
+            self._declare_shadow(route)
+
+    def _declare_shadow(self, route: str) -> None:
+        m = self._m
+        for d in SHADOW_DIRECTIONS:
+            for outcome in SHADOW_OUTCOMES:
+                m.shadow_checks.labels(route, d, outcome)
+        for d in SHADOW_DIRECTIONS[:2]:
+            for reason in sorted(SHADOW_FAILURE_REASONS):
+                m.shadow_failures.labels(route, d, reason)
+        m.shadow_failures.labels(route, "unknown", "undetectable_format")
+        for reason in SHADOW_SKIP_REASONS:
+            m.shadow_skipped.labels(route, reason)
 
     def _declare(self, route: str) -> None:
         # Every series exists from start-up at 0, so rate()/increase() see the first event
@@ -65,3 +87,12 @@ class MetricsObserver:
 
     def refused(self, reason: str) -> None:
         self._m.refused.labels(reason).inc()
+
+    def shadow_check(
+        self, route: str, direction: ShadowDirection, outcome: ShadowOutcome, reason: str
+    ) -> None:
+        self._m.shadow_checks.labels(route, direction, outcome).inc()
+        if outcome == "failed":
+            self._m.shadow_failures.labels(route, direction, reason).inc()
+        elif outcome == "skipped":
+            self._m.shadow_skipped.labels(route, reason).inc()

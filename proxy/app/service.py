@@ -75,7 +75,11 @@ class ProxyService:
             from proxy.datapath.routes import compile_routes
 
             # Mappings compile here, at start-up: one that does not is a ConfigError (exit 2).
-            observer = MetricsObserver(self.metrics, tuple(r.name for r in config.routes))
+            observer = MetricsObserver(
+                self.metrics,
+                tuple(r.name for r in config.routes if r.mode == "active"),
+                shadow_routes=tuple(r.name for r in config.routes if r.mode == "shadow"),
+            )
             compiled = routes if routes is not None else compile_routes(config)
             route_handler = TranslatingHandler(config, compiled, observer)
         self._route_handler = route_handler

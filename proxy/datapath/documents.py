@@ -4,7 +4,9 @@
   bytes, their ETag and CRC32), cached by :mod:`proxy.datapath.cache`;
 - :func:`prepare_write` checks a written body against the client's digests, validates it in the
   writer's format, translates it to the route's store format when they differ, and computes the
-  digests the upstream must receive for the bytes actually stored.
+  digests the upstream must receive for the bytes actually stored;
+- :func:`shadow_verdict` says whether a document on a route in shadow mode would translate to
+  the other format and come back (a round trip, as ``format-proxy check`` does).
 
 No I/O, no aiohttp: bytes in, bytes out. The engine (a route's compiled mapping) raises
 :class:`~proxy.errors.TranslationError`; digests raise :class:`~proxy.errors.BadDigest`.
@@ -19,23 +21,29 @@ import time
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from proxy.datapath.formats import CONTENT_TYPES
 from proxy.errors import BadDigest, ContentSHA256Mismatch, InvalidArgument
 from proxy.s3.checksums import ALGORITHMS, algorithm_of_header, new_checksum
 from proxy.s3.signing import is_real_sha256
 from proxy.translate import Format
+from proxy.translate.roundtrip import round_trip
+
+if TYPE_CHECKING:
+    from proxy.translate.mapping import CompiledMapping
 
 __all__ = [
     "ClientDigests",
     "Representation",
+    "ShadowVerdict",
     "StoredDocument",
     "Translator",
     "client_digests",
     "other_format",
     "prepare_write",
     "render",
+    "shadow_verdict",
     "verify_digests",
 ]
 
@@ -227,4 +235,42 @@ def prepare_write(
         sha256=hashlib.sha256(body).hexdigest(),
         checksums={alg: checksum_b64(alg, body) for alg in digests.wanted_algorithms()},
         seconds=seconds,
+    )
+
+
+# --- shadow checks -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowVerdict:
+    """What active mode would make of one document: ``reason`` is empty when it translates
+    to the other format and comes back (exactly or normalised, as ``format-proxy check``
+    accepts)."""
+
+    reason: str = ""
+    location: str = ""
+    #: The engine's message; never a quote of the document for a round-trip mismatch.
+    detail: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.reason
+
+
+def shadow_verdict(compiled: CompiledMapping, data: bytes, fmt: Format) -> ShadowVerdict:
+    """Translate ``data`` (a ``fmt`` document) to the other format and back, and compare."""
+    started = time.perf_counter()
+    result = round_trip(compiled, data, fmt)
+    seconds = time.perf_counter() - started
+    if result.ok:
+        return ShadowVerdict(seconds=seconds)
+    if result.error is not None:
+        err = result.error
+        return ShadowVerdict(err.reason, err.location, err.detail[:500], seconds)
+    return ShadowVerdict(
+        "round_trip_mismatch",
+        result.location or "/",
+        f"the {fmt.upper()} translated to {other_format(fmt).upper()} and back differs here",
+        seconds,
     )

@@ -27,9 +27,11 @@ from proxy.datapath import tasks
 from proxy.datapath.documents import (
     ClientDigests,
     Representation,
+    ShadowVerdict,
     StoredDocument,
     prepare_write,
     render,
+    shadow_verdict,
     verify_digests,
 )
 from proxy.datapath.observe import TranslationObserver, direction_of
@@ -169,6 +171,32 @@ class DocumentWorker:
             # Validation-only runs (store format = writer format) are not translations.
             self._observer.engine_work(direction_of(writer, store), doc.seconds, len(data))
         return doc
+
+    async def shadow_check(self, route: CompiledRoute, data: bytes, fmt: Format) -> ShadowVerdict:
+        """A shadow check of one document, within the same time budget; every failure is a
+        verdict. Raises only :class:`~proxy.errors.SlowDown` (no worker free in time): the
+        check did not run. Not counted as engine work: shadow checks are not translations
+        anyone is served."""
+        if self.pool is None:
+            try:
+                return await self.io(shadow_verdict, route.mapping, data, fmt)
+            except TranslationError as exc:
+                return ShadowVerdict(exc.reason, exc.location, exc.detail[:500])
+        try:
+            verdict = await self.pool.run(
+                tasks.shadow_route, self._index[route.name], data, fmt, budget=self.budget
+            )
+        except TaskTimeout:
+            err = self._too_slow()
+            return ShadowVerdict(err.reason, err.location, err.detail)
+        except WorkerDied as exc:
+            return ShadowVerdict("worker_lost", "/", f"the document worker stopped: {exc}")
+        except PoolBusy as exc:
+            raise SlowDown(f"no document worker was free for a shadow check: {exc}") from None
+        except TranslationError as exc:
+            return ShadowVerdict(exc.reason, exc.location, exc.detail[:500])
+        assert isinstance(verdict, ShadowVerdict)
+        return verdict
 
     async def verify(self, digests: ClientDigests, data: bytes) -> None:
         """Check ``data`` against the client's digests (raises BadDigest)."""

@@ -9,6 +9,9 @@ Which S3 operations it takes over on a route:
   upload when its *source* is on a route (the part is what this pod sees of the source);
 - everything else (DeleteObject, tagging, ACLs, GetObjectAttributes, ...) and any key ending
   in ``/`` (a "folder" marker, never a document) passes through unchanged.
+
+A route in ``mode: shadow`` passes every request through unchanged and checks GET and PUT
+bodies in the background (:mod:`proxy.datapath.shadow`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from proxy.datapath.engine import DocumentWorker
 from proxy.datapath.observe import NullObserver, TranslationObserver
 from proxy.datapath.reads import ReadPath
 from proxy.datapath.routes import CompiledRoute, RouteTable
+from proxy.datapath.shadow import ShadowPath
+from proxy.datapath.shadowqueue import ShadowChecker
 from proxy.datapath.spool import UploadStore
 from proxy.datapath.uploads import UploadPath
 from proxy.datapath.writes import WritePath
@@ -82,6 +87,13 @@ class TranslatingHandler:
         )
         self._reads = ReadPath(self.ctx)
         self._writes = WritePath(self.ctx, self._reads)
+        self.shadow = ShadowChecker(
+            config.shadow,
+            self.worker,
+            self.observer,
+            max_translate_bytes=config.limits.max_translate_bytes,
+        )
+        self._shadow = ShadowPath(self.ctx, self.shadow)
         scheme = "https" if config.tls.enabled else "http"
         self._multipart = UploadPath(
             self.ctx, self.uploads, self._reads, self._writes, self._routes, scheme
@@ -94,6 +106,8 @@ class TranslatingHandler:
         if a.key is None or a.key.endswith("/"):
             return await forward.passthrough(request)
         compiled = self._routes.of(route)
+        if route.mode == "shadow":
+            return await self._shadow.handle(request, compiled, forward)
         if op in ("GetObject", "HeadObject"):
             return await self._reads.serve(request, compiled, forward)
         if op == "PutObject":
@@ -118,5 +132,6 @@ class TranslatingHandler:
 
     def close(self) -> None:
         """Stop the translation pool and delete spooled uploads (at shutdown)."""
+        self.shadow.close()
         self.worker.close()
         self.uploads.close()

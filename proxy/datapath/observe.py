@@ -16,6 +16,9 @@ Semantics (``docs/datapath.md`` is the reference):
 - ``cache_lookup`` is called once per lookup of the translated-representation cache.
 - ``refused`` is called once per request refused with ``503 SlowDown`` because a global
   budget was spent (``reason`` from :data:`REFUSAL_REASONS`).
+- ``shadow_check`` is called once per GetObject answered 200 or 206 and per PutObject
+  answered 2xx on a route in ``mode: shadow``: ``ok``, ``failed`` (``reason`` from
+  :data:`SHADOW_FAILURE_REASONS`) or ``skipped`` (``reason`` from :data:`SHADOW_SKIP_REASONS`).
 """
 
 from __future__ import annotations
@@ -24,15 +27,23 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from proxy.errors import TRANSLATION_REASONS
+
 __all__ = [
     "DIRECTIONS",
     "OPERATIONS",
     "OUTCOMES",
     "REFUSAL_REASONS",
+    "SHADOW_DIRECTIONS",
+    "SHADOW_FAILURE_REASONS",
+    "SHADOW_OUTCOMES",
+    "SHADOW_SKIP_REASONS",
     "Direction",
     "NullObserver",
     "Operation",
     "RecordingObserver",
+    "ShadowDirection",
+    "ShadowOutcome",
     "TranslationObserver",
     "direction_of",
 ]
@@ -47,6 +58,31 @@ OUTCOMES = ("native", "translated", "failed")
 #: (``limits.max_inflight_translate_bytes``), the bytes of spooled uploads
 #: (``limits.max_spool_bytes``), no document worker free in time.
 REFUSAL_REASONS = ("translate_budget", "spool_budget", "translate_queue")
+
+#: A shadow check's direction: the translation it exercised, or ``unknown`` when the document's
+#: format was never learnt (a skipped body the headers did not label, an undetectable one).
+ShadowDirection = Literal["xml_to_json", "json_to_xml", "unknown"]
+ShadowOutcome = Literal["ok", "failed", "skipped"]
+SHADOW_DIRECTIONS: tuple[ShadowDirection, ...] = ("xml_to_json", "json_to_xml", "unknown")
+SHADOW_OUTCOMES: tuple[ShadowOutcome, ...] = ("ok", "failed", "skipped")
+#: Why a shadow check failed: the engine's reasons, a document that translates but does not
+#: come back (``round_trip_mismatch``), or a worker that died on it (``worker_lost``).
+SHADOW_FAILURE_REASONS: frozenset[str] = TRANSLATION_REASONS | {
+    "round_trip_mismatch",
+    "worker_lost",
+}
+#: Why a body was not checked (docs/transition.md, "Shadow mode").
+SHADOW_SKIP_REASONS = (
+    "not_sampled",
+    "too_large",
+    "partial",
+    "incomplete",
+    "buffer_full",
+    "queue_full",
+    "workers_busy",
+    "check_error",
+    "shutdown",
+)
 
 
 def direction_of(source: str, target: str) -> Direction:
@@ -77,6 +113,11 @@ class TranslationObserver(Protocol):
     def refused(self, reason: str) -> None:
         """A request was refused (503 SlowDown) because a global budget was spent."""
 
+    def shadow_check(
+        self, route: str, direction: ShadowDirection, outcome: ShadowOutcome, reason: str
+    ) -> None:
+        """One body on a shadow route was checked or skipped (``reason`` "" when ok)."""
+
 
 class NullObserver:
     """Observes nothing (a handler built without metrics)."""
@@ -99,6 +140,11 @@ class NullObserver:
     def refused(self, reason: str) -> None:
         pass
 
+    def shadow_check(
+        self, route: str, direction: ShadowDirection, outcome: ShadowOutcome, reason: str
+    ) -> None:
+        pass
+
 
 @dataclass
 class RecordingObserver:
@@ -111,6 +157,7 @@ class RecordingObserver:
     hits: int = 0
     misses: int = 0
     refusals: Counter[str] = field(default_factory=Counter)
+    shadow: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
 
     def native(self, route: str, operation: Operation) -> None:
         self.outcomes[route, operation, "native"] += 1
@@ -134,3 +181,8 @@ class RecordingObserver:
 
     def refused(self, reason: str) -> None:
         self.refusals[reason] += 1
+
+    def shadow_check(
+        self, route: str, direction: ShadowDirection, outcome: ShadowOutcome, reason: str
+    ) -> None:
+        self.shadow[route, direction, outcome, reason] += 1

@@ -16,15 +16,17 @@ from proxy.config import Limits
 from proxy.datapath.documents import (
     ClientDigests,
     Representation,
+    ShadowVerdict,
     StoredDocument,
     prepare_write,
     render,
+    shadow_verdict,
     verify_digests,
 )
 from proxy.datapath.spool import Part, write_part_file
 from proxy.translate import Format
 
-__all__ = ["compile_routes", "prepare_route", "render_route", "spool_part"]
+__all__ = ["compile_routes", "prepare_route", "render_route", "shadow_route", "spool_part"]
 
 #: This worker's compiled mappings, in the order of the configuration's routes.
 _COMPILED: tuple[Any, ...] = ()
@@ -49,6 +51,10 @@ def prepare_route(
     index: int, data: bytes, writer: Format, store: Format, digests: ClientDigests
 ) -> StoredDocument:
     return prepare_write(_COMPILED[index], data, writer=writer, store=store, digests=digests)
+
+
+def shadow_route(index: int, data: bytes, fmt: Format) -> ShadowVerdict:
+    return shadow_verdict(_COMPILED[index], data, fmt)
 
 
 def spool_part(

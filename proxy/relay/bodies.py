@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Protocol
 
 from proxy.errors import ClientError, EntityTooLarge, MalformedBody, ProxyError
@@ -57,10 +57,30 @@ class RequestBody:
         self.error: ProxyError | None = None
         self.received = 0  # raw bytes read from the client
         self.extra_headers: list[tuple[str, str]] = []
+        self._tap: Callable[[bytes], None] | None = None
 
     @property
     def present(self) -> bool:
         return False
+
+    def tap(self, sink: Callable[[bytes], None]) -> None:
+        """Hand ``sink`` every decoded piece as it goes upstream (a copy for a background
+        check); the forwarded bytes are unchanged. Set before :meth:`upstream_data`."""
+        self._tap = sink
+
+    def upstream_data(self) -> bytes | AsyncIterator[bytes] | None:
+        """What to hand aiohttp as the request body."""
+        data = self._data()
+        sink = self._tap
+        if sink is None or data is None:
+            return data
+        if isinstance(data, bytes):
+            sink(data)
+            return data
+        return _tapped(data, sink)
+
+    def _data(self) -> bytes | AsyncIterator[bytes] | None:
+        return None
 
     async def prepare(self) -> None:
         """Read ahead what must be read before the upstream request starts."""
@@ -71,10 +91,6 @@ class RequestBody:
         if self.length == 0 or not self.present:
             return EMPTY_SHA256
         return UNSIGNED_PAYLOAD
-
-    def upstream_data(self) -> bytes | AsyncIterator[bytes] | None:
-        """What to hand aiohttp as the request body."""
-        return None
 
     async def read_all(self, max_bytes: int) -> bytes:
         """The whole decoded body (validated), for route handlers that must see it whole."""
@@ -150,7 +166,7 @@ class _StreamingBody(RequestBody):
             parts.append(piece)
         return b"".join(parts)
 
-    def upstream_data(self) -> bytes | AsyncIterator[bytes] | None:
+    def _data(self) -> bytes | AsyncIterator[bytes] | None:
         if self._buffered is not None:
             return self._buffered
         if self._iterating:
@@ -275,10 +291,10 @@ class _SpooledAwsChunkedBody(_AwsChunkedBody):
                 break
             yield data
 
-    def upstream_data(self) -> bytes | AsyncIterator[bytes] | None:
+    def _data(self) -> bytes | AsyncIterator[bytes] | None:
         if self._spool is not None:
             return self._from_spool()
-        return super().upstream_data()
+        return super()._data()
 
     async def read_all(self, max_bytes: int) -> bytes:
         if self._spool is not None:
@@ -294,6 +310,14 @@ class _SpooledAwsChunkedBody(_AwsChunkedBody):
         if self._spool is not None:
             self._spool.close()
             self._spool = None
+
+
+async def _tapped(
+    pieces: AsyncIterator[bytes], sink: Callable[[bytes], None]
+) -> AsyncIterator[bytes]:
+    async for piece in pieces:
+        sink(piece)
+        yield piece
 
 
 def _int_header(headers: Mapping[str, str], name: str) -> int | None:

@@ -25,6 +25,7 @@ from proxy.errors import ProxyError, UpstreamError
 from proxy.relay.listener import SendWatch
 from proxy.relay.pipeline import Exchange, Pipeline
 from proxy.relay.pool import UpstreamConnection, UpstreamPool
+from proxy.relay.tlsrelay import TLSSource, can_take_over, relay_tls, take_over
 from proxy.relay.zerocopy import RelayAborted, relay, socket_fd
 from proxy.s3.address import S3Address, UpstreamTarget
 from proxy.s3.awschunked import framing_for
@@ -290,7 +291,7 @@ class FastExchange:
             and self._end is not None
             and not self._end.done()
             and socket_fd(transport) is not None
-            and socket_fd(conn.transport) is not None
+            and (socket_fd(conn.transport) is not None or can_take_over(conn.transport))
         ):
             return status, await self._splice(ex, conn, head, length)
         watch: SendWatch | None = None
@@ -333,10 +334,12 @@ class FastExchange:
     async def _splice(
         self, ex: Exchange, conn: UpstreamConnection, head: bytes, length: int
     ) -> str | None:
-        """The body from the upstream socket to the client's inside the kernel."""
+        """The body from the upstream socket to the client's: inside the kernel (zero-copy) from
+        a plain upstream, decrypted in large batches (:mod:`proxy.relay.tlsrelay`) from TLS."""
         conn.pause()
         conn.detach()
         transport = self._transport
+        source: TLSSource | None = None
         try:
             received = b"".join(self._early)
             self._early, self._early_len = [], 0
@@ -346,29 +349,52 @@ class FastExchange:
             await self._flushed()
             client_fd = socket_fd(self._transport)
             src_fd = socket_fd(conn.transport)
-            if client_fd is None or src_fd is None:
+            if src_fd is None:
+                source = take_over(conn.transport)
+            if client_fd is None or (src_fd is None and source is None):
                 raise ConnectionResetError("the client connection closed")
 
             def progress(n: int) -> None:
                 self._written += n
 
-            ex.log_fields["relay"] = "zero-copy"
-            await relay(
-                src_fd,
-                client_fd,
-                length - len(received),
-                read_timeout=self._fast.pool.settings.read_timeout,
-                progress=progress,
-                local_client=self._fast.is_loopback(transport.get_extra_info("peername")),
-            )
+            local = self._fast.is_loopback(transport.get_extra_info("peername"))
+            read_timeout = self._fast.pool.settings.read_timeout
+            if source is not None:
+                ex.log_fields["relay"] = "tls"
+                await relay_tls(
+                    source,
+                    client_fd,
+                    length - len(received),
+                    read_timeout=read_timeout,
+                    write_timeout=self._fast.body_idle_timeout,
+                    on_write_timeout=self._stalled,
+                    progress=progress,
+                    local_client=local,
+                )
+            else:
+                assert src_fd is not None
+                ex.log_fields["relay"] = "zero-copy"
+                await relay(
+                    src_fd,
+                    client_fd,
+                    length - len(received),
+                    read_timeout=read_timeout,
+                    write_timeout=self._fast.body_idle_timeout,
+                    progress=progress,
+                    local_client=local,
+                )
             return None
         except (RelayAborted, ConnectionError) as exc:
             if self._transport is not None:
                 self._transport.close()
+            if isinstance(exc, RelayAborted) and exc.stalled and source is None:
+                self._stalled()  # (the TLS relay counts its own stall)
             sent = f"{self._written} of {length} body bytes sent"
             reason = exc.reason if isinstance(exc, RelayAborted) else str(exc)
             return f"response aborted: {reason} ({sent})"
         finally:
+            if source is not None:
+                source.close()
             conn.close()
 
     async def _flushed(self) -> None:

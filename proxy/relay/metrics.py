@@ -148,6 +148,29 @@ class Metrics:
             registry=r,
         )
 
+        # --- shadow mode ---
+        self.shadow_checks = Counter(
+            "format_proxy_shadow_checks",
+            "Bodies on routes in shadow mode (GET responses, PUT requests), by route, direction "
+            "(xml_to_json|json_to_xml|unknown) and outcome (ok|failed|skipped).",
+            ["route", "direction", "outcome"],
+            registry=r,
+        )
+        self.shadow_failures = Counter(
+            "format_proxy_shadow_failures",
+            "Shadow checks that failed, by route, direction and reason.",
+            ["route", "direction", "reason"],
+            registry=r,
+        )
+        self.shadow_skipped = Counter(
+            "format_proxy_shadow_skipped",
+            "Bodies on routes in shadow mode that were not checked, by route and reason "
+            "(not_sampled|too_large|partial|incomplete|buffer_full|queue_full|workers_busy|"
+            "check_error|shutdown).",
+            ["route", "reason"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every family."""
         return generate_latest(self.registry)

@@ -240,13 +240,13 @@ class UpstreamBody:
             self._it = self._reply.stream()
         return await self._it.__anext__()
 
-    def detach(self, length: int) -> DetachedBody | None:
+    def detach(self, length: int, *, tls: bool = False) -> DetachedBody | None:
         """The untouched rest of the body, if the upstream declared exactly ``length`` bytes
-        and both sockets are plain; None otherwise, and then the body is still intact for
-        iteration."""
+        and its socket is plain (or, with ``tls``, asyncio's TLS); None otherwise, and then
+        the body is still intact for iteration."""
         if self._it is not None or self._reply._method != "GET":
             return None
-        return detach_body(self._reply._resp, length)
+        return detach_body(self._reply._resp, length, tls=tls)
 
 
 _UNCHANGED: object = object()

@@ -1,9 +1,10 @@
 """The HTTP side: the S3 data listener and the metrics/health listener.
 
 This is the one place where :class:`~proxy.errors.ProxyError`\\ s become HTTP responses: S3-style
-XML error documents (``Code``, ``Message``, ``Resource``, ``RequestId``) with an
-``x-amz-request-id`` header. Upstream error responses are not errors here: they stream back
-unchanged like any other response.
+XML error documents (``Code``, ``Message``, ``Resource``, ``RequestId``, rendered by
+:mod:`proxy.relay.errorpages`) with an ``x-amz-request-id`` header; the lean path
+(:mod:`proxy.relay.fastpath`) answers through the same functions. Upstream error responses are
+not errors here: they stream back unchanged like any other response.
 
 The data listener is aiohttp's low-level server (no router, no middleware chain): every request
 is S3, and the raw request target is handed to the pipeline untouched. ``Expect: 100-continue``
@@ -15,12 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-from xml.sax.saxutils import escape
 
 import structlog
 from aiohttp import web
@@ -30,20 +29,20 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from proxy.errors import (
     ClientError,
-    CredentialsError,
     MalformedBody,
     ProxyError,
     RequestTimeout,
     SlowDown,
-    UpstreamError,
 )
 from proxy.relay import accesslog
+from proxy.relay.errorpages import error_document, error_parts, new_request_id
 from proxy.relay.fastexchange import FastPath
 from proxy.relay.fastpath import FastConnection
 from proxy.relay.listener import ListenerServer, ListenerSettings, SendWatch
 from proxy.relay.metrics import CONTENT_TYPE_LATEST, Metrics
 from proxy.relay.pipeline import Exchange, IncomingRequest, Pipeline, ProxyResponse, UpstreamBody
 from proxy.relay.pool import UpstreamPool
+from proxy.relay.tlsrelay import relay_tls
 from proxy.relay.zerocopy import RelayAborted, relay, socket_fd
 
 __all__ = ["DataServer", "build_metrics_app", "error_document", "error_parts"]
@@ -52,55 +51,6 @@ _log = structlog.get_logger("format_proxy.access")
 _WRITE_BUFFER = 1024 * 1024
 # Where aiohttp's parser messages start quoting the client's bytes: ": b'..." or " b'...".
 _RAW_BYTES = re.compile(r":?\s*(?:\bbytearray\()?\bb['\"]")
-# What clients are told for failures whose detail (the upstream's address, credential sources)
-# belongs in the proxy's log only; the log line keeps the full message. Upstream failures keep
-# their kind, told by the wording proxy.relay.upstream gives them.
-_UPSTREAM_KINDS = (
-    ("did not answer in time", "did not answer in time"),
-    ("unreachable", "is unreachable"),
-)
-_SEE_LOG = "; the proxy's log has the details"
-
-
-def new_request_id() -> str:
-    """16 upper-case hex digits, like S3's own request ids."""
-    return os.urandom(8).hex().upper()
-
-
-def _public_message(err: ProxyError) -> str:
-    """The message a client sees for ``err``: never the upstream's address."""
-    if isinstance(err, UpstreamError):
-        for marker, kind in _UPSTREAM_KINDS:
-            if marker in err.message:
-                return f"the upstream S3 service {kind}"
-        return f"the upstream S3 service failed{_SEE_LOG}"
-    if isinstance(err, CredentialsError):
-        return f"the proxy has no usable upstream credentials at the moment{_SEE_LOG}"
-    return err.message
-
-
-def error_document(err: ProxyError, resource: str, request_id: str) -> bytes:
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n<Error>'
-        f"<Code>{escape(err.code)}</Code>"
-        f"<Message>{escape(_public_message(err))}</Message>"
-        f"<Resource>{escape(err.resource or resource)}</Resource>"
-        f"<RequestId>{escape(request_id)}</RequestId>"
-        "</Error>"
-    ).encode()
-
-
-def error_parts(
-    err: ProxyError, method: str, raw_target: str, request_id: str
-) -> tuple[dict[str, str], bytes]:
-    """The headers (before the HTTP server's own) and body of the answer to a failed request."""
-    resource = raw_target.partition("?")[0]  # never the query: it may hold a signature
-    body = b"" if method == "HEAD" else error_document(err, resource, request_id)
-    headers = {"Content-Type": "application/xml", "x-amz-request-id": request_id}
-    if method == "HEAD":
-        # web.Response computes Content-Length itself (its setter raises): say 0 up front.
-        headers["Content-Length"] = "0"
-    return headers, body
 
 
 class _ClientStream:
@@ -465,6 +415,8 @@ class DataServer:
             if transport is not None:
                 transport.close()
             if isinstance(exc, RelayAborted):
+                if exc.stalled:
+                    self._response_stalled()
                 sent = f"{written.n} of {response.content_length} body bytes sent"
                 return response, written.n, f"response aborted: {exc.reason} ({sent})"
             return response, written.n, f"response aborted: {type(exc).__name__}: {exc}"
@@ -482,9 +434,11 @@ class DataServer:
         written: _Counter,
         ex: Exchange,
     ) -> bool:
-        """Send an unmodified upstream GET body with a zero-copy relay; False (body untouched,
-        nothing sent) where that does not apply: off, below the threshold, TLS on either side,
-        no Content-Length (chunked), or a declared length that is not the upstream's.
+        """Send an unmodified upstream GET body with a zero-copy relay (over an HTTPS upstream,
+        the TLS relay: decrypted in large batches, :mod:`proxy.relay.tlsrelay`); False (body
+        untouched, nothing sent) where that does not apply: off, below the threshold, a TLS
+        client connection, no Content-Length (chunked), or a declared length that is not the
+        upstream's.
 
         Order on the client socket: the buffered status line and headers together with the
         body bytes aiohttp had already received, flushed completely out of the transport;
@@ -501,7 +455,7 @@ class DataServer:
             or socket_fd(request.transport) is None
         ):
             return False
-        detached = body.detach(length)
+        detached = body.detach(length, tls=True)
         if detached is None:
             return False
         try:
@@ -516,15 +470,32 @@ class DataServer:
             def progress(n: int) -> None:
                 written.n += n
 
-            ex.log_fields["relay"] = "zero-copy"
-            moved = await relay(
-                detached.fd,
-                client_fd,
-                detached.remaining,
-                read_timeout=detached.read_timeout,
-                progress=progress,
-                local_client=_is_loopback(transport.get_extra_info("peername")),
-            )
+            local = _is_loopback(transport.get_extra_info("peername"))
+            if detached.tls is not None:
+                ex.log_fields["relay"] = "tls"
+                moved = await relay_tls(
+                    detached.tls,
+                    client_fd,
+                    detached.remaining,
+                    read_timeout=detached.read_timeout,
+                    write_timeout=self._body_idle_timeout,
+                    on_write_timeout=self._response_stalled,
+                    progress=progress,
+                    local_client=local,
+                )
+            else:
+                ex.log_fields["relay"] = "zero-copy"
+                moved = await relay(
+                    detached.fd,
+                    client_fd,
+                    detached.remaining,
+                    read_timeout=detached.read_timeout,
+                    # The send watch sees only the transport's buffer, empty while the kernel
+                    # relays.
+                    write_timeout=self._body_idle_timeout,
+                    progress=progress,
+                    local_client=local,
+                )
             # What aiohttp would have counted had it written these bytes itself.
             writer.output_size += moved
             writer.length = 0

@@ -23,6 +23,7 @@ from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from proxy.errors import InvalidURI, ProxyError, UpstreamError
+from proxy.relay.tlsrelay import TLSSource, can_take_over, take_over
 from proxy.relay.zerocopy import socket_fd
 
 __all__ = ["DetachedBody", "LocalhostResolver", "Upstream", "UpstreamSettings", "detach_body"]
@@ -170,12 +171,13 @@ class DetachedBody:
     """The rest of an upstream response body, taken away from aiohttp for a zero-copy relay.
 
     ``received`` are the body bytes aiohttp had already read (they go to the client first);
-    ``remaining`` more are still on the socket ``fd`` (a duplicate owned by this object).
+    ``remaining`` more are still on the socket ``fd`` (a duplicate owned by this object) — as
+    ciphertext when ``tls`` is set (an HTTPS upstream, taken over from asyncio's SSL transport).
     ``close()`` closes the duplicate and the upstream connection: its HTTP parser still expects
     the body it never saw, so the connection cannot go back to the pool.
     """
 
-    __slots__ = ("_resp", "fd", "read_timeout", "received", "remaining")
+    __slots__ = ("_resp", "fd", "read_timeout", "received", "remaining", "tls")
 
     def __init__(
         self,
@@ -184,24 +186,30 @@ class DetachedBody:
         received: bytes,
         remaining: int,
         read_timeout: float | None,
+        tls: TLSSource | None = None,
     ) -> None:
         self._resp: aiohttp.ClientResponse | None = resp
         self.fd = fd
         self.received = received
         self.remaining = remaining
         self.read_timeout = read_timeout
+        self.tls = tls
 
     def close(self) -> None:
         resp, self._resp = self._resp, None
         if resp is not None:
             os.close(self.fd)
             resp.close()
+            if self.tls is not None:
+                self.tls.close()
 
 
-def detach_body(resp: aiohttp.ClientResponse, length: int) -> DetachedBody | None:
+def detach_body(
+    resp: aiohttp.ClientResponse, length: int, *, tls: bool = False
+) -> DetachedBody | None:
     """Take the rest of ``resp``'s body away from aiohttp, if it is a plain-socket response
-    whose Content-Length is ``length`` and whose body nobody has read yet; None (and ``resp``
-    untouched) otherwise.
+    (with ``tls``, also a response over asyncio's SSL transport) whose Content-Length is
+    ``length`` and whose body nobody has read yet; None (and ``resp`` untouched) otherwise.
 
     Everything aiohttp holds is collected: the StreamReader's buffer and what its parser held
     back while the buffer was over its limit (reading the buffer resumes the parser, which
@@ -213,7 +221,8 @@ def detach_body(resp: aiohttp.ClientResponse, length: int) -> DetachedBody | Non
         return None
     transport, protocol = conn.transport, conn.protocol
     fd = socket_fd(transport)
-    if fd is None or protocol is None or not hasattr(transport, "is_reading"):
+    secure = fd is None and tls and can_take_over(transport)
+    if (fd is None and not secure) or protocol is None or not hasattr(transport, "is_reading"):
         return None
     content = resp.content
     if content.exception() is not None or content.is_eof() or content.total_bytes > length:
@@ -230,16 +239,23 @@ def detach_body(resp: aiohttp.ClientResponse, length: int) -> DetachedBody | Non
         if len(received) != content.total_bytes:
             # Someone had already read part of the body: what is left is not the whole body.
             raise UpstreamError("upstream body was partly consumed before the relay")
+        source = take_over(transport) if secure else None
+        if secure:
+            if source is None:
+                raise UpstreamError("cannot take over the upstream TLS connection")
+            fd = source.fd
     except UpstreamError:
         resp.close()
         raise
     except (aiohttp.ClientError, OSError) as exc:  # the parser failed on bytes it held back
         resp.close()
         raise UpstreamError(f"reading the upstream response failed: {exc}") from None
+    assert fd is not None
     return DetachedBody(
         resp,
         os.dup(fd),
         received,
         length - len(received),
         getattr(protocol, "read_timeout", None),  # aiohttp's sock_read, as on the normal path
+        source,
     )

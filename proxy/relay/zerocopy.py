@@ -41,7 +41,7 @@ import socket
 import sys
 from collections.abc import Callable
 
-__all__ = ["SPLICE_AVAILABLE", "RelayAborted", "relay", "socket_fd"]
+__all__ = ["SPLICE_AVAILABLE", "RelayAborted", "relay", "set_option", "socket_fd", "wait_fd"]
 
 SPLICE_AVAILABLE: bool = sys.platform == "linux" and hasattr(os, "splice")
 
@@ -51,6 +51,9 @@ _PIPE_BYTES = 1024 * 1024
 #: Wake for the source once this much is waiting (or it ends, or the flush interval passes).
 _LOWAT_BYTES = 1024 * 1024
 _FLUSH_SECONDS = 0.02
+#: Bytes moved between yields to the event loop when both sockets stay ready: a fast pair of
+#: sockets would otherwise keep the loop from every other connection until the body is done.
+_YIELD_BYTES = 8 * 1024 * 1024
 #: Buffer of the user-space fallback copy.
 _COPY_BYTES = 256 * 1024
 _F_SETPIPE_SZ = 1031
@@ -77,13 +80,15 @@ def socket_fd(transport: asyncio.BaseTransport | None) -> int | None:
 class RelayAborted(Exception):
     """The body could not be completed. ``side`` is ``"upstream"`` (it ended early, failed or
     stalled) or ``"client"`` (it went away); ``moved`` is how many bytes reached the client
-    (whatever had been received before an upstream failure is still delivered)."""
+    (whatever had been received before an upstream failure is still delivered); ``stalled``
+    says the client stopped taking bytes for longer than the write timeout."""
 
-    def __init__(self, side: str, reason: str, moved: int) -> None:
+    def __init__(self, side: str, reason: str, moved: int, *, stalled: bool = False) -> None:
         super().__init__(reason)
         self.side = side
         self.reason = reason
         self.moved = moved
+        self.stalled = stalled
 
 
 async def relay(
@@ -92,6 +97,7 @@ async def relay(
     count: int,
     *,
     read_timeout: float | None,
+    write_timeout: float | None = None,
     progress: Callable[[int], None] | None = None,
     local_client: bool = False,
     use_splice: bool = True,
@@ -101,9 +107,11 @@ async def relay(
     Both descriptors are duplicated before the first ``await``; the originals may be closed by
     their owners meanwhile. The source must not be read by anyone else afterwards (its receive
     low-water mark is changed). ``read_timeout``: longest the source may send nothing (None: no
-    bound); ``progress`` is called with each batch of bytes delivered; ``local_client``: the
-    destination's peer is on this host. Returns ``count``; raises :class:`RelayAborted`
-    otherwise (``CancelledError`` passes through; descriptors closed).
+    bound); ``write_timeout``: longest the destination may take nothing while bytes wait for it
+    (a client that stopped reading; None: no bound); ``progress`` is called with each batch of
+    bytes delivered; ``local_client``: the destination's peer is on this host. Returns
+    ``count``; raises :class:`RelayAborted` otherwise (``CancelledError`` passes through;
+    descriptors closed).
     """
     src = os.dup(src_fd)
     try:
@@ -113,12 +121,12 @@ async def relay(
         raise
     try:
         if local_client:
-            _set_option(dst, socket.IPPROTO_TCP, "TCP_CONGESTION", b"reno")
+            set_option(dst, socket.IPPROTO_TCP, "TCP_CONGESTION", b"reno")
         if use_splice and SPLICE_AVAILABLE:
-            moved = await _splice(src, dst, count, read_timeout, progress)
+            moved = await _splice(src, dst, count, read_timeout, write_timeout, progress)
             if moved is not None:
                 return moved
-        return await _copy(src, dst, count, read_timeout, progress)
+        return await _copy(src, dst, count, read_timeout, write_timeout, progress)
     finally:
         os.close(dst)
         os.close(src)
@@ -129,6 +137,7 @@ async def _splice(
     dst: int,
     count: int,
     read_timeout: float | None,
+    write_timeout: float | None,
     progress: Callable[[int], None] | None,
 ) -> int | None:
     """The splice loop; None if the kernel refuses splice for the source (nothing moved)."""
@@ -145,6 +154,7 @@ async def _splice(
         moved = 0  # delivered to the client
         failure: str | None = None
         lowat = 0
+        unyielded = 0
         last_in = loop.time()
         while remaining or in_pipe:
             progressed = False
@@ -172,7 +182,8 @@ async def _splice(
                 try:
                     n = os.splice(pipe_r, dst, in_pipe, flags=flags)
                 except BlockingIOError:
-                    await _wait(dst, writable=True, limit=None)
+                    if not await wait_fd(dst, writable=True, limit=write_timeout):
+                        raise _client_stalled(write_timeout, moved) from None
                     continue
                 except OSError as exc:
                     raise RelayAborted("client", _went_away(exc), moved) from None
@@ -181,16 +192,20 @@ async def _splice(
                 progressed = True
                 if progress is not None:
                     progress(n)
+                unyielded += n
+                if unyielded >= _YIELD_BYTES:
+                    unyielded = 0
+                    await asyncio.sleep(0)
             if src_empty and not progressed:  # the pipe is empty too
                 if read_timeout is not None and loop.time() - last_in >= read_timeout:
                     failure, remaining = _stalled(read_timeout), 0
                     continue
                 if lowat != (want := min(remaining, _LOWAT_BYTES)):
-                    _set_option(src, socket.SOL_SOCKET, "SO_RCVLOWAT", want)
+                    set_option(src, socket.SOL_SOCKET, "SO_RCVLOWAT", want)
                     lowat = want
                 # Woken by a full batch, the end, an error — or the flush interval, after which
                 # whatever has arrived is moved on.
-                await _wait(src, writable=False, limit=_FLUSH_SECONDS)
+                await wait_fd(src, writable=False, limit=_FLUSH_SECONDS)
         if failure is not None:
             raise RelayAborted("upstream", failure, moved)
         return moved
@@ -204,6 +219,7 @@ async def _copy(
     dst: int,
     count: int,
     read_timeout: float | None,
+    write_timeout: float | None,
     progress: Callable[[int], None] | None,
 ) -> int:
     """User-space fallback: receive into one buffer, send it all, repeat."""
@@ -211,11 +227,12 @@ async def _copy(
     view = memoryview(buf)
     remaining = count
     moved = 0
+    unyielded = 0
     while remaining:
         try:
             n = os.readv(src, [view[: min(remaining, len(buf))]])
         except BlockingIOError:
-            if not await _wait(src, writable=False, limit=read_timeout):
+            if not await wait_fd(src, writable=False, limit=read_timeout):
                 raise RelayAborted("upstream", _stalled(read_timeout), moved) from None
             continue
         except OSError as exc:
@@ -229,7 +246,8 @@ async def _copy(
             try:
                 sent = os.write(dst, data)
             except BlockingIOError:
-                await _wait(dst, writable=True, limit=None)
+                if not await wait_fd(dst, writable=True, limit=write_timeout):
+                    raise _client_stalled(write_timeout, moved) from None
                 continue
             except OSError as exc:
                 raise RelayAborted("client", _went_away(exc), moved) from None
@@ -237,10 +255,14 @@ async def _copy(
             moved += sent
             if progress is not None:
                 progress(sent)
+            unyielded += sent
+            if unyielded >= _YIELD_BYTES:
+                unyielded = 0
+                await asyncio.sleep(0)
     return moved
 
 
-def _set_option(fd: int, level: int, name: str, value: int | bytes) -> None:
+def set_option(fd: int, level: int, name: str, value: int | bytes) -> None:
     """Best effort: an option this platform lacks or this process may not set is skipped."""
     option = getattr(socket, name, None)
     if option is None:
@@ -260,7 +282,7 @@ def _grow_pipe(fd: int) -> int:
     return int(fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_BYTES))
 
 
-async def _wait(fd: int, *, writable: bool, limit: float | None) -> bool:
+async def wait_fd(fd: int, *, writable: bool, limit: float | None) -> bool:
     """Until ``fd`` is readable/writable or in error (epoll reports errors as both); False if
     ``limit`` seconds passed first. (A plain timer, cheaper than ``asyncio.timeout`` here.)"""
     loop = asyncio.get_running_loop()
@@ -292,6 +314,11 @@ def _text(exc: OSError) -> str:
 
 def _went_away(exc: OSError) -> str:
     return f"the client went away: {_text(exc)}"
+
+
+def _client_stalled(timeout: float | None, moved: int) -> RelayAborted:
+    reason = f"the client read nothing for {timeout or 0:g} s"
+    return RelayAborted("client", reason, moved, stalled=True)
 
 
 def _stalled(timeout: float | None) -> str:

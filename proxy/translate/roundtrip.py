@@ -36,6 +36,8 @@ class RoundTrip:
     #: For ``normalised`` / ``failed``: what differs or why it failed.
     detail: str = ""
     error: TranslationError | None = None
+    #: For a document that does not come back: where the first difference is (an XPath).
+    location: str = ""
 
     @property
     def ok(self) -> bool:
@@ -61,6 +63,40 @@ def _first_difference(a: str, b: str) -> str:
     i = next((n for n, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
     start = max(0, i - 30)
     return f"…{a[start : i + 30]}… became …{b[start : i + 30]}…"
+
+
+def difference_location(before: str, after: str) -> str:
+    """The XPath of the first element (or ``@attribute``) where two canonical documents
+    differ: a place to look at, without quoting the document."""
+    parser = hardened_parser()
+    a = etree.fromstring(before.encode(), parser)
+    b = etree.fromstring(after.encode(), parser)
+    if a.tag != b.tag:
+        return "/"
+    return _element_difference(a, b, "/" + _name(a)) or "/"
+
+
+def _name(el: etree._Element) -> str:
+    return etree.QName(el).localname if isinstance(el.tag, str) else "node()"
+
+
+def _element_difference(a: etree._Element, b: etree._Element, path: str) -> str:
+    if dict(a.attrib) != dict(b.attrib):
+        for name in sorted(set(a.attrib) | set(b.attrib)):
+            if a.get(name) != b.get(name):
+                return f"{path}/@{etree.QName(name).localname}"
+    if (a.text or "") != (b.text or "") or len(a) != len(b):
+        return path
+    seen: dict[object, int] = {}
+    for x, y in zip(a, b, strict=True):
+        seen[x.tag] = seen.get(x.tag, 0) + 1
+        here = f"{path}/{_name(x)}[{seen[x.tag]}]"
+        if x.tag != y.tag or (x.tail or "") != (y.tail or ""):
+            return here
+        found = _element_difference(x, y, here)
+        if found:
+            return found
+    return ""
 
 
 def _json_value(data: bytes) -> Any:
@@ -131,7 +167,10 @@ def round_trip(mapping: CompiledMapping, data: bytes, fmt: Format) -> RoundTrip:
                     "same data, spelled differently: " + _first_difference(a, b),
                 )
             return RoundTrip(
-                "xml", "failed", "the XML does not come back: " + _first_difference(before, after)
+                "xml",
+                "failed",
+                "the XML does not come back: " + _first_difference(before, after),
+                location=difference_location(before, after),
             )
         x = mapping.json_to_xml(data)
         j = mapping.xml_to_json(x)

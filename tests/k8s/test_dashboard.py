@@ -8,6 +8,7 @@ import promql_parser
 import pytest
 
 from proxy.relay.metrics import Metrics
+from proxy.transition.scan import STORED_BYTES, STORED_OBJECTS
 from tests.k8s.dashboard import (
     DASHBOARDS,
     load,
@@ -19,6 +20,9 @@ from tests.k8s.dashboard import (
 )
 
 QUERIES = queries()
+#: Gauges ``format-proxy scan --pushgateway`` pushes (job ``format-proxy-scan``): they carry the
+#: Pushgateway's labels, not the sidecars', so they are scoped by job and route.
+SCAN_GAUGES = {STORED_OBJECTS, STORED_BYTES}
 RANGE_FUNCTIONS = {"rate", "irate", "increase", "delta", "idelta", "deriv", "changes", "resets"}
 
 
@@ -101,9 +105,13 @@ def test_query_parses_and_uses_rate_interval_and_known_metrics(query):
     for func in calls:
         if func in RANGE_FUNCTIONS:
             assert ranges, query.expr
-    assert names and set(names) <= _exported_names(), names
-    # Every selector is scoped to the sidecars' job and the namespace variable.
-    assert query.expr.count('job="format-proxy", namespace=~"$namespace"') == len(names)
+    assert names and set(names) <= _exported_names() | SCAN_GAUGES, names
+    # Every selector is scoped to the sidecars' job and the namespace variable (the scan's
+    # gauges: to the scan's job and the route variable).
+    scan = [n for n in names if n in SCAN_GAUGES]
+    sidecar = query.expr.count('job="format-proxy", namespace=~"$namespace"')
+    assert sidecar == len(names) - len(scan)
+    assert query.expr.count('job="format-proxy-scan", route=~"$route"') == len(scan)
 
 
 def test_substitution_rejects_unknown_variables():
@@ -131,7 +139,32 @@ REQUIRED_PANELS = {
     "Share of reads translated vs native, per route": ["format_proxy_route_objects_total"],
     "Translation failures by reason": ["format_proxy_translation_failures_total"],
     "Pods per declared version": ["format_proxy_build_info"],
+    "Objects left in the old format": [STORED_OBJECTS, STORED_BYTES],
+    "Shadow checks by outcome": ["format_proxy_shadow_checks_total"],
+    "Shadow failures by reason": ["format_proxy_shadow_failures_total"],
+    "Shadow checks skipped by reason": ["format_proxy_shadow_skipped_total"],
 }
+
+
+def _row_of(title: str) -> str:
+    """The title of the row a panel sits under (rows are laid out top to bottom)."""
+    ps = panels(load())
+    y = next(p["gridPos"]["y"] for p in ps if p["title"] == title)
+    rows = sorted((p["gridPos"]["y"], p["title"]) for p in ps if p["type"] == "row")
+    return [row for row_y, row in rows if row_y < y][-1]
+
+
+@pytest.mark.parametrize(
+    ("title", "row"),
+    [
+        ("Objects left in the old format", "Transition"),
+        ("Shadow checks by outcome", "Shadow"),
+        ("Shadow failures by reason", "Shadow"),
+        ("Shadow checks skipped by reason", "Shadow"),
+    ],
+)
+def test_panel_sits_in_its_row(title: str, row: str) -> None:
+    assert _row_of(title) == row
 
 
 @pytest.mark.parametrize("title", sorted(REQUIRED_PANELS))
@@ -159,3 +192,13 @@ def test_specific_panel_semantics():
     assert {t["legendFormat"].split()[0] for t in errors} == {"5xx", "4xx"}
     for unit_panel, unit in (("Error ratio by operation", "percentunit"), ("Bytes/s", "Bps")):
         assert by_title[unit_panel]["fieldConfig"]["defaults"]["unit"] == unit
+    left = by_title["Objects left in the old format"]
+    assert [t["expr"].split(" (")[0] for t in left["targets"]] == ["max by", "max by"]
+    assert all("by (route, format)" in t["expr"] for t in left["targets"])
+    (bytes_override,) = left["fieldConfig"]["overrides"]
+    assert bytes_override["matcher"] == {"id": "byFrameRefID", "options": "B"}
+    assert {"id": "unit", "value": "bytes"} in bytes_override["properties"]
+    shadow = by_title["Shadow checks by outcome"]["targets"][0]["expr"]
+    assert "sum by (route, outcome)" in shadow
+    reasons = by_title["Shadow failures by reason"]["targets"][0]["expr"]
+    assert "sum by (route, direction, reason)" in reasons

@@ -7,6 +7,10 @@ PodMonitor would give it, and loads the alert rules file. Each query is then run
 variables substituted; it must return at least one finite sample.
 
 The translated requests make every translation panel (the translation metrics) show data too.
+A second sidecar runs the same route in ``mode: shadow`` (phase 0 of the runbook) and reads a
+good and a broken order, for the Shadow row and its alert; ``format-proxy scan`` pushes the
+stored-format gauges to a real Pushgateway that Prometheus scrapes too, for the panel of
+objects left in the old format.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import shutil
 import subprocess
 import time
@@ -39,11 +44,11 @@ from tests.k8s.dashboard import (
     variable_queries,
 )
 from tests.k8s.manifests import K8S
-from tests.support.backends import Backend
+from tests.support.backends import Backend, isolated_aws_env
 from tests.support.clients import boto3_client
 from tests.support.ports import free_port
 from tests.support.processes import ManagedProcess
-from tests.support.proxy import ProxyProcess
+from tests.support.proxy import FORMAT_PROXY, ProxyProcess
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +59,8 @@ TARGET_LABELS = {
     "pod": "orders-reader-0",
     "app": "orders-reader",
 }
+#: The second sidecar's pod: the same route in shadow mode.
+SHADOW_TARGET_LABELS = {**TARGET_LABELS, "pod": "orders-shadow-0", "app": "orders-shadow"}
 
 ORDER = {
     "id": "EU-1001",
@@ -110,7 +117,25 @@ class Prometheus:
         return data["result"]
 
 
-def _start_prometheus(workdir: Path, target: str) -> Prometheus:
+def _start_pushgateway(workdir: Path) -> tuple[ManagedProcess, str]:
+    binary = shutil.which("prometheus-pushgateway")
+    assert binary, "the Pushgateway is not installed (apt-get install prometheus-pushgateway)"
+    address = f"127.0.0.1:{free_port()}"
+    gateway = ManagedProcess(
+        "pushgateway", [binary, f"--web.listen-address={address}", "--log.level=warn"], workdir
+    )
+
+    def ready() -> bool:
+        with urllib.request.urlopen(f"http://{address}/-/ready", timeout=2) as r:
+            return r.status == 200
+
+    gateway.wait_until(ready, timeout=30, what="ready")
+    return gateway, address
+
+
+def _start_prometheus(
+    workdir: Path, target: str, shadow_target: str, pushgateway: str
+) -> Prometheus:
     binary = shutil.which("prometheus")
     assert binary, "the Prometheus server is not installed (apt-get install prometheus)"
     port = free_port()
@@ -122,8 +147,18 @@ def _start_prometheus(workdir: Path, target: str) -> Prometheus:
                 "job_name": "format-proxy",
                 "scrape_interval": "1s",
                 "scrape_timeout": "1s",
-                "static_configs": [{"targets": [target], "labels": TARGET_LABELS}],
-            }
+                "static_configs": [
+                    {"targets": [target], "labels": TARGET_LABELS},
+                    {"targets": [shadow_target], "labels": SHADOW_TARGET_LABELS},
+                ],
+            },
+            {
+                # As kube-prometheus-stack scrapes a Pushgateway: the pushed job label kept.
+                "job_name": "pushgateway",
+                "honor_labels": True,
+                "scrape_interval": "1s",
+                "static_configs": [{"targets": [pushgateway]}],
+            },
         ],
     }
     workdir.mkdir(parents=True, exist_ok=True)
@@ -165,10 +200,30 @@ def _drive_traffic(proxy: ProxyProcess, backend: Backend, plain: str, shop: str)
         s3.put_object(Bucket=shop, Key="orders/bad", Body=b'{"id": "not an order"}')
 
 
+def _drive_shadow_traffic(proxy: ProxyProcess, shop: str) -> None:
+    """Phase 0 on the shadow sidecar: a good read, a broken read, a good write."""
+    s3 = boto3_client(proxy)
+    s3.get_object(Bucket=shop, Key="orders/EU-1001.xml")["Body"].read()
+    s3.get_object(Bucket=shop, Key="orders/EU-broken.xml")["Body"].read()
+    s3.put_object(Bucket=shop, Key="orders/EU-1004", Body=json.dumps(ORDER).encode())
+
+
+def _scan_and_push(backend: Backend, proxy: ProxyProcess, pushgateway: str) -> None:
+    env = isolated_aws_env(dict(os.environ))
+    env.update(backend.credentials.env())
+    proc = subprocess.run(
+        [str(FORMAT_PROXY), "scan", "--config", str(proxy.config_path), "--route", "orders",
+         "--pushgateway", f"http://{pushgateway}"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 @dataclass
 class Observed:
     proxy: ProxyProcess
     prometheus: Prometheus
+    shadow: ProxyProcess
 
 
 @pytest.fixture(scope="module")
@@ -190,13 +245,23 @@ def observed(
         Body=json.dumps({**ORDER, "id": "EU-1002"}).encode(),
         ContentType="application/json",
     )
+    # An order with an element the schema does not know: its shadow check fails.
+    broken = _order_xml(config_dir).replace(b"<placedAt>", b"<legacyFlag>1</legacyFlag><placedAt>")
+    moto_backend.direct.put_object(Bucket=shop, Key="orders/EU-broken.xml", Body=broken)
     # The orders route of config/k8s.yaml (the ConfigMap), on this test's bucket.
     (route,) = yaml.safe_load((config_dir / "config.yaml").read_text())["routes"]
     route = {**route, "bucket": shop}
     route["mapping"] = {**route["mapping"], "schema": str(config_dir / route["mapping"]["schema"])}
     proxy = proxy_factory(moto_backend, app_version="v2", routes=[route])
+    shadow = proxy_factory(
+        moto_backend, app_version="v2", routes=[{**route, "mode": "shadow"}], name="shadow-pod"
+    )
+    gateway, pushgateway = _start_pushgateway(tmp_path_factory.mktemp("pushgateway"))
     prom = _start_prometheus(
-        tmp_path_factory.mktemp("prometheus"), f"127.0.0.1:{proxy.metrics_port}"
+        tmp_path_factory.mktemp("prometheus"),
+        f"127.0.0.1:{proxy.metrics_port}",
+        f"127.0.0.1:{shadow.metrics_port}",
+        pushgateway,
     )
     try:
         # First scrape before the traffic, so every counter's increase falls inside the window.
@@ -206,11 +271,14 @@ def observed(
             time.sleep(0.2)
         for _ in range(3):
             _drive_traffic(proxy, moto_backend, plain, shop)
+            _drive_shadow_traffic(shadow, shop)
             time.sleep(1.2)
+        _scan_and_push(moto_backend, proxy, pushgateway)
         time.sleep(2.5)  # two more scrapes after the last request
-        yield Observed(proxy, prom)
+        yield Observed(proxy, prom, shadow)
     finally:
         prom.process.stop()
+        gateway.stop()
 
 
 QUERIES = queries()
@@ -247,17 +315,23 @@ def test_passthrough_panels_show_the_traffic_driven(observed: Observed):
     for op in ("PutObject", "GetObject", "HeadObject", "ListObjectsV2"):
         assert by_op.get(op, 0) > 0, by_op
     (version,) = prom.query('count by (app_version) (format_proxy_build_info{job="format-proxy"})')
-    assert version["metric"]["app_version"] == "v2" and version["value"][1] == "1"
+    # Both sidecars (the active one and the shadow one) declare v2.
+    assert version["metric"]["app_version"] == "v2" and version["value"][1] == "2"
 
 
 def test_rules_load_and_evaluate_against_real_metrics(observed: Observed):
     groups = observed.prometheus.api("rules")["groups"]
     rules = [r for g in groups for r in g["rules"]]
-    assert len(rules) == 6
+    assert len(rules) == 7
     assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
     alerts = {r["name"]: r["state"] for r in rules if r["type"] == "alerting"}
-    assert alerts["FormatProxySidecarDown"] == "inactive"  # the sidecar is up
-    assert observed.prometheus.query('up{job="format-proxy"}')[0]["value"][1] == "1"
+    assert alerts["FormatProxySidecarDown"] == "inactive"  # the sidecars are up
+    assert [s["value"][1] for s in observed.prometheus.query('up{job="format-proxy"}')] == [
+        "1",
+        "1",
+    ]
+    # The broken order read through the shadow sidecar.
+    assert alerts["FormatProxyShadowCheckFailures"] == "firing"
 
 
 def test_transition_recording_rule_has_data(observed: Observed):
@@ -333,3 +407,33 @@ def test_transition_panels_show_the_traffic_driven(observed: Observed):
     )
     assert share["metric"] == {"route": "orders"}
     assert 0.3 < float(share["value"][1]) < 0.7
+
+
+def test_shadow_panels_show_the_traffic_driven(observed: Observed):
+    """Three rounds of one good read, one broken read and one good write on the shadow
+    sidecar: two checks ok and one failed per round, none skipped."""
+    prom = observed.prometheus
+    selector = '{job="format-proxy", route="orders"}'
+    outcomes = {
+        s["metric"]["outcome"]: float(s["value"][1])
+        for s in prom.query(f"sum by (outcome) (format_proxy_shadow_checks_total{selector})")
+    }
+    assert outcomes == {"ok": 6, "failed": 3, "skipped": 0}
+    failures = [
+        (f["metric"]["pod"], f["metric"]["direction"], f["metric"]["reason"], float(f["value"][1]))
+        for f in prom.query(f"format_proxy_shadow_failures_total{selector} > 0")
+    ]
+    assert failures == [("orders-shadow-0", "xml_to_json", "unknown_element", 3)]
+    # The shadow sidecar translated nothing for its clients.
+    assert not prom.query('format_proxy_translations_total{pod="orders-shadow-0"} > 0')
+
+
+def test_objects_left_panel_shows_the_pushed_scan(observed: Observed):
+    (query,) = [q for q in QUERIES if q.id == "Objects left in the old format [A]"]
+    got = {
+        s["metric"]["format"]: float(s["value"][1])
+        for s in observed.prometheus.query(query.substituted())
+    }
+    # XML: EU-1001.xml, EU-broken.xml and EU-1003 (the active sidecar's v2 writes, stored as
+    # XML); JSON: EU-1002.json and EU-1004 (written through the shadow sidecar: stored as sent).
+    assert got == {"xml": 3, "json": 2, "undetectable": 0}

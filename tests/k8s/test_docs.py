@@ -156,9 +156,12 @@ def test_runbook_promql_parses_and_names_dashboard_panels():
         assert title in titles, title
     for phase in range(6):
         assert f"## Phase {phase}:" in RUNBOOK
+    # Shadow mode comes first: the route is checked before it translates anything.
+    assert RUNBOOK.index("## Phase 0: shadow") < RUNBOOK.index("## Phase 0, active:")
+    assert RUNBOOK.index("## Phase 0, active:") < RUNBOOK.index("## Phase 1:")
     for heading in ("**Change.**", "**Watch.**", "**Roll back.**"):
-        assert RUNBOOK.count(heading) == 6, heading
-    assert RUNBOOK.count("**Safe to go on**") == 5
+        assert RUNBOOK.count(heading) == 7, heading
+    assert RUNBOOK.count("**Safe to go on**") == 6
 
 
 def test_route_in_the_runbook_is_config_k8s_yaml():

@@ -357,6 +357,7 @@ def test_prometheusrule_equals_the_plain_rules_file(tmp_path: Path):
     assert alerts == {
         "FormatProxySidecarDown",
         "FormatProxyTranslationFailures",
+        "FormatProxyShadowCheckFailures",
         "FormatProxyHighErrorRatio",
         "FormatProxyHighLatencyP99",
     }
@@ -378,7 +379,7 @@ def _promtool(*args: str) -> str:
 
 def test_promtool_check_rules():
     out = _promtool("check", "rules", "k8s/monitoring/rules/format-proxy.rules.yaml")
-    assert "SUCCESS: 6 rules found" in out
+    assert "SUCCESS: 7 rules found" in out
 
 
 def test_promtool_test_rules():

@@ -128,15 +128,17 @@ def test_timeouts_must_be_positive(key: str, tmp_path) -> None:
     assert key in result.stderr
 
 
+@pytest.mark.parametrize("relay", ["buffered", "zero-copy"])
 def test_unread_response_is_aborted_and_frees_its_upstream_connection(
-    start_proxy, moto_backend: Backend
+    start_proxy, moto_backend: Backend, relay: str
 ) -> None:
     """A client that asks for a large object and never reads it: the response is aborted after
-    body_idle_timeout and the upstream connection it held is released."""
+    body_idle_timeout and the upstream connection it held is released — on the buffered path and
+    in the kernel-side zero-copy relay alike."""
     proxy = start_proxy(
         backend=moto_backend,
         upstream_options={"max_connections": 1, "connect_timeout": 2},
-        limits={"zero_copy_min_bytes": 0},  # the buffered path (splice is bounded separately)
+        limits={"zero_copy_min_bytes": 0 if relay == "buffered" else 1 << 20},
         extra_config={"server": {"body_idle_timeout": 1, "idle_timeout": 30}},
     )
     bucket = moto_backend.new_bucket()
@@ -157,8 +159,9 @@ def test_unread_response_is_aborted_and_frees_its_upstream_connection(
         sock.close()
     # The single pooled upstream connection is free again.
     assert s3.head_object(Bucket=bucket, Key="big")["ContentLength"] == 32 << 20
-    assert proxy.wait_for_log(
+    (line,) = proxy.wait_for_log(
         lambda line: (
             line.get("operation") == "GetObject" and "response aborted" in str(line.get("error"))
         )
     )
+    assert (line.get("relay") == "zero-copy") == (relay == "zero-copy"), line
