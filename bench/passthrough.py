@@ -302,7 +302,7 @@ def summarise(
     small_pairs = [("proxy", "direct")] if runs[0]["proxy"].small else []
     if "proxy-tls-up" in runs[0] and small_pairs:
         small_pairs.append(("proxy-tls-up", "direct-tls"))
-    if "proxy-general" in runs[0]:
+    if "proxy-general" in runs[0] and small_pairs:
         small_pairs.append(("proxy-general", "direct"))
     for pname, dname in small_pairs:
         for case in ("GET c1", "PUT c1", "GET c16", "PUT c16"):
