@@ -134,6 +134,10 @@ REQUIRED_PANELS = {
     "Error ratio by operation": ["format_proxy_requests_total"],
     "Latency (whole request)": ["format_proxy_request_duration_seconds_bucket"],
     "In-flight requests by pod": ["format_proxy_inflight_requests"],
+    "Refusals and client timeouts by reason": [
+        "format_proxy_refused_total",
+        "format_proxy_client_timeouts_total",
+    ],
     "Bytes/s": ["format_proxy_request_bytes_total", "format_proxy_response_bytes_total"],
     "Translations/s by route and direction": ["format_proxy_translations_total"],
     "Share of reads translated vs native, per route": ["format_proxy_route_objects_total"],
@@ -157,6 +161,7 @@ def _row_of(title: str) -> str:
 @pytest.mark.parametrize(
     ("title", "row"),
     [
+        ("Refusals and client timeouts by reason", "Traffic"),
         ("Objects left in the old format", "Transition"),
         ("Shadow checks by outcome", "Shadow"),
         ("Shadow failures by reason", "Shadow"),

@@ -322,10 +322,11 @@ def test_passthrough_panels_show_the_traffic_driven(observed: Observed):
 def test_rules_load_and_evaluate_against_real_metrics(observed: Observed):
     groups = observed.prometheus.api("rules")["groups"]
     rules = [r for g in groups for r in g["rules"]]
-    assert len(rules) == 7
+    assert len(rules) == 8
     assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
     alerts = {r["name"]: r["state"] for r in rules if r["type"] == "alerting"}
     assert alerts["FormatProxySidecarDown"] == "inactive"  # the sidecars are up
+    assert alerts["FormatProxyRefusingRequests"] == "inactive"  # nothing was refused
     assert [s["value"][1] for s in observed.prometheus.query('up{job="format-proxy"}')] == [
         "1",
         "1",

@@ -358,6 +358,7 @@ def test_prometheusrule_equals_the_plain_rules_file(tmp_path: Path):
         "FormatProxySidecarDown",
         "FormatProxyTranslationFailures",
         "FormatProxyShadowCheckFailures",
+        "FormatProxyRefusingRequests",
         "FormatProxyHighErrorRatio",
         "FormatProxyHighLatencyP99",
     }
@@ -379,7 +380,7 @@ def _promtool(*args: str) -> str:
 
 def test_promtool_check_rules():
     out = _promtool("check", "rules", "k8s/monitoring/rules/format-proxy.rules.yaml")
-    assert "SUCCESS: 7 rules found" in out
+    assert "SUCCESS: 8 rules found" in out
 
 
 def test_promtool_test_rules():
