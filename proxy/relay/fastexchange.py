@@ -367,7 +367,6 @@ class FastExchange:
                     length - len(received),
                     read_timeout=read_timeout,
                     write_timeout=self._fast.body_idle_timeout,
-                    on_write_timeout=self._stalled,
                     progress=progress,
                     local_client=local,
                 )
@@ -387,8 +386,8 @@ class FastExchange:
         except (RelayAborted, ConnectionError) as exc:
             if self._transport is not None:
                 self._transport.close()
-            if isinstance(exc, RelayAborted) and exc.stalled and source is None:
-                self._stalled()  # (the TLS relay counts its own stall)
+            if isinstance(exc, RelayAborted) and exc.stalled:
+                self._stalled()
             sent = f"{self._written} of {length} body bytes sent"
             reason = exc.reason if isinstance(exc, RelayAborted) else str(exc)
             return f"response aborted: {reason} ({sent})"

@@ -479,7 +479,6 @@ class DataServer:
                     detached.remaining,
                     read_timeout=detached.read_timeout,
                     write_timeout=self._body_idle_timeout,
-                    on_write_timeout=self._response_stalled,
                     progress=progress,
                     local_client=local,
                 )

@@ -28,7 +28,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from proxy.relay.zerocopy import RelayAborted, set_option, socket_fd, wait_fd
+from proxy.relay.zerocopy import (
+    RelayAborted,
+    client_stalled,
+    duplicated,
+    set_option,
+    socket_fd,
+    wait_fd,
+)
 
 __all__ = ["TLSSource", "can_take_over", "relay_tls", "take_over"]
 
@@ -106,29 +113,17 @@ async def relay_tls(
     *,
     read_timeout: float | None,
     write_timeout: float | None = None,
-    on_write_timeout: Callable[[], None] | None = None,
     progress: Callable[[int], None] | None = None,
     local_client: bool = False,
 ) -> int:
     """Decrypt exactly ``count`` more plaintext bytes from ``source`` and send them to socket
     ``dst_fd``. ``read_timeout``, ``progress`` and ``local_client`` as for
     :func:`proxy.relay.zerocopy.relay`; ``write_timeout``: longest the client may take nothing
-    (``on_write_timeout`` is called, then the relay aborts). Returns ``count`` or raises
-    :class:`RelayAborted`."""
-    src = os.dup(source.fd)
-    try:
-        dst = os.dup(dst_fd)
-    except BaseException:
-        os.close(src)
-        raise
-    try:
-        if local_client:
-            set_option(dst, socket.IPPROTO_TCP, "TCP_CONGESTION", b"reno")
-        client = _Client(dst, write_timeout, on_write_timeout, progress)
+    (the relay then aborts with a ``stalled`` :class:`RelayAborted`). Returns ``count`` or
+    raises :class:`RelayAborted`."""
+    with duplicated(source.fd, dst_fd, local_client=local_client) as (src, dst):
+        client = _Client(dst, write_timeout, progress)
         return await _relay(source, src, client, count, read_timeout)
-    finally:
-        os.close(dst)
-        os.close(src)
 
 
 async def _relay(
@@ -203,18 +198,13 @@ class _Client:
     """The client side: sends everything, or aborts when the client takes nothing for
     ``timeout`` seconds."""
 
-    __slots__ = ("fd", "on_timeout", "progress", "timeout")
+    __slots__ = ("fd", "progress", "timeout")
 
     def __init__(
-        self,
-        fd: int,
-        timeout: float | None,
-        on_timeout: Callable[[], None] | None,
-        progress: Callable[[int], None] | None,
+        self, fd: int, timeout: float | None, progress: Callable[[int], None] | None
     ) -> None:
         self.fd = fd
         self.timeout = timeout
-        self.on_timeout = on_timeout
         self.progress = progress
 
     async def send_all(self, data: memoryview, moved: int) -> int:
@@ -223,10 +213,7 @@ class _Client:
                 sent = os.write(self.fd, data)
             except BlockingIOError:
                 if not await wait_fd(self.fd, writable=True, limit=self.timeout):
-                    if self.on_timeout is not None:
-                        self.on_timeout()
-                    reason = f"the client took nothing for {self.timeout or 0:g} s"
-                    raise RelayAborted("client", reason, moved) from None
+                    raise client_stalled(self.timeout, moved) from None
                 continue
             except OSError as exc:
                 reason = f"the client went away: {exc.strerror or exc}"

@@ -35,13 +35,23 @@ buffer instead. Pure I/O on descriptors: no aiohttp here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-__all__ = ["SPLICE_AVAILABLE", "RelayAborted", "relay", "set_option", "socket_fd", "wait_fd"]
+__all__ = [
+    "SPLICE_AVAILABLE",
+    "RelayAborted",
+    "client_stalled",
+    "duplicated",
+    "relay",
+    "set_option",
+    "socket_fd",
+    "wait_fd",
+]
 
 SPLICE_AVAILABLE: bool = sys.platform == "linux" and hasattr(os, "splice")
 
@@ -113,6 +123,18 @@ async def relay(
     ``count``; raises :class:`RelayAborted` otherwise (``CancelledError`` passes through;
     descriptors closed).
     """
+    with duplicated(src_fd, dst_fd, local_client=local_client) as (src, dst):
+        if use_splice and SPLICE_AVAILABLE:
+            moved = await _splice(src, dst, count, read_timeout, write_timeout, progress)
+            if moved is not None:
+                return moved
+        return await _copy(src, dst, count, read_timeout, write_timeout, progress)
+
+
+@contextlib.contextmanager
+def duplicated(src_fd: int, dst_fd: int, *, local_client: bool) -> Iterator[tuple[int, int]]:
+    """Duplicates of a relay's two descriptors, closed on exit; a destination whose peer is on
+    this host (``local_client``) is switched to ``reno`` (see the module docstring)."""
     src = os.dup(src_fd)
     try:
         dst = os.dup(dst_fd)
@@ -122,11 +144,7 @@ async def relay(
     try:
         if local_client:
             set_option(dst, socket.IPPROTO_TCP, "TCP_CONGESTION", b"reno")
-        if use_splice and SPLICE_AVAILABLE:
-            moved = await _splice(src, dst, count, read_timeout, write_timeout, progress)
-            if moved is not None:
-                return moved
-        return await _copy(src, dst, count, read_timeout, write_timeout, progress)
+        yield src, dst
     finally:
         os.close(dst)
         os.close(src)
@@ -183,7 +201,7 @@ async def _splice(
                     n = os.splice(pipe_r, dst, in_pipe, flags=flags)
                 except BlockingIOError:
                     if not await wait_fd(dst, writable=True, limit=write_timeout):
-                        raise _client_stalled(write_timeout, moved) from None
+                        raise client_stalled(write_timeout, moved) from None
                     continue
                 except OSError as exc:
                     raise RelayAborted("client", _went_away(exc), moved) from None
@@ -247,7 +265,7 @@ async def _copy(
                 sent = os.write(dst, data)
             except BlockingIOError:
                 if not await wait_fd(dst, writable=True, limit=write_timeout):
-                    raise _client_stalled(write_timeout, moved) from None
+                    raise client_stalled(write_timeout, moved) from None
                 continue
             except OSError as exc:
                 raise RelayAborted("client", _went_away(exc), moved) from None
@@ -316,8 +334,9 @@ def _went_away(exc: OSError) -> str:
     return f"the client went away: {_text(exc)}"
 
 
-def _client_stalled(timeout: float | None, moved: int) -> RelayAborted:
-    reason = f"the client read nothing for {timeout or 0:g} s"
+def client_stalled(timeout: float | None, moved: int) -> RelayAborted:
+    """The abort of a relay whose client took nothing for ``timeout`` seconds."""
+    reason = f"the client took nothing for {timeout or 0:g} s"
     return RelayAborted("client", reason, moved, stalled=True)
 
 
