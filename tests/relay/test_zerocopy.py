@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import gc
 import hashlib
 import os
 import socket
@@ -64,18 +63,53 @@ async def _drain(sock: socket.socket, limit: int) -> bytes:
     return await asyncio.to_thread(run)
 
 
-def _open_fds() -> set[str]:
-    # Earlier tests' unreachable sockets and loops would otherwise be closed by the collector
-    # at any moment, in the middle of a count.
-    gc.collect()
-    return set(os.listdir("/proc/self/fd"))
+class _DescriptorLedger:
+    """Stands in for ``os`` inside the relay module and records every descriptor the relay
+    opens (duplicates, pipe ends) and closes. Counting ``/proc/self/fd`` instead would also see
+    descriptors of other objects in the test process opening or closing meanwhile."""
+
+    def __init__(self) -> None:
+        self.opened: list[int] = []
+        self.closed: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    def dup(self, fd: int) -> int:
+        new = os.dup(fd)
+        self.opened.append(new)
+        return new
+
+    def pipe2(self, flags: int) -> tuple[int, int]:
+        r, w = os.pipe2(flags)
+        self.opened += [r, w]
+        return r, w
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+        self.closed.append(fd)
+
+    def still_open(self) -> list[int]:
+        left = list(self.opened)
+        for fd in self.closed:
+            if fd in left:
+                left.remove(fd)
+        return left
+
+
+@pytest.fixture
+def ledger(monkeypatch: pytest.MonkeyPatch) -> _DescriptorLedger:
+    book = _DescriptorLedger()
+    monkeypatch.setattr(zerocopy, "os", book)
+    return book
 
 
 @pytest.mark.parametrize("use_splice", [True, False], ids=["splice", "copy"])
-async def test_relays_exactly_count_bytes(sockets: dict[str, Any], use_splice: bool) -> None:
+async def test_relays_exactly_count_bytes(
+    sockets: dict[str, Any], use_splice: bool, ledger: _DescriptorLedger
+) -> None:
     body = os.urandom(5 * MiB + 123)
     extra = b"NEXT RESPONSE"  # what follows the body on the source must stay there
-    fds_before = _open_fds()
     delivered: list[int] = []
     feeding = asyncio.create_task(_feed(sockets["upstream"], body + extra))
     receiving = asyncio.create_task(_drain(sockets["client"], len(body)))
@@ -95,7 +129,9 @@ async def test_relays_exactly_count_bytes(sockets: dict[str, Any], use_splice: b
     sockets["src"].setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
     sockets["src"].setblocking(True)
     assert sockets["src"].recv(100) == extra
-    assert _open_fds() == fds_before  # duplicates and the pipe are closed
+    # Two duplicates, plus the pipe's two ends on the splice path; all of them closed.
+    assert len(ledger.opened) == (4 if use_splice else 2)
+    assert ledger.still_open() == []
 
 
 async def test_falls_back_to_copying_when_the_kernel_refuses_splice(
@@ -137,10 +173,9 @@ async def test_copies_where_splice_does_not_exist(
 
 @pytest.mark.parametrize("use_splice", [True, False], ids=["splice", "copy"])
 async def test_source_ending_early_is_an_upstream_abort_after_delivering_what_came(
-    sockets: dict[str, Any], use_splice: bool
+    sockets: dict[str, Any], use_splice: bool, ledger: _DescriptorLedger
 ) -> None:
     part = os.urandom(2 * MiB)
-    fds_before = _open_fds()
     feeding = asyncio.create_task(_feed(sockets["upstream"], part, close=True))
     receiving = asyncio.create_task(_drain(sockets["client"], len(part)))
     with pytest.raises(RelayAborted) as caught:
@@ -156,7 +191,7 @@ async def test_source_ending_early_is_an_upstream_abort_after_delivering_what_ca
     assert "closed the connection" in caught.value.reason
     assert caught.value.moved == len(part)
     assert await receiving == part
-    assert _open_fds() == fds_before
+    assert ledger.opened and ledger.still_open() == []
 
 
 @pytest.mark.parametrize("use_splice", [True, False], ids=["splice", "copy"])
@@ -199,8 +234,9 @@ async def test_a_stalled_source_times_out(sockets: dict[str, Any], use_splice: b
     assert await receiving == b"x" * 1000
 
 
-async def test_cancellation_closes_everything(sockets: dict[str, Any]) -> None:
-    fds_before = _open_fds()
+async def test_cancellation_closes_everything(
+    sockets: dict[str, Any], ledger: _DescriptorLedger
+) -> None:
     task = asyncio.create_task(
         relay(sockets["src"].fileno(), sockets["dst"].fileno(), MiB, read_timeout=None)
     )
@@ -208,7 +244,7 @@ async def test_cancellation_closes_everything(sockets: dict[str, Any]) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert _open_fds() == fds_before
+    assert ledger.opened and ledger.still_open() == []
 
 
 async def test_originals_closed_mid_relay_do_not_matter(sockets: dict[str, Any]) -> None:
