@@ -89,6 +89,11 @@ class FastConnection(asyncio.Protocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
+        #: When an idle connection is closed (None: not idle). The idle timer outlives requests
+        #: and re-schedules itself to this when it fires early.
+        self._idle_deadline: float | None = None
+        #: The current request's head is complete (its header timeout no longer applies).
+        self._head_done = False
         self._read_paused = False
         self._exchange: FastExchange | None = None
         #: The client stopped taking bytes (the transport's buffer is over its high mark).
@@ -184,11 +189,7 @@ class FastConnection(asyncio.Protocol):
         self._feed(data)
 
     def _feed(self, data: bytes | bytearray) -> None:
-        self._stop_idle()
-        if self._head_timer is None and self._req is None:
-            self._head_timer = asyncio.get_running_loop().call_later(
-                self._listener.settings.header_timeout, self._head_expired
-            )
+        self._idle_deadline = None
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError:
@@ -197,9 +198,17 @@ class FastConnection(asyncio.Protocol):
         if self._handoff_wanted or len(self._done) > 1 or (self._done and self._req):
             self._handoff()  # not for the fast path, or pipelined
         elif self._done:
-            self._stop_timers()
+            self._stop_timers(final=False)
             self._start(self._done.pop())
-        elif self._req is not None:
+        else:
+            # Part of a head (or stray bytes) came: the header timeout runs from now. A request
+            # that arrives whole in one read, the usual case, never starts this timer.
+            if not self._head_done and self._head_timer is None:
+                self._head_timer = asyncio.get_running_loop().call_later(
+                    self._listener.settings.header_timeout, self._head_expired
+                )
+            if self._req is None:
+                return
             if len(self._pending) > _MAX_HEAD_BYTES + self._fast.small_body:
                 self._handoff()
             elif self._plan is not None and self._body_timer is None:
@@ -210,6 +219,7 @@ class FastConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._req = _Request()
         self._length = None
+        self._head_done = False
 
     def on_url(self, url: bytes) -> None:
         assert self._req is not None
@@ -220,6 +230,7 @@ class FastConnection(asyncio.Protocol):
         self._req.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self._head_done = True
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
@@ -239,6 +250,7 @@ class FastConnection(asyncio.Protocol):
             self._handoff_wanted = True
 
     def on_message_complete(self) -> None:
+        self._head_done = False  # bytes after this request are the next one's head
         req, self._req = self._req, None
         assert req is not None
         self._done.append(req)
@@ -292,26 +304,35 @@ class FastConnection(asyncio.Protocol):
     # --- timers --------------------------------------------------------------------------------
 
     def _start_idle(self) -> None:
-        if self._transport is not None and self._idle_timer is None:
-            self._idle_timer = asyncio.get_running_loop().call_later(
-                self._listener.settings.idle_timeout, self._idle_expired
-            )
+        if self._transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = self._idle_deadline = loop.time() + self._listener.settings.idle_timeout
+        if self._idle_timer is None:
+            self._idle_timer = loop.call_at(deadline, self._idle_check)
 
-    def _stop_idle(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
+    def _stop_timers(self, *, final: bool = True) -> None:
+        """Stop the timeouts; between requests (not ``final``) the idle timer ticks on unarmed,
+        so a keep-alive connection does not schedule and cancel a timer per request."""
+        self._idle_deadline = None
+        timers = [self._head_timer, self._body_timer]
+        if final:
+            timers.append(self._idle_timer)
             self._idle_timer = None
-
-    def _stop_timers(self) -> None:
-        self._stop_idle()
-        for timer in (self._head_timer, self._body_timer):
+        for timer in timers:
             if timer is not None:
                 timer.cancel()
         self._head_timer = self._body_timer = None
 
-    def _idle_expired(self) -> None:
+    def _idle_check(self) -> None:
         self._idle_timer = None
-        if self._transport is not None and not self._busy:
+        deadline = self._idle_deadline
+        if deadline is None:
+            return  # busy: the next idle wait starts a timer again
+        loop = asyncio.get_running_loop()
+        if loop.time() < deadline:
+            self._idle_timer = loop.call_at(deadline, self._idle_check)
+        elif self._transport is not None and not self._busy:
             self._transport.close()
 
     def _head_expired(self) -> None:
@@ -417,6 +438,7 @@ class FastConnection(asyncio.Protocol):
         self._plan = None
         self._handoff_wanted = False
         self._length = None
+        self._head_done = False
         asyncio.get_running_loop().call_soon(self._next)
 
     # --- serving one request -------------------------------------------------------------------

@@ -64,7 +64,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._to_close = False  # the body ends when the upstream closes (no length given)
         self._got_bytes = False
         self._timer: asyncio.TimerHandle | None = None
-        self._deadline = 0.0
+        self._deadline: float | None = None  # None: no response awaited, nothing to time
         self._paused = False
         self._reusable = True
         self.requests = 0  # requests sent on this connection so far
@@ -108,7 +108,7 @@ class UpstreamConnection(asyncio.Protocol):
     def release(self) -> None:
         """Give the connection back after its response (or close it if it cannot be reused)."""
         self._sink = None
-        self._disarm()
+        self._deadline = None
         self._pool.put(self, self._reusable and not self.closed and not self._paused)
 
     def close(self) -> None:
@@ -200,7 +200,7 @@ class UpstreamConnection(asyncio.Protocol):
     # --- internals ---------------------------------------------------------------------------
 
     def _finish(self) -> None:
-        self._disarm()
+        self._deadline = None  # the timer may tick on: the next request re-arms it
         sink, self._sink = self._sink, None
         if sink is not None:
             self._sink = None
@@ -214,26 +214,32 @@ class UpstreamConnection(asyncio.Protocol):
             sink.response_failed(err, False)
 
     def _arm(self) -> None:
-        """The read timeout restarts now. One timer per response: activity only moves the
-        deadline, and the timer re-schedules itself to it when it fires early."""
+        """The read timeout restarts now. One timer per connection, not per response or read:
+        activity only moves the deadline, a finished response clears it, and the timer
+        re-schedules itself to the deadline when it fires early (scheduling and cancelling a
+        timer per request costs more than the rest of the timeout handling)."""
         if self._paused:
             return
         loop = asyncio.get_running_loop()
-        self._deadline = loop.time() + self._pool.settings.read_timeout
+        deadline = self._deadline = loop.time() + self._pool.settings.read_timeout
         if self._timer is None:
-            self._timer = loop.call_at(self._deadline, self._check_deadline)
+            self._timer = loop.call_at(deadline, self._check_deadline)
 
     def _disarm(self) -> None:
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def _check_deadline(self) -> None:
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._deadline:
-            self._timer = loop.call_at(self._deadline, self._check_deadline)
-            return
         self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return  # between responses: the next request starts a timer again
+        loop = asyncio.get_running_loop()
+        if loop.time() < deadline:
+            self._timer = loop.call_at(deadline, self._check_deadline)
+            return
         self._timed_out()
 
     def _timed_out(self) -> None:

@@ -33,6 +33,51 @@ def test_idle_connection_closed_after_idle_timeout(start_proxy, moto_backend: Ba
     assert 0.7 <= closed_after <= 3.0, closed_after
 
 
+def _read_response(sock: socket.socket) -> bytes:
+    """One whole response with a Content-Length body, from a raw keep-alive socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, body
+        body += chunk
+    return head
+
+
+def test_keep_alive_requests_restart_the_idle_timeout(start_proxy, moto_backend: Backend) -> None:
+    """Requests spaced closer than the idle timeout keep a connection open well past it; the
+    timeout counts from the last response. Stray bytes after a response (a bare CRLF) start the
+    header timeout: they never keep a connection open."""
+    proxy = _proxy(start_proxy, moto_backend, idle_timeout=1, header_timeout=1)
+    bucket = moto_backend.new_bucket()
+    sock = connect(proxy)
+    started = time.monotonic()
+    for _ in range(4):  # 4 x 0.5 s: twice the idle timeout
+        sock.sendall(request_head("GET", f"/{bucket}?list-type=2", {"Host": "127.0.0.1"}))
+        assert status_of(_read_response(sock)) == 200
+        time.sleep(0.5)
+    assert time.monotonic() - started >= 2.0
+    data, closed_after = read_until_closed(sock, timeout=15)
+    assert data == b"" and 0.2 <= closed_after <= 2.5, closed_after
+
+    sock = connect(proxy)
+    sock.sendall(request_head("GET", f"/{bucket}?list-type=2", {"Host": "127.0.0.1"}))
+    assert status_of(_read_response(sock)) == 200
+    time.sleep(0.5)
+    sock.sendall(b"\r\n")  # ends the idle wait; no request follows
+    data, closed_after = read_until_closed(sock, timeout=15)
+    assert closed_after <= 2.5, closed_after
+
+
 def test_slow_request_head_closed_after_header_timeout(start_proxy, moto_backend: Backend) -> None:
     """A slow-loris head: one header byte every 0.2 s keeps the connection busy, never idle."""
     proxy = _proxy(start_proxy, moto_backend, header_timeout=1)
