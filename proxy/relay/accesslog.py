@@ -9,12 +9,20 @@ request's line is then built from the same fields, redacted by the same function
 
 The fast line applies only while structlog still runs the chain it was installed with: after
 any other ``structlog.configure`` (or ``reset_defaults``) the line goes through structlog.
+
+Two more shortcuts, each enabled only when it is shown at install time to give the same text as
+the processor it replaces: an ISO-8601 UTC timestamp formatted once per second (the
+microseconds appended), and JSON written directly for flat lines of strings, numbers, booleans
+and nulls (anything else goes through the renderer).
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, TextIO
 
 import structlog
@@ -38,6 +46,10 @@ class _Sink:
     render: _Processor
     #: The processor list structlog ran when this sink was installed (identity-compared).
     chain: object
+    #: The timestamp's key when ``stamp`` is an ISO-8601 UTC stamper :func:`_iso_now` matches.
+    iso_key: str | None
+    #: ``render`` writes what :func:`_flat_json` writes for flat lines.
+    flat_json: bool
 
 
 _sink: _Sink | None = None
@@ -48,7 +60,78 @@ def install(
 ) -> None:
     """Write access lines to ``stream`` directly while structlog's processors are ``chain``."""
     global _sink
-    _sink = _Sink(stream, level, stamp, render, chain)
+    iso_key = getattr(stamp, "key", None)
+    if not (
+        isinstance(stamp, structlog.processors.TimeStamper)
+        and getattr(stamp, "fmt", None) == "iso"
+        and getattr(stamp, "utc", False)
+        and isinstance(iso_key, str)
+        and _same_stamp_format(stamp, iso_key)
+    ):
+        iso_key = None
+    _sink = _Sink(stream, level, stamp, render, chain, iso_key, _same_json(render))
+
+
+_PROBE: dict[str, Any] = {
+    "s": 'plain "quoted" \\ \n\t \x01 é ☃ 𝄞',
+    "i": 4096,
+    "neg": -7,
+    "f": 0.1 + 0.2,
+    "small": 1e-7,
+    "big": 1.5e300,
+    "t": True,
+    "n": None,
+    "ü": "key",
+}
+
+
+def _same_json(render: _Processor) -> bool:
+    try:
+        return str(render(None, "info", dict(_PROBE))) == _flat_json(_PROBE)
+    except Exception:
+        return False
+
+
+def _same_stamp_format(stamp: _Processor, key: str) -> bool:
+    """The stamper's text has the shape :func:`_iso_now` writes (its clock is its own)."""
+    theirs = str(stamp(None, "info", {})[key])
+    ours = _iso_now()
+    return len(theirs) in (20, 27) and theirs[10] == ours[10] == "T" and theirs[-1:] == "Z"
+
+
+_second: tuple[int, str] = (-1, "")
+
+
+def _iso_now() -> str:
+    """Now as ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` (what ``datetime.isoformat`` writes in UTC),
+    the part up to the second formatted once per second."""
+    global _second
+    now = time.time()
+    sec = int(now)
+    if _second[0] != sec:
+        _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+    micro = int((now - sec) * 1_000_000)
+    return f"{_second[1]}.{micro:06d}Z" if micro else f"{_second[1]}Z"
+
+
+def _flat_json(event: MutableMapping[str, Any]) -> str | None:
+    """``json.dumps(event)`` for a flat event of str, int, float, bool and None; else None."""
+    parts = []
+    for key, value in event.items():
+        kind = type(value)
+        if kind is str:
+            parts.append(f"{_quote(key)}: {_quote(value)}")
+        elif kind is int or (kind is float and math.isfinite(value)):
+            parts.append(f"{_quote(key)}: {value!r}")
+        elif kind is bool:
+            parts.append(f"{_quote(key)}: {'true' if value else 'false'}")
+        elif value is None:
+            parts.append(f"{_quote(key)}: null")
+        else:
+            return None
+        if type(key) is not str:
+            return None
+    return "{" + ", ".join(parts) + "}"
 
 
 def render(level: str, fields: dict[str, Any]) -> str | None:
@@ -60,10 +143,14 @@ def render(level: str, fields: dict[str, Any]) -> str | None:
     if _LEVELS[level] < sink.level:
         return ""
     event: dict[str, Any] = {**fields, "event": "request", "level": level}
-    sink.stamp(None, level, event)
+    if sink.iso_key is not None:
+        event[sink.iso_key] = _iso_now()
+    else:
+        sink.stamp(None, level, event)
     if needs_redaction(event):
         redact(None, level, event)
-    return str(sink.render(None, level, event))
+    line = _flat_json(event) if sink.flat_json else None
+    return line if line is not None else str(sink.render(None, level, event))
 
 
 def emit(level: str, fields: dict[str, Any]) -> None:

@@ -61,6 +61,8 @@ class ChainCredentials:
     def __init__(self, profile: str | None = None) -> None:
         self._profile = profile
         self._creds: object | None = None
+        #: Credentials that never refresh (environment, shared files), frozen once.
+        self._fixed: ReadOnlyCredentials | None = None
 
     async def start(self) -> None:
         from aiobotocore.session import AioSession  # deferred: heavy import, not needed in tests
@@ -78,9 +80,15 @@ class ChainCredentials:
                 "files, web identity, container and instance metadata)"
             )
         self._creds = creds
-        await self.get()  # fail at start-up, not on the first request
+        frozen = await self.get()  # fail at start-up, not on the first request
+        from aiobotocore.credentials import AioRefreshableCredentials
+
+        if not isinstance(creds, AioRefreshableCredentials):
+            self._fixed = frozen
 
     async def get(self) -> ReadOnlyCredentials:
+        if self._fixed is not None:
+            return self._fixed
         creds = self._creds
         if creds is None:
             raise CredentialsError("AWS credentials are not resolved yet")

@@ -7,7 +7,7 @@ error looks the same whichever front end served it: S3's ``Code``, ``Message``, 
 
 from __future__ import annotations
 
-import os
+import random
 from xml.sax.saxutils import escape
 
 from proxy.errors import CredentialsError, ProxyError, UpstreamError
@@ -26,7 +26,9 @@ _SEE_LOG = "; the proxy's log has the details"
 
 def new_request_id() -> str:
     """16 upper-case hex digits, like S3's own request ids."""
-    return os.urandom(8).hex().upper()
+    # Unique, not secret: the process's PRNG (re-seeded after fork) spares a getrandom(2)
+    # system call per request.
+    return f"{random.getrandbits(64):016X}"
 
 
 def _public_message(err: ProxyError) -> str:

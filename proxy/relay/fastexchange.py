@@ -10,6 +10,7 @@ by the one error rendering, and the data server's metrics and access line.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,10 @@ if TYPE_CHECKING:
 __all__ = ["FastExchange", "FastPath", "Plan"]
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
+#: A path and query yarl sends exactly as given (``encoded=True`` leaves these alone).
+_PLAIN_REST = re.compile(r'/[!"$-~]*')  # printable ASCII but "#"
+#: Origins checked against yarl (see :meth:`FastPath._sent_as_built`), at most this many.
+_MAX_ORIGINS = 1024
 #: Response body bytes held before the head is written (one or two socket reads).
 _EARLY_LIMIT = 256 * 1024
 
@@ -105,6 +110,7 @@ class FastPath:
         self.zero_copy_min = zero_copy_min_bytes
         self.body_idle_timeout = body_idle_timeout
         self.small_body = small_body_bytes
+        self._origins: dict[str, bool] = {}
 
     def plan(self, method: str, raw_target: str, headers: CIMultiDict[str]) -> Plan | None:
         """The resolved request, or None if the general path must serve it."""
@@ -124,7 +130,7 @@ class FastPath:
             if route is not None:
                 return None
             target = self.pipeline.target(address)
-            if str(URL(target.url, encoded=True)) != target.url:
+            if not self._sent_as_built(target):
                 return None
         except Exception:
             return None
@@ -136,6 +142,23 @@ class FastPath:
             raw_target=raw_target,
             target=target,
         )
+
+    def _sent_as_built(self, target: UpstreamTarget) -> bool:
+        """Whether aiohttp's client would send ``target.url`` unchanged, as the fast path does.
+        yarl only ever rewrites the origin part of an encoded URL (a default port, the host's
+        case), so the answer is looked up once per origin; a path or query with anything but
+        printable ASCII is always checked whole."""
+        url = target.url
+        rest = len(target.path) + (len(target.query) + 1 if target.query else 0)
+        origin = url[: len(url) - rest]
+        if not _PLAIN_REST.fullmatch(url, len(origin)):
+            return str(URL(url, encoded=True)) == url
+        known = self._origins.get(origin)
+        if known is None:
+            if len(self._origins) >= _MAX_ORIGINS:
+                self._origins.clear()
+            known = self._origins[origin] = str(URL(url, encoded=True)) == url
+        return known
 
 
 class FastExchange:

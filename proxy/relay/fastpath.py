@@ -284,22 +284,26 @@ class FastConnection(asyncio.Protocol):
             return None
         if len(req.url) > _MAX_LINE:
             return None
-        headers: CIMultiDict[str] = CIMultiDict()
-        try:
-            for name, value in req.headers:
-                # aiohttp's limits and strictness decide what is malformed: a line it would
-                # refuse (too long, control characters llhttp lets through) goes to aiohttp.
-                if (
-                    name.lower() in _HANDOFF_HEADERS
-                    or len(name) + len(value) > _MAX_LINE
-                    or _CONTROL.search(value)
-                ):
-                    return None
-                headers.add(name.decode("ascii"), value.decode("ascii"))
-            target = req.url.decode("ascii")
-        except UnicodeDecodeError:
+        raw = req.headers
+        names = [name.lower() for name, _ in raw]
+        if not _HANDOFF_HEADERS.isdisjoint(names):
             return None
-        return self._fast.plan(method.decode(), target, headers)
+        # aiohttp's limits and strictness decide what is malformed: a line it would refuse
+        # (too long, control characters llhttp lets through, non-ASCII) goes to aiohttp. One
+        # scan of all values joined by a tab (which they may contain) checks them all.
+        values = b"\t".join([value for _, value in raw])
+        if _CONTROL.search(values) or not values.isascii() or not req.url.isascii():
+            return None
+        long_head = len(values) + sum(map(len, names)) > _MAX_LINE
+        if long_head and any(len(n) + len(v) > _MAX_LINE for n, v in raw):
+            return None
+        try:
+            headers: CIMultiDict[str] = CIMultiDict(
+                [(name.decode("ascii"), value.decode("ascii")) for name, value in raw]
+            )
+        except UnicodeDecodeError:  # a non-ASCII name
+            return None
+        return self._fast.plan(method.decode(), req.url.decode("ascii"), headers)
 
     # --- timers --------------------------------------------------------------------------------
 

@@ -148,7 +148,8 @@ def _timestamp() -> str:
 
 
 def _hmac(key: bytes, msg: str) -> bytes:
-    return hmac.new(key, msg.encode("utf-8"), sha256).digest()
+    # hmac.digest is OpenSSL's one-shot HMAC: several times cheaper than an hmac.HMAC object.
+    return hmac.digest(key, msg.encode("utf-8"), "sha256")
 
 
 def canonical_query(query: str) -> str:
@@ -231,7 +232,7 @@ class Signer:
             + sha256(canonical.encode("utf-8")).hexdigest()
         )
         key = self._signing_key(credentials.secret_key or "", day)
-        signature = hmac.new(key, string_to_sign.encode("utf-8"), sha256).hexdigest()
+        signature = _hmac(key, string_to_sign).hex()
         out.append(
             (
                 "Authorization",

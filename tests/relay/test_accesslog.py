@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import structlog
@@ -143,3 +145,61 @@ def test_the_quick_check_is_sound(values: list[str]) -> None:
     event = {f"f{i}": v for i, v in enumerate(values)}
     if redact(None, "info", dict(event)) != event:
         assert needs_redaction(event)
+
+
+_FLAT_VALUES = (
+    st.text()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.booleans()
+    | st.none()
+)
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.text(min_size=1), _FLAT_VALUES, max_size=6))
+def test_flat_lines_are_written_as_the_renderer_writes_them(fields: dict[str, object]) -> None:
+    render = structlog.processors.JSONRenderer(sort_keys=False)
+    assert accesslog._same_json(render)
+    line = accesslog._flat_json(dict(fields))
+    if line is None:  # NaN and infinities go through the renderer
+        assert any(
+            (type(v) is float and v != v) or v in (math.inf, -math.inf) for v in fields.values()
+        )
+    else:
+        assert line == render(None, "info", dict(fields))
+
+
+def test_a_different_renderer_or_stamper_keeps_its_own_output() -> None:
+    assert not accesslog._same_json(structlog.processors.JSONRenderer(sort_keys=True))
+    assert not accesslog._same_json(structlog.processors.KeyValueRenderer())
+    buf = io.StringIO()
+    stamp = structlog.processors.TimeStamper(fmt="%Y", utc=True, key="ts")
+    render = structlog.processors.JSONRenderer(sort_keys=True)
+    processors = [structlog.processors.add_log_level, stamp, render]
+    structlog.configure(processors=processors)
+    try:
+        chain = structlog.get_config()["processors"]
+        accesslog.install(buf, 20, stamp=stamp, render=render, chain=chain)
+        accesslog.emit("info", {"b": 1, "a": "x"})
+        line = json.loads(buf.getvalue())
+        assert list(line) == sorted(line) and len(line["ts"]) == 4  # theirs, not ours
+    finally:
+        structlog.reset_defaults()
+
+
+def test_the_fast_timestamp_is_iso_utc_and_now(out: io.StringIO) -> None:
+    flat = {k: v for k, v in FIELDS.items() if not isinstance(v, dict)}
+    assert accesslog._sink is not None and accesslog._sink.iso_key == "ts"
+    assert accesslog._sink.flat_json
+    before = datetime.now(UTC)
+    accesslog.emit("info", dict(flat))
+    structlog.get_logger("format_proxy.access").info("request", **dict(flat))
+    after = datetime.now(UTC)
+    fast, chain = _lines(out)
+    for line in (fast, chain):
+        stamp = str(line.pop("ts"))
+        assert stamp.endswith("Z") and stamp[10] == "T"
+        at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        assert before - timedelta(milliseconds=1) <= at <= after + timedelta(milliseconds=1)
+    assert fast == chain and list(fast) == list(chain)
