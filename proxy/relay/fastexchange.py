@@ -296,12 +296,11 @@ class FastExchange:
         raw: list[tuple[bytes, bytes]],
     ) -> tuple[int, str | None]:
         method = plan.method
-        hdrs = forwardable_response_headers((_text(k), _text(v)) for k, v in raw)
-        for name, value in hdrs:
-            if name.lower() == "x-amz-request-id":
-                ex.upstream_request_id = value
-                break
-        head, length = self._response_head(method, status, hdrs)
+        hdrs = forwardable_response_headers([(_text(k), _text(v)) for k, v in raw])
+        lowered = [name.lower() for name, _ in hdrs]
+        if "x-amz-request-id" in lowered:
+            ex.upstream_request_id = hdrs[lowered.index("x-amz-request-id")][1]
+        head, length = self._response_head(method, status, hdrs, lowered)
         transport = self._transport
         if transport is None:
             conn.close()
@@ -446,15 +445,14 @@ class FastExchange:
             raise ConnectionResetError("the client connection closed")
 
     def _response_head(
-        self, method: str, status: int, hdrs: list[tuple[str, str]]
+        self, method: str, status: int, hdrs: list[tuple[str, str]], lowered: list[str]
     ) -> tuple[bytes, int | None]:
-        """The status line and headers aiohttp's StreamResponse would write for them."""
-        names = {k.lower() for k, _ in hdrs}
+        """The status line and headers aiohttp's StreamResponse would write for them
+        (``lowered``: their names in lower case)."""
+        names = set(lowered)
         length: int | None = None
-        for name, value in hdrs:
-            if name.lower() == "content-length":
-                length = int(value)
-                break
+        if "content-length" in names:
+            length = int(hdrs[lowered.index("content-length")][1])
         empty = must_be_empty_body(method, status)
         if empty:
             if length is not None and should_remove_content_length(method, status):

@@ -147,6 +147,8 @@ class DataServer:
         self._zero_copy_min = zero_copy_min_bytes
         self._body_idle_timeout = body_idle_timeout
         self._inflight = 0
+        # Read at scrape time: no lock taken twice per request.
+        metrics.inflight.set_function(lambda: self._inflight)
         self._idle = asyncio.Event()
         self._idle.set()
         self._draining = False
@@ -243,7 +245,6 @@ class DataServer:
 
     def begin(self) -> None:
         """A request starts (counted in flight until :meth:`finish`)."""
-        self._m.inflight.inc()
         self._inflight += 1
         self._idle.clear()
 
@@ -252,7 +253,6 @@ class DataServer:
     ) -> None:
         """A request is over: its metrics and its access-log line."""
         m = self._m
-        m.inflight.dec()
         self._inflight -= 1
         if self._inflight == 0:
             self._idle.set()

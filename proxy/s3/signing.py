@@ -93,24 +93,20 @@ def forwardable_request_headers(
     headers: Iterable[tuple[str, str]], *, drop: frozenset[str] = frozenset()
 ) -> list[tuple[str, str]]:
     """The client's headers minus auth, hop-by-hop and ``drop`` (lower-case names)."""
-    items = list(headers)
-    extra = _connection_tokens(items) | drop
-    return [
-        (name, value)
-        for name, value in items
-        if (lname := name.lower()) not in _DROP_REQUEST and lname not in extra
-    ]
+    return _without(list(headers), _DROP_REQUEST | drop)
 
 
 def forwardable_response_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Upstream response headers minus hop-by-hop ones (Content-Length is kept)."""
-    items = list(headers)
-    extra = _connection_tokens(items)
-    return [
-        (name, value)
-        for name, value in items
-        if (lname := name.lower()) not in _DROP_RESPONSE and lname not in extra
-    ]
+    return _without(list(headers), _DROP_RESPONSE)
+
+
+def _without(items: list[tuple[str, str]], drop: frozenset[str]) -> list[tuple[str, str]]:
+    """``items`` minus the names in ``drop`` and those a ``Connection`` header lists."""
+    lowered = [name.lower() for name, _ in items]
+    if "connection" in lowered:
+        drop = drop | _connection_tokens(items)
+    return [item for item, lname in zip(items, lowered, strict=True) if lname not in drop]
 
 
 #: Never signed (botocore's list, so signatures match the SDKs'): hop-by-hop and tracing headers
