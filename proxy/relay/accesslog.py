@@ -18,6 +18,8 @@ and nulls (anything else goes through the renderer).
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import math
 import time
 from collections.abc import Callable, MutableMapping
@@ -29,7 +31,7 @@ import structlog
 
 from proxy.relay.redaction import needs_redaction, redact
 
-__all__ = ["debug_enabled", "emit", "install", "render"]
+__all__ = ["debug_enabled", "emit", "flush", "install", "render"]
 
 _log = structlog.get_logger("format_proxy.access")
 
@@ -60,6 +62,7 @@ def install(
 ) -> None:
     """Write access lines to ``stream`` directly while structlog's processors are ``chain``."""
     global _sink
+    flush()  # lines already rendered go where they were meant to
     iso_key = getattr(stamp, "key", None)
     if not (
         isinstance(stamp, structlog.processors.TimeStamper)
@@ -153,16 +156,46 @@ def render(level: str, fields: dict[str, Any]) -> str | None:
     return line if line is not None else str(sink.render(None, level, event))
 
 
+#: Lines rendered during the current event-loop iteration, written together at its end.
+_batch: list[str] = []
+
+
 def emit(level: str, fields: dict[str, Any]) -> None:
-    """Log one request: ``level`` is ``"info"`` or ``"warning"``."""
+    """Log one request: ``level`` is ``"info"`` or ``"warning"``.
+
+    On an event loop the line is written at the end of the loop's current iteration, with the
+    other lines of that iteration in one system call (under load many requests end in one
+    iteration); elsewhere at once.
+    """
     line = render(level, fields)
     if line is None:
         getattr(_log, level)("request", **fields)
     elif line:
-        stream = _sink.stream if _sink is not None else None
-        if stream is not None:
-            stream.write(line + "\n")
-            stream.flush()
+        if not _batch:
+            try:
+                asyncio.get_running_loop().call_soon(flush)
+            except RuntimeError:  # no event loop: write it now
+                _write(line + "\n")
+                return
+        _batch.append(line)
+
+
+def flush() -> None:
+    """Write the lines waiting for the end of the loop iteration."""
+    if _batch:
+        text = "\n".join(_batch) + "\n"
+        _batch.clear()
+        _write(text)
+
+
+def _write(text: str) -> None:
+    stream = _sink.stream if _sink is not None else None
+    if stream is not None and not stream.closed:
+        stream.write(text)
+        stream.flush()
+
+
+atexit.register(flush)  # lines of the last loop iteration, were the loop stopped before it ran
 
 
 def debug_enabled() -> bool:

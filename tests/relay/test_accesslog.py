@@ -203,3 +203,59 @@ def test_the_fast_timestamp_is_iso_utc_and_now(out: io.StringIO) -> None:
         at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
         assert before - timedelta(milliseconds=1) <= at <= after + timedelta(milliseconds=1)
     assert fast == chain and list(fast) == list(chain)
+
+
+class _CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, s: str) -> int:
+        self.writes += 1
+        return super().write(s)
+
+
+def test_lines_of_one_loop_iteration_are_written_together() -> None:
+    import asyncio
+
+    stream = _CountingStream()
+    configure_logging("info", stream=stream)
+    try:
+
+        async def main() -> None:
+            for i in range(5):
+                accesslog.emit("info", {"status": 200, "n": i})
+            assert stream.getvalue() == ""  # not before the iteration ends
+            await asyncio.sleep(0)
+            assert stream.writes == 1
+            accesslog.emit("warning", {"status": 502, "n": 5})
+            await asyncio.sleep(0)
+
+        asyncio.run(main())
+        lines = _lines(stream)
+        assert [line["n"] for line in lines] == list(range(6)) and stream.writes == 2
+        assert lines[-1]["level"] == "warning"
+        # Outside a loop (and for lines still waiting when the loop is gone): at once.
+        accesslog.emit("info", {"status": 200, "n": 6})
+        assert _lines(stream)[-1]["n"] == 6
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+
+
+def test_lines_waiting_when_the_stream_changes_go_to_the_old_one() -> None:
+    import asyncio
+
+    first, second = io.StringIO(), io.StringIO()
+    configure_logging("info", stream=first)
+    try:
+
+        async def main() -> None:
+            accesslog.emit("info", {"status": 200})
+            configure_logging("info", stream=second)
+
+        asyncio.run(main())
+        assert len(_lines(first)) == 1 and second.getvalue() == ""
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
