@@ -15,6 +15,7 @@ the proxy's credentials, not the client's, decide what upstream accepts.
 from __future__ import annotations
 
 import hmac
+import re
 import time
 from collections.abc import Iterable
 from datetime import datetime
@@ -73,12 +74,12 @@ CLIENT_AUTH_HEADERS: frozenset[str] = frozenset(
 _DROP_REQUEST = HOP_BY_HOP | CLIENT_AUTH_HEADERS
 _DROP_RESPONSE = HOP_BY_HOP - {"content-length"}
 
-_HEX = frozenset("0123456789abcdef")
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def is_real_sha256(value: str | None) -> TypeGuard[str]:
     """True for a 64-digit hex digest (not ``UNSIGNED-PAYLOAD`` or a ``STREAMING-*`` marker)."""
-    return value is not None and len(value) == 64 and set(value.lower()) <= _HEX
+    return value is not None and _SHA256_HEX.fullmatch(value) is not None
 
 
 def _connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
