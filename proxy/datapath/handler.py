@@ -30,7 +30,8 @@ from proxy.datapath.shadowqueue import ShadowChecker
 from proxy.datapath.spool import UploadStore
 from proxy.datapath.uploads import UploadPath
 from proxy.datapath.writes import WritePath
-from proxy.relay.pipeline import Forwarder, ProxyResponse, S3Request
+from proxy.relay.pipeline import BodyCopy, Forwarder, ProxyResponse, S3Request
+from proxy.s3.address import S3Address
 
 __all__ = ["TranslatingHandler"]
 
@@ -120,6 +121,40 @@ class TranslatingHandler:
         if op in _MULTIPART:
             return await self._multipart.handle(request, compiled, forward)
         return await forward.passthrough(request)
+
+    def passes_through(self, route: RouteConfig, operation: str, address: S3Address) -> bool:
+        """What :meth:`handle` only passes through: folder keys, and every request on a route
+        in shadow mode (with the copies below)."""
+        key = address.key
+        return key is None or key.endswith("/") or route.mode == "shadow"
+
+    def request_copy(
+        self, route: RouteConfig, operation: str, address: S3Address, length: int | None
+    ) -> BodyCopy | None:
+        if not self._shadow_copies(route, address):
+            return None
+        return self._shadow.request_copy(
+            self._routes.of(route), operation, address.key or "", length
+        )
+
+    def response_copy(
+        self,
+        route: RouteConfig,
+        operation: str,
+        address: S3Address,
+        status: int,
+        headers: list[tuple[str, str]],
+    ) -> BodyCopy | None:
+        if not self._shadow_copies(route, address):
+            return None
+        return self._shadow.response_copy(
+            self._routes.of(route), operation, address.key or "", status, headers
+        )
+
+    @staticmethod
+    def _shadow_copies(route: RouteConfig, address: S3Address) -> bool:
+        key = address.key
+        return route.mode == "shadow" and key is not None and not key.endswith("/")
 
     def start(self) -> None:
         """Start the document worker processes (in the background)."""

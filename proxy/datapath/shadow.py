@@ -13,7 +13,7 @@ through without a check.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 from proxy.datapath.common import Context, header_value
 from proxy.datapath.formats import META_HEADER
@@ -21,7 +21,7 @@ from proxy.datapath.routes import CompiledRoute
 from proxy.datapath.shadowqueue import ShadowChecker, Tee
 from proxy.relay.pipeline import Forwarder, ProxyResponse, S3Request
 
-__all__ = ["ShadowPath"]
+__all__ = ["ShadowCopy", "ShadowPath"]
 
 
 class ShadowPath:
@@ -38,35 +38,69 @@ class ShadowPath:
             return await self._put(request, route, forward)
         return await forward.passthrough(request)
 
-    def _get(
-        self, route: CompiledRoute, request: S3Request, response: ProxyResponse
-    ) -> ProxyResponse:
-        if response.status not in (200, 206) or response.body is None:
-            return response
-        headers = response.headers
+    # --- the copies, for this path and for a front end that forwards by itself ----------------
+
+    def response_copy(
+        self,
+        route: CompiledRoute,
+        operation: str,
+        key: str,
+        status: int,
+        headers: Iterable[tuple[str, str]],
+    ) -> ShadowCopy | None:
+        """A copy to make of a GetObject response body being passed through, or None: nothing
+        to copy (another operation or status, or a skip counted already, such as a partial
+        body or an unsampled one: the body keeps the zero-copy relay)."""
+        if operation != "GetObject" or status not in (200, 206):
+            return None
+        headers = list(headers)
         declared = header_value(headers, "Content-Length")
         length = int(declared) if declared is not None and declared.isdigit() else None
         tee = self._checker.tee(
             route,
             "get",
-            request.address.key or "",
+            key,
             length,
             meta=header_value(headers, META_HEADER),
             content_type=header_value(headers, "Content-Type"),
         )
-        if response.status == 206:
+        if status == 206:
             self._checker.discard(tee)
             self._checker.skip(tee, "partial")
-            return response
+            return None
         if tee.settled:
             self._checker.finish(tee, complete=False)
+            return None
+        return ShadowCopy(self._checker, tee, length)
+
+    def request_copy(
+        self, route: CompiledRoute, operation: str, key: str, length: int | None
+    ) -> ShadowCopy | None:
+        """A copy to make of a PutObject request body being passed through (None for other
+        operations). Finish it once the upstream accepted the body; discard it otherwise."""
+        if operation != "PutObject":
+            return None
+        tee = self._checker.tee(route, "put", key, length, fmt=self._ctx.version_format(route))
+        return ShadowCopy(self._checker, tee, length)
+
+    # --- this path ----------------------------------------------------------------------------
+
+    def _get(
+        self, route: CompiledRoute, request: S3Request, response: ProxyResponse
+    ) -> ProxyResponse:
+        if response.body is None:
+            return response
+        copy = self.response_copy(
+            route, "GetObject", request.address.key or "", response.status, response.headers
+        )
+        if copy is None:
             return response
         if isinstance(response.body, bytes):
-            tee.add(response.body)
-            tee.end()
-            self._checker.finish(tee, complete=True)
+            copy.add(response.body)
+            copy.end()
+            copy.finish()
             return response
-        checker, release = self._checker, response.release
+        release = response.release
 
         def released() -> None:
             # The server calls this once the body was written or abandoned.
@@ -74,9 +108,9 @@ class ShadowPath:
                 if callable(release):
                     release()
             finally:
-                checker.finish(tee, complete=length is None or tee.size == length)
+                copy.finish()
 
-        response.body = _TeeBody(response.body, tee)
+        response.body = _TeeBody(response.body, copy)
         response.release = released
         return response
 
@@ -84,38 +118,76 @@ class ShadowPath:
         self, request: S3Request, route: CompiledRoute, forward: Forwarder
     ) -> ProxyResponse:
         body = request.body
-        tee = self._checker.tee(
-            route,
-            "put",
-            request.address.key or "",
-            body.length,
-            fmt=self._ctx.version_format(route),
-        )
-        if not tee.settled:
-            body.tap(tee.add)
+        copy = self.request_copy(route, "PutObject", request.address.key or "", body.length)
+        assert copy is not None
+        if copy.copying:
+            body.tap(copy.add)
         try:
             response = await forward.passthrough(request)
         except BaseException:
-            self._checker.discard(tee)
+            copy.discard()
             raise
         if not 200 <= response.status < 300:
-            self._checker.discard(tee)
+            copy.discard()
             return response
         # The upstream accepted the whole body: everything it received went through the tap.
-        tee.end()
-        complete = body.error is None and (body.length is None or tee.size == body.length)
-        self._checker.finish(tee, complete=complete)
+        if body.error is None:
+            copy.end()
+        copy.finish()
         return response
+
+
+class ShadowCopy:
+    """One body's copy (:class:`~proxy.relay.pipeline.BodyCopy`): filled as the body passes,
+    then queued for its check, or counted as skipped, by :meth:`finish`."""
+
+    __slots__ = ("_checker", "_tee", "length")
+
+    def __init__(self, checker: ShadowChecker, tee: Tee, length: int | None) -> None:
+        self._checker = checker
+        self._tee = tee
+        self.length = length
+
+    @property
+    def copying(self) -> bool:
+        """False when the copy was given up before it started (its skip is counted at
+        :meth:`finish`): the body needs no copy."""
+        return not self._tee.settled
+
+    @property
+    def size(self) -> int:
+        return self._tee.size
+
+    def add(self, piece: bytes) -> None:
+        if not self._tee.settled:
+            self._tee.add(piece)
+
+    def end(self) -> None:
+        """The whole body passed: a GET's reached the client, a PUT's the upstream."""
+        self._tee.end()
+
+    def finish(self) -> None:
+        """Queue the check of a complete copy, or count why there is none. Never raises."""
+        tee = self._tee
+        if tee.settled:
+            self._checker.finish(tee, complete=False)  # counts the skip given up front
+            return
+        complete = tee.ended and (self.length is None or tee.size == self.length)
+        self._checker.finish(tee, complete=complete)
+
+    def discard(self) -> None:
+        """The request failed: no outcome is counted."""
+        self._checker.discard(self._tee)
 
 
 class _TeeBody:
     """A response body passed on piece by piece, each piece also added to a copy."""
 
-    __slots__ = ("_inner", "_tee")
+    __slots__ = ("_copy", "_inner")
 
-    def __init__(self, inner: AsyncIterator[bytes], tee: Tee) -> None:
+    def __init__(self, inner: AsyncIterator[bytes], copy: ShadowCopy) -> None:
         self._inner = inner
-        self._tee = tee
+        self._copy = copy
 
     def __aiter__(self) -> _TeeBody:
         return self
@@ -125,7 +197,7 @@ class _TeeBody:
             piece = await self._inner.__anext__()
         except StopAsyncIteration:
             # Only after the server wrote every earlier piece: the client has the whole body.
-            self._tee.end()
+            self._copy.end()
             raise
-        self._tee.add(piece)
+        self._copy.add(piece)
         return piece

@@ -22,10 +22,11 @@ from aiohttp.http import SERVER_SOFTWARE
 from multidict import CIMultiDict
 from yarl import URL
 
+from proxy.config import RouteConfig
 from proxy.errors import ProxyError, UpstreamError
 from proxy.relay.listener import SendWatch
-from proxy.relay.pipeline import Exchange, Pipeline
-from proxy.relay.pool import UpstreamConnection, UpstreamPool
+from proxy.relay.pipeline import BodyCopy, Exchange, Pipeline
+from proxy.relay.pool import HostPool, UpstreamConnection, UpstreamPool
 from proxy.relay.tlsrelay import TLSSource, can_take_over, relay_tls, take_over
 from proxy.relay.zerocopy import RelayAborted, relay, socket_fd
 from proxy.s3.address import S3Address, UpstreamTarget
@@ -70,6 +71,8 @@ class Plan:
     method: str
     raw_target: str
     target: UpstreamTarget
+    #: The route of a routed request its handler only passes through (shadow mode).
+    route: RouteConfig | None = None
 
 
 class _BytesStream:
@@ -111,6 +114,8 @@ class FastPath:
         self.body_idle_timeout = body_idle_timeout
         self.small_body = small_body_bytes
         self._origins: dict[str, bool] = {}
+        #: The route handler, when it tells which routed requests it only passes through.
+        self.through = pipeline.passing_through
 
     def plan(self, method: str, raw_target: str, headers: CIMultiDict[str]) -> Plan | None:
         """The resolved request, or None if the general path must serve it."""
@@ -128,7 +133,10 @@ class FastPath:
         try:
             address, route = self.pipeline.resolve(method, raw_target, headers, ex)
             if route is not None:
-                return None
+                through = self.through
+                if through is None or not through.passes_through(route, ex.operation, address):
+                    return None
+                ex.route = route.name
             target = self.pipeline.target(address)
             if not self._sent_as_built(target):
                 return None
@@ -141,6 +149,7 @@ class FastPath:
             method=method,
             raw_target=raw_target,
             target=target,
+            route=route,
         )
 
     def _sent_as_built(self, target: UpstreamTarget) -> bool:
@@ -177,6 +186,8 @@ class FastExchange:
         self._chunked = False
         self._written = 0
         self._drained: asyncio.Future[None] | None = None
+        #: A copy of the response body being made (shadow mode).
+        self._copy: BodyCopy | None = None
 
     @property
     def _transport(self) -> asyncio.Transport | None:
@@ -253,6 +264,13 @@ class FastExchange:
         method = plan.method
         target = plan.target
         signed = await fast.pipeline.sign(method, target, fwd, upstream_data, payload_hash)
+        copy: BodyCopy | None = None
+        if plan.route is not None and fast.through is not None and upstream_data is not None:
+            copy = fast.through.request_copy(
+                plan.route, ex.operation, plan.address, len(upstream_data)
+            )
+            if copy is not None and copy.copying:
+                copy.add(upstream_data)
         if (
             upstream_data is None
             and method not in ("GET", "HEAD")
@@ -268,24 +286,42 @@ class FastExchange:
         pool = fast.pool.host(target.host)
         started = time.perf_counter()
         try:
-            for attempt in range(2):
-                conn = self._conn = await pool.get()
-                loop = asyncio.get_running_loop()
-                self._head = loop.create_future()
-                self._end = loop.create_future()
-                conn.send(wire, self, head_only=method == "HEAD")
-                try:
-                    status, raw = await self._head
-                    break
-                except _Retry as retry:
-                    # As the general path: one more attempt for these idempotent, replayable
-                    # requests when the upstream closed without answering.
-                    if attempt:
-                        raise retry.error from None
-                    self._early, self._early_len = [], 0
+            status, raw, conn = await self._exchange(pool, wire, method)
+        except BaseException:
+            if copy is not None:
+                copy.discard()
+            raise
         finally:
             ex.upstream_seconds = time.perf_counter() - started
+        if copy is not None:
+            if 200 <= status < 300:
+                copy.end()  # the upstream accepted the whole body
+                copy.finish()
+            else:
+                copy.discard()
         return await self._respond(plan, ex, conn, status, raw)
+
+    async def _exchange(
+        self, pool: HostPool, wire: bytes, method: str
+    ) -> tuple[int, list[tuple[bytes, bytes]], UpstreamConnection]:
+        """Send the request and wait for the response head (once more on a connection the
+        upstream closed before answering)."""
+        for attempt in range(2):
+            conn = self._conn = await pool.get()
+            loop = asyncio.get_running_loop()
+            self._head = loop.create_future()
+            self._end = loop.create_future()
+            conn.send(wire, self, head_only=method == "HEAD")
+            try:
+                status, raw = await self._head
+                return status, raw, conn
+            except _Retry as retry:
+                # As the general path: one more attempt for these idempotent, replayable
+                # requests when the upstream closed without answering.
+                if attempt:
+                    raise retry.error from None
+                self._early, self._early_len = [], 0
+        raise AssertionError("unreachable")
 
     async def _respond(
         self,
@@ -300,6 +336,29 @@ class FastExchange:
         lowered = [name.lower() for name, _ in hdrs]
         if "x-amz-request-id" in lowered:
             ex.upstream_request_id = hdrs[lowered.index("x-amz-request-id")][1]
+        through = self._fast.through
+        copy = self._copy = (
+            through.response_copy(plan.route, ex.operation, plan.address, status, list(hdrs))
+            if plan.route is not None and method == "GET" and through is not None
+            else None
+        )
+        try:
+            return await self._answer(plan, ex, conn, status, hdrs, lowered)
+        finally:
+            if copy is not None:
+                copy.finish()  # after the whole body was written, or abandoned
+
+    async def _answer(
+        self,
+        plan: Plan,
+        ex: Exchange,
+        conn: UpstreamConnection,
+        status: int,
+        hdrs: list[tuple[str, str]],
+        lowered: list[str],
+    ) -> tuple[int, str | None]:
+        method = plan.method
+        copy = self._copy
         head, length = self._response_head(method, status, hdrs, lowered)
         transport = self._transport
         if transport is None:
@@ -307,6 +366,7 @@ class FastExchange:
             return status, "response aborted: ConnectionResetError: the client connection closed"
         if (
             method == "GET"
+            and copy is None  # a body being copied takes the copy path
             and self._fast.zero_copy_min
             and length is not None
             and length >= self._fast.zero_copy_min
@@ -323,6 +383,8 @@ class FastExchange:
             self._streaming = True
             first = b"".join(early)
             self._written += len(first)
+            if copy is not None:
+                copy.add(first)
             transport.write(head + self._frame(first))
             if self._client.write_paused:
                 conn.pause()
@@ -339,6 +401,8 @@ class FastExchange:
             await end  # a done future answers at once, without a loop turn
             if self._chunked:
                 transport.write(b"0\r\n\r\n")
+            if copy is not None:
+                copy.end()  # the client has been given the whole body
             conn.release()
             return status, None
         except (UpstreamError, ConnectionError) as exc:
@@ -518,6 +582,8 @@ class FastExchange:
         if transport is None:
             return
         self._written += len(data)
+        if self._copy is not None:
+            self._copy.add(data)
         transport.write(self._frame(data))
 
     def response_end(self) -> None:

@@ -36,6 +36,11 @@ validated config (routes with compiled mappings, limits, ``app_version``) and th
 Errors a handler raises from :mod:`proxy.errors` (``TranslationError``, ``EntityTooLarge``,
 ``InvalidRange``, ``PreconditionFailed``, ...) become S3 XML error responses in the server;
 fields it puts in ``request.log_fields`` are added to the request's log line.
+
+A handler may also say (:class:`PassingThrough`) which routed requests it would only pass
+through (a route in shadow mode, a folder key), and which of their bodies it wants a copy of
+(a :class:`BodyCopy`). The lean front end (:mod:`proxy.relay.fastexchange`) serves such
+requests itself, as it serves unrouted ones.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ import hashlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import aiohttp
 
@@ -67,9 +72,11 @@ from proxy.s3.operations import detect_operation
 from proxy.s3.signing import Signer, forwardable_request_headers, forwardable_response_headers
 
 __all__ = [
+    "BodyCopy",
     "Exchange",
     "Forwarder",
     "IncomingRequest",
+    "PassingThrough",
     "PassthroughHandler",
     "Pipeline",
     "ProxyResponse",
@@ -267,10 +274,56 @@ class Forwarder(Protocol):
     ) -> UpstreamReply: ...
 
 
+class BodyCopy(Protocol):
+    """A copy of a body passed through unchanged, made as it passes (shadow mode)."""
+
+    @property
+    def copying(self) -> bool:
+        """False when no bytes are wanted (the copy was given up before it started)."""
+
+    def add(self, piece: bytes) -> None: ...
+
+    def end(self) -> None:
+        """The whole body passed: a response's reached the client, a request's the upstream."""
+
+    def finish(self) -> None:
+        """The request is over and succeeded (a response written or abandoned, a request
+        body accepted by the upstream). Never raises."""
+
+    def discard(self) -> None:
+        """The request failed: the copy is dropped without an outcome."""
+
+
 class RouteHandler(Protocol):
     async def handle(
         self, request: S3Request, route: RouteConfig, forward: Forwarder
     ) -> ProxyResponse: ...
+
+
+@runtime_checkable
+class PassingThrough(Protocol):
+    """What a route handler may also tell (optional): which routed requests it only passes
+    through, and which of their bodies it copies. The lean front end serves those itself; a
+    handler without these methods gets every routed request."""
+
+    def passes_through(self, route: RouteConfig, operation: str, address: S3Address) -> bool:
+        """True if :meth:`handle` would answer this request with ``forward.passthrough``
+        alone, copying at most the bodies :meth:`request_copy`/:meth:`response_copy` ask for."""
+
+    def request_copy(
+        self, route: RouteConfig, operation: str, address: S3Address, length: int | None
+    ) -> BodyCopy | None:
+        """For a request that passes through: a copy of its body to make, or None."""
+
+    def response_copy(
+        self,
+        route: RouteConfig,
+        operation: str,
+        address: S3Address,
+        status: int,
+        headers: list[tuple[str, str]],
+    ) -> BodyCopy | None:
+        """For a request that passes through: a copy of its response body to make, or None."""
 
 
 class PassthroughHandler:
@@ -280,6 +333,24 @@ class PassthroughHandler:
         self, request: S3Request, route: RouteConfig, forward: Forwarder
     ) -> ProxyResponse:
         return await forward.passthrough(request)
+
+    def passes_through(self, route: RouteConfig, operation: str, address: S3Address) -> bool:
+        return True
+
+    def request_copy(
+        self, route: RouteConfig, operation: str, address: S3Address, length: int | None
+    ) -> BodyCopy | None:
+        return None
+
+    def response_copy(
+        self,
+        route: RouteConfig,
+        operation: str,
+        address: S3Address,
+        status: int,
+        headers: list[tuple[str, str]],
+    ) -> BodyCopy | None:
+        return None
 
 
 class Pipeline:
@@ -325,6 +396,12 @@ class Pipeline:
             source = parse_copy_source(headers.get("x-amz-copy-source"))
             route = self._router.route(source) if source else None
         return address, route
+
+    @property
+    def passing_through(self) -> PassingThrough | None:
+        """The route handler, if it tells which routed requests it only passes through."""
+        handler = self._handler
+        return handler if isinstance(handler, PassingThrough) else None
 
     def target(self, address: S3Address) -> UpstreamTarget:
         """Where ``address`` is sent upstream (the URL signed and sent)."""

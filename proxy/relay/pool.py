@@ -26,7 +26,7 @@ import httptools
 
 from proxy.errors import UpstreamError
 
-__all__ = ["PoolSettings", "ResponseSink", "UpstreamConnection", "UpstreamPool"]
+__all__ = ["HostPool", "PoolSettings", "ResponseSink", "UpstreamConnection", "UpstreamPool"]
 
 #: Idle connections kept per upstream host when ``max_connections`` is 0 (unbounded).
 _IDLE_CAP = 64
@@ -53,7 +53,7 @@ class ResponseSink(Protocol):
 class UpstreamConnection(asyncio.Protocol):
     """One upstream connection (plain or TLS), one request at a time."""
 
-    def __init__(self, pool: _HostPool) -> None:
+    def __init__(self, pool: HostPool) -> None:
         self._pool = pool
         self.transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
@@ -246,7 +246,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._fail(UpstreamError(f"upstream {self._pool.origin} did not answer in time"))
 
 
-class _HostPool:
+class HostPool:
     """The connections to one upstream host:port."""
 
     def __init__(
@@ -351,7 +351,7 @@ class UpstreamPool:
 
     def __init__(self, settings: PoolSettings) -> None:
         self.settings = settings
-        self._hosts: dict[str, _HostPool] = {}
+        self._hosts: dict[str, HostPool] = {}
         self._ctx: ssl.SSLContext | None = None
         if settings.scheme == "https":
             self._ctx = ssl.create_default_context()
@@ -359,14 +359,14 @@ class UpstreamPool:
                 self._ctx.check_hostname = False
                 self._ctx.verify_mode = ssl.CERT_NONE
 
-    def host(self, netloc: str) -> _HostPool:
+    def host(self, netloc: str) -> HostPool:
         """The pool for ``netloc`` (the Host header sent: ``host[:port]``)."""
         pool = self._hosts.get(netloc)
         if pool is None:
             pool = self._hosts[netloc] = self._new(netloc)
         return pool
 
-    def _new(self, netloc: str) -> _HostPool:
+    def _new(self, netloc: str) -> HostPool:
         default = 443 if self.settings.scheme == "https" else 80
         if netloc.startswith("["):
             name, _, rest = netloc[1:].partition("]")
@@ -378,7 +378,7 @@ class UpstreamPool:
             for pool in self._hosts.values():
                 pool.close()
             self._hosts.clear()
-        return _HostPool(self.settings, name, port, name, self._ctx)
+        return HostPool(self.settings, name, port, name, self._ctx)
 
     def close(self) -> None:
         for pool in self._hosts.values():

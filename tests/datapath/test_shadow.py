@@ -16,9 +16,36 @@ import pytest
 from proxy.datapath.documents import shadow_verdict
 from proxy.datapath.shadowqueue import ShadowChecker
 from proxy.errors import TranslationError
+from proxy.relay import fastexchange
 from proxy.translate.roundtrip import canonical_xml, difference_location
 from tests.datapath.conftest import BUCKET, Proxied, route
 from tests.datapath.fakes import FakeS3, json_doc, xml_doc
+
+
+@pytest.fixture(params=[True, False], ids=["lean", "general"])
+def make_proxy(request: pytest.FixtureRequest, make_proxy: Any) -> Any:
+    """Every test on both front ends: the lean path serves small requests on shadow routes as
+    it serves unrouted ones; the general path serves the rest (and everything when off)."""
+
+    async def start(**config: Any) -> Proxied:
+        config.setdefault("server", {"fast_path": request.param})
+        return await make_proxy(**config)
+
+    return start
+
+
+@pytest.fixture
+def lean_served(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Methods of the requests the lean path served."""
+    seen: list[str] = []
+    real = fastexchange.FastExchange.run
+
+    async def spy(self: fastexchange.FastExchange, body: bytes) -> None:
+        seen.append(self._plan.method)
+        await real(self, body)
+
+    monkeypatch.setattr(fastexchange.FastExchange, "run", spy)
+    return seen
 
 
 def _shadow(**shadow: Any) -> list[dict[str, Any]]:
@@ -34,9 +61,10 @@ async def _settle(checker: ShadowChecker, observer: Any, total: int) -> Counter[
 
 
 async def test_shadow_get_and_put_pass_through_and_are_checked(
-    make_proxy: Any, fake_s3: FakeS3
+    make_proxy: Any, fake_s3: FakeS3, lean_served: list[str]
 ) -> None:
     p: Proxied = await make_proxy(app_version="v2", routes=_shadow())
+    lean = p.service.config.server.fast_path
     stored = xml_doc(a="1", b="two")
     fake_s3.put(BUCKET, "docs/x", stored, content_type="application/xml")
     async with p.request("GET", "docs/x") as r:
@@ -49,6 +77,7 @@ async def test_shadow_get_and_put_pass_through_and_are_checked(
     got = await _settle(p.handler.shadow, p.observer, 2)
     assert got == {("xml_to_json", "ok", ""): 1, ("json_to_xml", "ok", ""): 1}
     assert p.observer.translations == Counter()  # nothing was translated for a client
+    assert lean_served == (["GET", "PUT"] if lean else [])
 
 
 async def test_a_failed_check_is_counted_with_its_reason(make_proxy: Any, fake_s3: FakeS3) -> None:
