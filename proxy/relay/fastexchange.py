@@ -113,6 +113,8 @@ class FastPath:
         self.zero_copy_min = zero_copy_min_bytes
         self.body_idle_timeout = body_idle_timeout
         self.small_body = small_body_bytes
+        # Kept: asyncio.get_running_loop() makes a getpid() system call on every call.
+        self.loop = asyncio.get_running_loop()
         self._origins: dict[str, bool] = {}
         #: The route handler, when it tells which routed requests it only passes through.
         self.through = pipeline.passing_through
@@ -160,7 +162,7 @@ class FastPath:
         url = target.url
         rest = len(target.path) + (len(target.query) + 1 if target.query else 0)
         origin = url[: len(url) - rest]
-        if not _PLAIN_REST.fullmatch(url, len(origin)):
+        if "?" in target.path or not _PLAIN_REST.fullmatch(url, len(origin)):
             return str(URL(url, encoded=True)) == url
         known = self._origins.get(origin)
         if known is None:
@@ -306,9 +308,9 @@ class FastExchange:
     ) -> tuple[int, list[tuple[bytes, bytes]], UpstreamConnection]:
         """Send the request and wait for the response head (once more on a connection the
         upstream closed before answering)."""
+        loop = self._fast.loop
         for attempt in range(2):
             conn = self._conn = await pool.get()
-            loop = asyncio.get_running_loop()
             self._head = loop.create_future()
             self._end = loop.create_future()
             conn.send(wire, self, head_only=method == "HEAD")

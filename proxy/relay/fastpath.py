@@ -72,6 +72,8 @@ class FastConnection(asyncio.Protocol):
     def __init__(self, fast: FastPath, listener: ListenerServer) -> None:
         self._fast = fast
         self._listener = listener
+        # Kept: asyncio.get_running_loop() makes a getpid() system call on every call.
+        self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
         self._pending = bytearray()
@@ -204,7 +206,7 @@ class FastConnection(asyncio.Protocol):
             # Part of a head (or stray bytes) came: the header timeout runs from now. A request
             # that arrives whole in one read, the usual case, never starts this timer.
             if not self._head_done and self._head_timer is None:
-                self._head_timer = asyncio.get_running_loop().call_later(
+                self._head_timer = self._loop.call_later(
                     self._listener.settings.header_timeout, self._head_expired
                 )
             if self._req is None:
@@ -212,7 +214,7 @@ class FastConnection(asyncio.Protocol):
             if len(self._pending) > _MAX_HEAD_BYTES + self._fast.small_body:
                 self._handoff()
             elif self._plan is not None and self._body_timer is None:
-                self._body_timer = asyncio.get_running_loop().call_later(
+                self._body_timer = self._loop.call_later(
                     min(_BODY_GRACE, self._fast.body_idle_timeout), self._handoff
                 )
 
@@ -310,7 +312,7 @@ class FastConnection(asyncio.Protocol):
     def _start_idle(self) -> None:
         if self._transport is None:
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         deadline = self._idle_deadline = loop.time() + self._listener.settings.idle_timeout
         if self._idle_timer is None:
             self._idle_timer = loop.call_at(deadline, self._idle_check)
@@ -333,7 +335,7 @@ class FastConnection(asyncio.Protocol):
         deadline = self._idle_deadline
         if deadline is None:
             return  # busy: the next idle wait starts a timer again
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if loop.time() < deadline:
             self._idle_timer = loop.call_at(deadline, self._idle_check)
         elif self._transport is not None and not self._busy:
@@ -443,7 +445,7 @@ class FastConnection(asyncio.Protocol):
         self._handoff_wanted = False
         self._length = None
         self._head_done = False
-        asyncio.get_running_loop().call_soon(self._next)
+        self._loop.call_soon(self._next)
 
     # --- serving one request -------------------------------------------------------------------
 
@@ -452,7 +454,7 @@ class FastConnection(asyncio.Protocol):
         assert plan is not None
         self._pending = bytearray()
         self._busy = True
-        asyncio.get_running_loop().create_task(self._serve(plan, req))
+        self._loop.create_task(self._serve(plan, req))
 
     async def _serve(self, plan: Plan, req: _Request) -> None:
         exchange = self._exchange = FastExchange(self._fast, self, plan)

@@ -55,6 +55,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def __init__(self, pool: HostPool) -> None:
         self._pool = pool
+        # Kept: asyncio.get_running_loop() makes a getpid() system call on every call.
+        self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._sink: ResponseSink | None = None
@@ -220,7 +222,7 @@ class UpstreamConnection(asyncio.Protocol):
         timer per request costs more than the rest of the timeout handling)."""
         if self._paused:
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         deadline = self._deadline = loop.time() + self._pool.settings.read_timeout
         if self._timer is None:
             self._timer = loop.call_at(deadline, self._check_deadline)
@@ -236,7 +238,7 @@ class UpstreamConnection(asyncio.Protocol):
         deadline = self._deadline
         if deadline is None:
             return  # between responses: the next request starts a timer again
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if loop.time() < deadline:
             self._timer = loop.call_at(deadline, self._check_deadline)
             return

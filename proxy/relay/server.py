@@ -345,7 +345,8 @@ class DataServer:
         if ex.log_fields:
             fields.update(ex.log_fields)
         warn = status >= 500 or (failed is not None and status < 400)
-        accesslog.emit("warning" if warn else "info", fields)
+        # Batched with other lines only while other requests are in flight (see emit).
+        accesslog.emit("warning" if warn else "info", fields, batch=self._inflight > 0)
         # Keys can be personal data or business identifiers: only at debug level.
         if accesslog.debug_enabled():
             _log.debug("request.key", request_id=fields["request_id"], key=ex.key)

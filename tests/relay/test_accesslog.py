@@ -230,14 +230,19 @@ def test_lines_of_one_loop_iteration_are_written_together() -> None:
             assert stream.writes == 1
             accesslog.emit("warning", {"status": 502, "n": 5})
             await asyncio.sleep(0)
+            assert stream.writes == 2
+            # The last request in flight ended: its line (and any waiting) goes out at once.
+            accesslog.emit("info", {"status": 200, "n": 6})
+            accesslog.emit("info", {"status": 200, "n": 7}, batch=False)
+            assert stream.writes == 3
 
         asyncio.run(main())
         lines = _lines(stream)
-        assert [line["n"] for line in lines] == list(range(6)) and stream.writes == 2
-        assert lines[-1]["level"] == "warning"
+        assert [line["n"] for line in lines] == list(range(8)) and stream.writes == 3
+        assert lines[5]["level"] == "warning"
         # Outside a loop (and for lines still waiting when the loop is gone): at once.
-        accesslog.emit("info", {"status": 200, "n": 6})
-        assert _lines(stream)[-1]["n"] == 6
+        accesslog.emit("info", {"status": 200, "n": 8})
+        assert _lines(stream)[-1]["n"] == 8
     finally:
         structlog.reset_defaults()
         logging.getLogger().handlers.clear()

@@ -14,11 +14,14 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import structlog
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.app.logging import configure_logging
 from proxy.relay import fastexchange
@@ -333,3 +336,36 @@ async def test_waiting_for_a_pooled_connection_is_bounded(
     assert second[0].startswith(b"HTTP/1.1 503 Service Unavailable")
     assert b"did not answer in time" in second[0]
     first.cancel()
+
+
+_ORIGINS = [
+    "http://127.0.0.1:8333",
+    "http://Upper.Example:80",
+    "https://s3.eu-west-3.amazonaws.com:443",
+    "https://bucket.s3.amazonaws.com",
+    "http://[::1]:9000",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    origin=st.sampled_from(_ORIGINS),
+    paths=st.lists(st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E)), min_size=2),
+    query=st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E)),
+)
+def test_the_url_check_per_origin_is_yarls_answer(
+    origin: str, paths: list[str], query: str
+) -> None:
+    """The lean path serves a request only if aiohttp's client would send its URL unchanged;
+    the answer cached per origin must be the one yarl gives for every path and query."""
+    from yarl import URL
+
+    from proxy.s3.address import UpstreamTarget
+
+    state = SimpleNamespace(_origins={})
+    for raw in paths:
+        path = "/" + raw
+        url = f"{origin}{path}" + (f"?{query}" if query else "")
+        target = UpstreamTarget(url=url, host=origin.split("//")[1], path=path, query=query)
+        expected = str(URL(url, encoded=True)) == url
+        assert fastexchange.FastPath._sent_as_built(state, target) == expected, url  # type: ignore[arg-type]
