@@ -11,9 +11,18 @@ proxy can cost on that HTTP stack:
   parsers, a small keep-alive pool of upstream connections.
 
 Each relay runs in its own process; the figure is that process's CPU time (user + system,
-psutil) per request, at concurrency 1 and 16, median of ``--runs``.
+psutil) per request, at concurrency 1 and 16, median of ``--runs``, and the median latency at
+concurrency 1 (direct to the origin too, so each relay's added latency is known).
+
+``--proxy`` adds format-proxy itself (``serve``, default config, lean path on) in front of the
+same origin, so its own work per request is measured against the two floors in one run without
+the noise of a real backend; ``--baseline-src DIR`` adds a second format-proxy that runs the
+code of another checkout (``PYTHONPATH=DIR``), for a before/after in one interleaved run. The
+client sends the headers a boto3 GET sends (the proxy re-signs; it does not check them) and the
+origin answers with the headers an S3 server sends.
 
     .venv/bin/python bench/floor.py             # 3 runs x 2000 requests per case
+    .venv/bin/python bench/floor.py --proxy --baseline-src /tmp/old-checkout --runs 5
     .venv/bin/python bench/floor.py --quick
 """
 
@@ -24,10 +33,13 @@ import asyncio
 import itertools
 import os
 import socket
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 BODY = os.urandom(4096)
@@ -43,7 +55,12 @@ class _Origin(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._head = (
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+            b"HTTP/1.1 200 OK\r\nAccept-Ranges: bytes\r\n"
+            b"Content-Type: application/octet-stream\r\n"
+            b'Etag: "0f343b0931126a20f133d67c2b018a3b"\r\n'
+            b"Last-Modified: Thu, 03 Dec 2026 12:00:00 GMT\r\n"
+            b"Server: origin\r\nX-Amz-Request-Id: 1A2B3C4D5E6F7A8B\r\n"
+            b"Date: Thu, 03 Dec 2026 12:00:00 GMT\r\n"
             b"Content-Length: %d\r\n\r\n" % len(BODY)
         )
 
@@ -235,32 +252,81 @@ def _wait_port(port: int) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-async def _load(port: int, concurrency: int, count: int, cpu: Callable[[], float]) -> float:
+#: What a boto3 GetObject sends besides Host (the values need not verify: nothing checks them).
+_CLIENT_HEADERS = {
+    "User-Agent": "Boto3/1.35.0 md/Botocore#1.35.0 ua/2.0 os/linux#6.1 md/arch#x86_64 "
+    "lang/python#3.11.7 md/pyimpl#CPython cfg/retry-mode#legacy Botocore/1.35.0",
+    "Accept-Encoding": "identity",
+    "X-Amz-Date": "20261203T120000Z",
+    "X-Amz-Content-SHA256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    "Authorization": "AWS4-HMAC-SHA256 Credential=AKIDCLIENT/20261203/us-east-1/s3/aws4_request, "
+    "SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=" + "0" * 64,
+    "amz-sdk-invocation-id": "0b8f4c2e-5f6a-4c1e-9d1b-2f3a4b5c6d7e",
+    "amz-sdk-request": "attempt=1",
+}
+
+
+async def _load(
+    port: int, concurrency: int, count: int, cpu: Callable[[], float]
+) -> tuple[float, float]:
+    """CPU ms per request of the measured process, and the median latency in ms."""
     import aiohttp
 
-    url = f"http://127.0.0.1:{port}/bucket/key"
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+    url = f"http://127.0.0.1:{port}/bucket/some/key.json"
+    latencies: list[float] = []
+    connector = aiohttp.TCPConnector(limit=64)
+    skip = ("User-Agent", "Accept", "Accept-Encoding")
+    async with aiohttp.ClientSession(connector=connector, skip_auto_headers=skip) as session:
         for _ in range(50):  # warm the pools
-            async with session.get(url) as r:
+            async with session.get(url, headers=_CLIENT_HEADERS) as r:
                 await r.read()
         counter = itertools.count()
 
         async def worker() -> None:
             while next(counter) < count:
-                async with session.get(url) as r:
+                started = time.perf_counter()
+                async with session.get(url, headers=_CLIENT_HEADERS) as r:
                     body = await r.read()
                     if r.status != 200 or len(body) != len(BODY):
                         raise RuntimeError(f"bad answer {r.status}, {len(body)} bytes")
+                latencies.append(time.perf_counter() - started)
 
         before = cpu()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return (cpu() - before) / count * 1000
+        latencies.sort()
+        return (cpu() - before) / count * 1000, latencies[len(latencies) // 2] * 1000
+
+
+def _start_proxies(origin_port: int, baseline_src: str | None, workdir: Path) -> dict[str, Any]:
+    """format-proxy in front of the origin (and the baseline checkout's, if given)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.support.backends import Credentials
+    from tests.support.proxy import ProxyProcess
+
+    creds = Credentials("AKIDBENCHFLOOR", "bench-floor-secret-key")
+    variants: list[tuple[str, dict[str, str]]] = [("format-proxy", {})]
+    if baseline_src:
+        variants.append(("format-proxy (baseline)", {"PYTHONPATH": baseline_src}))
+    return {
+        name: ProxyProcess.start(
+            workdir,
+            upstream=f"http://127.0.0.1:{origin_port}",
+            credentials=creds,
+            env=env,
+            name=f"proxy-{i}",
+        )
+        for i, (name, env) in enumerate(variants)
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--count", type=int, default=2000, help="requests per case and run")
+    parser.add_argument("--proxy", action="store_true", help="also measure format-proxy")
+    parser.add_argument(
+        "--baseline-src", help="with --proxy: also a format-proxy running this checkout's code"
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--serve", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -279,7 +345,8 @@ def main() -> int:
 
     origin_port = _free_port()
     procs = [_spawn("--serve", "origin", str(origin_port))]
-    relays: dict[str, Any] = {}
+    relays: dict[str, Any] = {"direct": (origin_port, None)}
+    proxies: dict[str, Any] = {}
     try:
         for kind in ("aiohttp", "httptools"):
             port = _free_port()
@@ -289,27 +356,49 @@ def main() -> int:
         _wait_port(origin_port)
         for port, _ in relays.values():
             _wait_port(port)
-        results: dict[tuple[str, int], list[float]] = {}
+        if args.proxy:
+            workdir = Path(tempfile.mkdtemp(prefix="floor-"))
+            proxies = _start_proxies(origin_port, args.baseline_src, workdir)
+            for name, proxy in proxies.items():
+                relays[name] = (proxy.port, psutil.Process(proxy.pid))
+        cpu_ms: dict[tuple[str, int], list[float]] = {}
+        p50_ms: dict[str, list[float]] = {}
         for run in range(args.runs):
             kinds = list(relays) if run % 2 == 0 else list(relays)[::-1]
             for kind in kinds:
                 port, proc = relays[kind]
 
                 def cpu(p: Any = proc) -> float:
+                    if p is None:
+                        return 0.0
                     t = p.cpu_times()
                     return float(t.user + t.system)
 
                 for c in (1, 16):
-                    ms = asyncio.run(_load(port, c, args.count, cpu))
-                    results.setdefault((kind, c), []).append(ms)
+                    ms, p50 = asyncio.run(_load(port, c, args.count, cpu))
+                    cpu_ms.setdefault((kind, c), []).append(ms)
+                    if c == 1:
+                        p50_ms.setdefault(kind, []).append(p50)
         print(f"load average {os.getloadavg()}")
-        print("| relay | c | CPU ms/request (median) | runs |")
-        print("| --- | --- | --- | --- |")
-        for (kind, c), values in sorted(results.items()):
-            med = sorted(values)[len(values) // 2]
-            runs = ", ".join(f"{v:.3f}" for v in values)
-            print(f"| {kind} | {c} | {med:.3f} | {runs} |")
+        direct = statistics.median(p50_ms["direct"])
+        print("| relay | CPU ms/request c=1 | c=16 | p50 ms c=1 | added p50 ms | runs: c=1; c=16 |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for kind in relays:
+            if kind == "direct":
+                continue
+            one, sixteen = cpu_ms[(kind, 1)], cpu_ms[(kind, 16)]
+            p50 = statistics.median(p50_ms[kind])
+            runs = (
+                ", ".join(f"{v:.3f}" for v in one) + "; " + ", ".join(f"{v:.3f}" for v in sixteen)
+            )
+            print(
+                f"| {kind} | {statistics.median(one):.3f} | {statistics.median(sixteen):.3f} "
+                f"| {p50:.3f} | {p50 - direct:+.3f} | {runs} |"
+            )
+        print(f"direct p50 at c=1: {direct:.3f} ms")
     finally:
+        for proxy in proxies.values():
+            proxy.process.stop(grace=2.0)
         for proc in procs:
             proc.terminate()
             proc.wait()
