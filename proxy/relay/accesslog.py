@@ -121,6 +121,8 @@ def _flat_json(event: MutableMapping[str, Any]) -> str | None:
     """``json.dumps(event)`` for a flat event of str, int, float, bool and None; else None."""
     parts = []
     for key, value in event.items():
+        if type(key) is not str:
+            return None
         kind = type(value)
         if kind is str:
             parts.append(f"{_quote(key)}: {_quote(value)}")
@@ -131,8 +133,6 @@ def _flat_json(event: MutableMapping[str, Any]) -> str | None:
         elif value is None:
             parts.append(f"{_quote(key)}: null")
         else:
-            return None
-        if type(key) is not str:
             return None
     return "{" + ", ".join(parts) + "}"
 
@@ -158,39 +158,41 @@ def render(level: str, fields: dict[str, Any]) -> str | None:
 
 #: Lines rendered during the current event-loop iteration, written together at its end.
 _batch: list[str] = []
+#: The loop a flush of ``_batch`` is scheduled on.
+_flush_loop: asyncio.AbstractEventLoop | None = None
 
 
-def emit(level: str, fields: dict[str, Any], *, batch: bool = True) -> None:
+def emit(
+    level: str, fields: dict[str, Any], *, loop: asyncio.AbstractEventLoop | None = None
+) -> None:
     """Log one request: ``level`` is ``"info"`` or ``"warning"``.
 
-    With ``batch`` (the caller expects more requests to end soon: others are in flight), on an
-    event loop, the line is written at the end of the loop's current iteration with the other
+    Given the running ``loop`` (the caller expects more requests to end soon: others are in
+    flight), the line is written at the end of the loop's current iteration with the other
     lines of that iteration, in one system call; else at once (with any lines waiting), which
     spares an idle loop the extra iteration.
     """
+    global _flush_loop
     line = render(level, fields)
     if line is None:
         getattr(_log, level)("request", **fields)
     elif line:
-        if not batch:
-            _batch.append(line)
-            flush()
-            return
-        if not _batch:
-            try:
-                asyncio.get_running_loop().call_soon(flush)
-            except RuntimeError:  # no event loop: write it now
-                _write(line + "\n")
-                return
         _batch.append(line)
+        if loop is None or loop.is_closed():
+            flush()
+        elif _flush_loop is not loop:
+            # No flush waits on this loop (none yet, or one lost with a loop that stopped).
+            _flush_loop = loop
+            loop.call_soon(flush)
 
 
 def flush() -> None:
     """Write the lines waiting for the end of the loop iteration."""
+    global _batch, _flush_loop
+    _flush_loop = None
     if _batch:
-        text = "\n".join(_batch) + "\n"
-        _batch.clear()
-        _write(text)
+        lines, _batch = _batch, []  # a line added meanwhile lands in the next batch
+        _write("\n".join(lines) + "\n")
 
 
 def _write(text: str) -> None:

@@ -67,6 +67,7 @@ class ChainCredentials:
     async def start(self) -> None:
         from aiobotocore.session import AioSession  # deferred: heavy import, not needed in tests
 
+        self._fixed = None
         try:
             session = AioSession(profile=self._profile)
             creds = await session.get_credentials()

@@ -7,6 +7,7 @@ error looks the same whichever front end served it: S3's ``Code``, ``Message``, 
 
 from __future__ import annotations
 
+import os
 import random
 from xml.sax.saxutils import escape
 
@@ -24,11 +25,15 @@ _UPSTREAM_KINDS = (
 _SEE_LOG = "; the proxy's log has the details"
 
 
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)
+
+
 def new_request_id() -> str:
     """16 upper-case hex digits, like S3's own request ids."""
-    # Unique, not secret: the process's PRNG (re-seeded after fork) spares a getrandom(2)
-    # system call per request.
-    return f"{random.getrandbits(64):016X}"
+    # Unique, not secret: a PRNG of its own (nothing else seeds it; re-seeded in a forked
+    # child) spares a getrandom(2) system call per request.
+    return f"{_ids.getrandbits(64):016X}"
 
 
 def _public_message(err: ProxyError) -> str:

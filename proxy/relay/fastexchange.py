@@ -266,13 +266,6 @@ class FastExchange:
         method = plan.method
         target = plan.target
         signed = await fast.pipeline.sign(method, target, fwd, upstream_data, payload_hash)
-        copy: BodyCopy | None = None
-        if plan.route is not None and fast.through is not None and upstream_data is not None:
-            copy = fast.through.request_copy(
-                plan.route, ex.operation, plan.address, len(upstream_data)
-            )
-            if copy is not None and copy.copying:
-                copy.add(upstream_data)
         if (
             upstream_data is None
             and method not in ("GET", "HEAD")
@@ -286,8 +279,15 @@ class FastExchange:
         wire = "".join(lines).encode("utf-8") + (upstream_data or b"")
 
         pool = fast.pool.host(target.host)
+        copy: BodyCopy | None = None
         started = time.perf_counter()
         try:
+            if plan.route is not None and fast.through is not None and upstream_data is not None:
+                copy = fast.through.request_copy(
+                    plan.route, ex.operation, plan.address, len(upstream_data)
+                )
+                if copy is not None and copy.copying:
+                    copy.add(upstream_data)
             status, raw, conn = await self._exchange(pool, wire, method)
         except BaseException:
             if copy is not None:

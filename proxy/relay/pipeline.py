@@ -334,24 +334,6 @@ class PassthroughHandler:
     ) -> ProxyResponse:
         return await forward.passthrough(request)
 
-    def passes_through(self, route: RouteConfig, operation: str, address: S3Address) -> bool:
-        return True
-
-    def request_copy(
-        self, route: RouteConfig, operation: str, address: S3Address, length: int | None
-    ) -> BodyCopy | None:
-        return None
-
-    def response_copy(
-        self,
-        route: RouteConfig,
-        operation: str,
-        address: S3Address,
-        status: int,
-        headers: list[tuple[str, str]],
-    ) -> BodyCopy | None:
-        return None
-
 
 class Pipeline:
     """Turns incoming requests into upstream requests and responses."""

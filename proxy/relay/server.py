@@ -147,6 +147,8 @@ class DataServer:
         self._zero_copy_min = zero_copy_min_bytes
         self._body_idle_timeout = body_idle_timeout
         self._inflight = 0
+        #: The loop requests run on (kept: get_running_loop costs a getpid system call).
+        self._loop: asyncio.AbstractEventLoop | None = None
         # Read at scrape time: no lock taken twice per request.
         metrics.inflight.set_function(lambda: self._inflight)
         self._idle = asyncio.Event()
@@ -245,6 +247,8 @@ class DataServer:
 
     def begin(self) -> None:
         """A request starts (counted in flight until :meth:`finish`)."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         self._inflight += 1
         self._idle.clear()
 
@@ -345,10 +349,13 @@ class DataServer:
         if ex.log_fields:
             fields.update(ex.log_fields)
         warn = status >= 500 or (failed is not None and status < 400)
-        # Batched with other lines only while other requests are in flight (see emit).
-        accesslog.emit("warning" if warn else "info", fields, batch=self._inflight > 0)
         # Keys can be personal data or business identifiers: only at debug level.
-        if accesslog.debug_enabled():
+        debug = accesslog.debug_enabled()
+        # Batched with other lines only while other requests are in flight (see emit), and
+        # never when a key line follows it.
+        batch = self._inflight > 0 and not debug
+        accesslog.emit("warning" if warn else "info", fields, loop=self._loop if batch else None)
+        if debug:
             _log.debug("request.key", request_id=fields["request_id"], key=ex.key)
 
     async def _write_error(

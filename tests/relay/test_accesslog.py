@@ -171,6 +171,7 @@ def test_flat_lines_are_written_as_the_renderer_writes_them(fields: dict[str, ob
 
 
 def test_a_different_renderer_or_stamper_keeps_its_own_output() -> None:
+    assert accesslog._flat_json({1: "not a str key"}) is None  # the renderer's job
     assert not accesslog._same_json(structlog.processors.JSONRenderer(sort_keys=True))
     assert not accesslog._same_json(structlog.processors.KeyValueRenderer())
     buf = io.StringIO()
@@ -223,26 +224,52 @@ def test_lines_of_one_loop_iteration_are_written_together() -> None:
     try:
 
         async def main() -> None:
+            loop = asyncio.get_running_loop()
             for i in range(5):
-                accesslog.emit("info", {"status": 200, "n": i})
+                accesslog.emit("info", {"status": 200, "n": i}, loop=loop)
             assert stream.getvalue() == ""  # not before the iteration ends
             await asyncio.sleep(0)
             assert stream.writes == 1
-            accesslog.emit("warning", {"status": 502, "n": 5})
+            accesslog.emit("warning", {"status": 502, "n": 5}, loop=loop)
             await asyncio.sleep(0)
             assert stream.writes == 2
             # The last request in flight ended: its line (and any waiting) goes out at once.
-            accesslog.emit("info", {"status": 200, "n": 6})
-            accesslog.emit("info", {"status": 200, "n": 7}, batch=False)
+            accesslog.emit("info", {"status": 200, "n": 6}, loop=loop)
+            accesslog.emit("info", {"status": 200, "n": 7})
             assert stream.writes == 3
 
         asyncio.run(main())
         lines = _lines(stream)
         assert [line["n"] for line in lines] == list(range(8)) and stream.writes == 3
         assert lines[5]["level"] == "warning"
-        # Outside a loop (and for lines still waiting when the loop is gone): at once.
-        accesslog.emit("info", {"status": 200, "n": 8})
-        assert _lines(stream)[-1]["n"] == 8
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+
+
+def test_a_flush_lost_with_its_loop_does_not_hold_later_lines() -> None:
+    import asyncio
+
+    stream = io.StringIO()
+    configure_logging("info", stream=stream)
+    try:
+        gone = asyncio.new_event_loop()
+        accesslog.emit("info", {"status": 200, "n": 0}, loop=gone)  # its flush never runs
+        gone.close()
+        assert stream.getvalue() == ""
+        accesslog.emit("info", {"status": 200, "n": 1}, loop=gone)  # a closed loop: at once
+        assert [line["n"] for line in _lines(stream)] == [0, 1]
+
+        gone = asyncio.new_event_loop()
+        accesslog.emit("info", {"status": 200, "n": 2}, loop=gone)
+        gone.close()
+
+        async def main() -> None:
+            accesslog.emit("info", {"status": 200, "n": 3}, loop=asyncio.get_running_loop())
+            await asyncio.sleep(0)
+
+        asyncio.run(main())
+        assert [line["n"] for line in _lines(stream)] == [0, 1, 2, 3]
     finally:
         structlog.reset_defaults()
         logging.getLogger().handlers.clear()
@@ -256,7 +283,7 @@ def test_lines_waiting_when_the_stream_changes_go_to_the_old_one() -> None:
     try:
 
         async def main() -> None:
-            accesslog.emit("info", {"status": 200})
+            accesslog.emit("info", {"status": 200}, loop=asyncio.get_running_loop())
             configure_logging("info", stream=second)
 
         asyncio.run(main())
