@@ -16,10 +16,10 @@ import pytest
 from proxy.datapath.documents import shadow_verdict
 from proxy.datapath.shadowqueue import ShadowChecker
 from proxy.errors import TranslationError
-from proxy.relay import fastexchange
 from proxy.translate.roundtrip import canonical_xml, difference_location
 from tests.datapath.conftest import BUCKET, Proxied, route
 from tests.datapath.fakes import FakeS3, json_doc, xml_doc
+from tests.support.inprocess import spy_on_lean_path
 
 
 @pytest.fixture(params=[True, False], ids=["lean", "general"])
@@ -37,15 +37,7 @@ def make_proxy(request: pytest.FixtureRequest, make_proxy: Any) -> Any:
 @pytest.fixture
 def lean_served(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Methods of the requests the lean path served."""
-    seen: list[str] = []
-    real = fastexchange.FastExchange.run
-
-    async def spy(self: fastexchange.FastExchange, body: bytes) -> None:
-        seen.append(self._plan.method)
-        await real(self, body)
-
-    monkeypatch.setattr(fastexchange.FastExchange, "run", spy)
-    return seen
+    return spy_on_lean_path(monkeypatch)
 
 
 def _shadow(**shadow: Any) -> list[dict[str, Any]]:

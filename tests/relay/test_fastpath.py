@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from proxy.app.logging import configure_logging
 from proxy.relay import fastexchange
-from tests.support.inprocess import FakeUpstream, Seen
+from tests.support.inprocess import FakeUpstream, Seen, spy_on_lean_path
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -45,15 +45,7 @@ def logs() -> Iterator[io.StringIO]:
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Methods of the requests the lean path served."""
-    seen: list[str] = []
-    real = fastexchange.FastExchange.run
-
-    async def spy(self: fastexchange.FastExchange, body: bytes) -> None:
-        seen.append(self._plan.method)
-        await real(self, body)
-
-    monkeypatch.setattr(fastexchange.FastExchange, "run", spy)
-    return seen
+    return spy_on_lean_path(monkeypatch)
 
 
 async def _responder(request: web.BaseRequest, seen: Seen) -> web.StreamResponse:

@@ -205,3 +205,19 @@ async def raw_exchange(
         pass
     writer.close()
     return bytes(out)
+
+
+def spy_on_lean_path(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The methods of the requests the lean HTTP/1.1 path serves from now on (in this process),
+    in order."""
+    from proxy.relay import fastexchange
+
+    seen: list[str] = []
+    real = fastexchange.FastExchange.run
+
+    async def spy(self: fastexchange.FastExchange, body: bytes) -> None:
+        seen.append(self._plan.method)
+        await real(self, body)
+
+    monkeypatch.setattr(fastexchange.FastExchange, "run", spy)
+    return seen
