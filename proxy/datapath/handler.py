@@ -35,6 +35,12 @@ from proxy.s3.address import S3Address
 
 __all__ = ["TranslatingHandler"]
 
+
+def _folder(address: S3Address) -> bool:
+    """No key, or a folder key: every route passes these through unchanged."""
+    return address.key is None or address.key.endswith("/")
+
+
 _MULTIPART = frozenset(
     {
         "CreateMultipartUpload",
@@ -104,7 +110,7 @@ class TranslatingHandler:
         self, request: S3Request, route: RouteConfig, forward: Forwarder
     ) -> ProxyResponse:
         op, a = request.operation, request.address
-        if a.key is None or a.key.endswith("/"):
+        if _folder(a):
             return await forward.passthrough(request)
         compiled = self._routes.of(route)
         if route.mode == "shadow":
@@ -125,8 +131,7 @@ class TranslatingHandler:
     def passes_through(self, route: RouteConfig, operation: str, address: S3Address) -> bool:
         """What :meth:`handle` only passes through: folder keys, and every request on a route
         in shadow mode (with the copies below)."""
-        key = address.key
-        return key is None or key.endswith("/") or route.mode == "shadow"
+        return _folder(address) or route.mode == "shadow"
 
     def request_copy(
         self, route: RouteConfig, operation: str, address: S3Address, length: int | None
@@ -153,8 +158,7 @@ class TranslatingHandler:
 
     @staticmethod
     def _shadow_copies(route: RouteConfig, address: S3Address) -> bool:
-        key = address.key
-        return route.mode == "shadow" and key is not None and not key.endswith("/")
+        return route.mode == "shadow" and not _folder(address)
 
     def start(self) -> None:
         """Start the document worker processes (in the background)."""

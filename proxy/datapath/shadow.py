@@ -154,10 +154,6 @@ class ShadowCopy:
         :meth:`finish`): the body needs no copy."""
         return not self._tee.settled
 
-    @property
-    def size(self) -> int:
-        return self._tee.size
-
     def add(self, piece: bytes) -> None:
         if not self._tee.settled:
             self._tee.add(piece)
