@@ -26,6 +26,9 @@ class CredentialSource(Protocol):
     async def get(self) -> ReadOnlyCredentials:
         """Current credentials (refreshing them first when they are about to expire)."""
 
+    def now(self) -> ReadOnlyCredentials | None:
+        """What :meth:`get` would return if that needs no wait (no refresh due), else None."""
+
     @property
     def resolved(self) -> bool: ...
 
@@ -46,6 +49,9 @@ class StaticCredentials:
     async def get(self) -> ReadOnlyCredentials:
         return self._creds
 
+    def now(self) -> ReadOnlyCredentials | None:
+        return self._creds
+
     @property
     def resolved(self) -> bool:
         return True
@@ -63,11 +69,13 @@ class ChainCredentials:
         self._creds: object | None = None
         #: Credentials that never refresh (environment, shared files), frozen once.
         self._fixed: ReadOnlyCredentials | None = None
+        #: The refreshing credentials' last frozen copy (what they give until a refresh is due).
+        self._last: ReadOnlyCredentials | None = None
 
     async def start(self) -> None:
         from aiobotocore.session import AioSession  # deferred: heavy import, not needed in tests
 
-        self._fixed = None
+        self._fixed = self._last = None
         try:
             session = AioSession(profile=self._profile)
             creds = await session.get_credentials()
@@ -101,7 +109,21 @@ class ChainCredentials:
             ) from None
         if not frozen.access_key or not frozen.secret_key:
             raise CredentialsError("AWS credentials resolved without an access key or secret")
+        self._last = frozen
         return frozen
+
+    def now(self) -> ReadOnlyCredentials | None:
+        if self._fixed is not None:
+            return self._fixed
+        last, creds = self._last, self._creds
+        if last is None or creds is None:
+            return None
+        # The same test get_frozen_credentials() makes before refreshing (botocore's advisory
+        # window): while no refresh is due it returns the copy it returned last.
+        refresh_needed = getattr(creds, "refresh_needed", None)
+        if refresh_needed is None or refresh_needed():
+            return None
+        return last
 
     @property
     def resolved(self) -> bool:

@@ -1,51 +1,38 @@
 """One request on the lean path: forwarded over the upstream pool, answered as aiohttp would.
 
-:class:`FastPath` decides whether a parsed request is the fast path's (the pipeline's own address
-parse and route decision), and :class:`FastExchange` serves one: the pipeline's body framing and
-signing, the response head aiohttp's ``StreamResponse`` would write (same default headers), the
-body streamed with flow control or relayed kernel-side (zero-copy) when large, failures answered
-by the one error rendering, and the data server's metrics and access line.
+:class:`FastExchange` serves a :class:`~proxy.relay.fastplan.Plan`: the pipeline's body framing
+and signing, the response head aiohttp's ``StreamResponse`` would write (same default headers),
+the body relayed read by read with flow control, or kernel-side (zero-copy) when large, failures
+answered by the one error rendering, and the data server's metrics and access line. It is driven
+by the connections' callbacks: the usual exchange runs without a task (see the class).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp.helpers import must_be_empty_body, rfc822_formatted_time, should_remove_content_length
 from aiohttp.http import SERVER_SOFTWARE
-from multidict import CIMultiDict
-from yarl import URL
 
-from proxy.config import RouteConfig
 from proxy.errors import ProxyError, UpstreamError
+from proxy.relay.fastplan import FastPath, Plan
 from proxy.relay.listener import SendWatch
-from proxy.relay.pipeline import BodyCopy, Exchange, Pipeline
-from proxy.relay.pool import HostPool, UpstreamConnection, UpstreamPool
+from proxy.relay.pipeline import BodyCopy, Exchange
+from proxy.relay.pool import HostPool, UpstreamConnection
 from proxy.relay.tlsrelay import TLSSource, can_take_over, relay_tls, take_over
 from proxy.relay.zerocopy import RelayAborted, relay, socket_fd
-from proxy.s3.address import S3Address, UpstreamTarget
-from proxy.s3.awschunked import framing_for
 from proxy.s3.signing import forwardable_request_headers, forwardable_response_headers
 
 if TYPE_CHECKING:
     from proxy.relay.listener import ListenerServer
-    from proxy.relay.server import DataServer
 
-__all__ = ["FastExchange", "FastPath", "Plan"]
+__all__ = ["FastExchange"]
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
-#: A path and query yarl sends exactly as given (``encoded=True`` leaves these alone).
-_PLAIN_REST = re.compile(r'/[!"$-~]*')  # printable ASCII but "#"
-#: Origins checked against yarl (see :meth:`FastPath._sent_as_built`), at most this many.
-_MAX_ORIGINS = 1024
-#: Response body bytes held before the head is written (one or two socket reads).
-_EARLY_LIMIT = 256 * 1024
 
 
 class Client(Protocol):
@@ -61,20 +48,6 @@ class Client(Protocol):
     closing: bool
 
 
-@dataclass(slots=True)
-class Plan:
-    """An eligible request, resolved: what the fast path will send."""
-
-    address: S3Address
-    ex: Exchange
-    headers: CIMultiDict[str]
-    method: str
-    raw_target: str
-    target: UpstreamTarget
-    #: The route of a routed request its handler only passes through (shadow mode).
-    route: RouteConfig | None = None
-
-
 class _BytesStream:
     """The already received body, as the pipeline's body framing reads it."""
 
@@ -88,171 +61,87 @@ class _BytesStream:
         return data
 
 
-class FastPath:
-    """What every fast connection of one listener shares."""
-
-    def __init__(
-        self,
-        *,
-        server: DataServer,
-        pipeline: Pipeline,
-        pool: UpstreamPool,
-        zero_copy_min_bytes: int,
-        body_idle_timeout: float,
-        new_request_id: Callable[[], str],
-        error_parts: Callable[[ProxyError, str, str, str], tuple[dict[str, str], bytes]],
-        is_loopback: Callable[[object], bool],
-        small_body_bytes: int = 64 * 1024,
-    ) -> None:
-        self.new_request_id = new_request_id
-        self.error_parts = error_parts
-        self.is_loopback = is_loopback
-        self.server = server
-        self.pipeline = pipeline
-        self.pool = pool
-        self.zero_copy_min = zero_copy_min_bytes
-        self.body_idle_timeout = body_idle_timeout
-        self.small_body = small_body_bytes
-        # Kept: asyncio.get_running_loop() makes a getpid() system call on every call.
-        self.loop = asyncio.get_running_loop()
-        self._origins: dict[str, bool] = {}
-        #: The route handler, when it tells which routed requests it only passes through.
-        self.through = pipeline.passing_through
-
-    def plan(self, method: str, raw_target: str, headers: CIMultiDict[str]) -> Plan | None:
-        """The resolved request, or None if the general path must serve it."""
-        if method == "PUT":
-            length = headers.get("Content-Length")
-            if length is None or not length.isdigit() or int(length) > self.small_body:
-                return None
-            if framing_for(headers.get("x-amz-content-sha256"), headers.get("Content-Encoding")):
-                return None
-        elif headers.get("Content-Length", "0") != "0":
-            return None
-        if len(headers.getall("Host", ())) != 1 or len(headers.getall("Content-Length", ())) > 1:
-            return None
-        ex = Exchange(request_id="", method=method)
-        try:
-            address, route = self.pipeline.resolve(method, raw_target, headers, ex)
-            if route is not None:
-                through = self.through
-                if through is None or not through.passes_through(route, ex.operation, address):
-                    return None
-                ex.route = route.name
-            target = self.pipeline.target(address)
-            if not self._sent_as_built(target):
-                return None
-        except Exception:
-            return None
-        return Plan(
-            address=address,
-            ex=ex,
-            headers=headers,
-            method=method,
-            raw_target=raw_target,
-            target=target,
-            route=route,
-        )
-
-    def _sent_as_built(self, target: UpstreamTarget) -> bool:
-        """Whether aiohttp's client would send ``target.url`` unchanged, as the fast path does.
-        yarl only ever rewrites the origin part of an encoded URL (a default port, the host's
-        case), so the answer is looked up once per origin; a path or query with anything but
-        printable ASCII is always checked whole."""
-        url = target.url
-        rest = len(target.path) + (len(target.query) + 1 if target.query else 0)
-        origin = url[: len(url) - rest]
-        if "?" in target.path or not _PLAIN_REST.fullmatch(url, len(origin)):
-            return str(URL(url, encoded=True)) == url
-        known = self._origins.get(origin)
-        if known is None:
-            if len(self._origins) >= _MAX_ORIGINS:
-                self._origins.clear()
-            known = self._origins[origin] = str(URL(url, encoded=True)) == url
-        return known
+_CLIENT_GONE = "response aborted: ConnectionResetError: the client connection closed"
+#: What a response is doing: waiting for its head, relayed read by read, relayed by a task.
+_WAITING, _STREAMING, _SPLICING, _OVER = range(4)
 
 
 class FastExchange:
-    """One fast-path request and its response (the upstream connection's ResponseSink)."""
+    """One fast-path request and its response, driven by the connections' own callbacks.
 
-    def __init__(self, fast: FastPath, client: Client, plan: Plan) -> None:
+    The usual exchange needs no task and no future: the request is framed, signed and written
+    from the client connection's read, and the response is relayed from the upstream
+    connection's reads (this is its :class:`~proxy.relay.pool.ResponseSink`), each read's bytes
+    written to the client in one call. A task hand-off costs an event-loop turn, which for one
+    small request at a time is a large share of the proxy's CPU, so only what must wait runs in
+    a task: credentials being refreshed, an upstream connection being opened (or waited for),
+    and the kernel-side relay of a large body.
+    """
+
+    def __init__(
+        self, fast: FastPath, client: Client, plan: Plan, done: Callable[[], None]
+    ) -> None:
         self._fast = fast
         self._client = client
         self._plan = plan
+        #: Called once, when the exchange is over (answered, failed or abandoned).
+        self._done = done
+        self._pool: HostPool | None = None
         self._conn: UpstreamConnection | None = None
-        self._head: asyncio.Future[tuple[int, list[tuple[bytes, bytes]]]] | None = None
-        self._end: asyncio.Future[None] | None = None
-        self._early: list[bytes] = []
-        self._early_len = 0
-        self._streaming = False
-        self._chunked = False
-        self._written = 0
-        self._drained: asyncio.Future[None] | None = None
+        self._wire = b""
+        self._attempts = 0
+        self._sent_at = 0.0
+        #: The task of a step that must wait (kept referenced while it runs).
+        self._task: asyncio.Task[None] | None = None
+        #: A copy of the request body (shadow mode) until the upstream's answer decides on it.
+        self._request_copy: BodyCopy | None = None
         #: A copy of the response body being made (shadow mode).
         self._copy: BodyCopy | None = None
+        self._phase = _WAITING
+        self._status = 500
+        #: Response bytes of the current upstream read, written to the client in one call.
+        self._out: list[bytes] = []
+        #: Body bytes that came with the head of a response the kernel-side relay takes over.
+        self._early: list[bytes] = []
+        self._ended = False
+        self._broken: UpstreamError | None = None
+        self._chunked = False
+        self._written = 0
+        self._watch: SendWatch | None = None
+        self._drained: asyncio.Future[None] | None = None
 
     @property
     def _transport(self) -> asyncio.Transport | None:
         return self._client.transport
 
-    async def run(self, body: bytes) -> None:
+    # --- the request ---------------------------------------------------------------------------
+
+    def start(self, body: bytes) -> None:
+        """Serve the request (``body``: all of it, already received)."""
         plan = self._plan
-        server = self._fast.server
-        ex: Exchange = plan.ex
-        ex.request_id = self._fast.new_request_id()
-        ex.started = time.perf_counter()
-        server.begin()
-        status = 500
-        bytes_out = 0
-        failed: str | None = None
-        try:
-            try:
-                status, failed = await self._forward(plan, ex, body)
-            except ProxyError as err:
-                failed = f"{err.code}: {err.message}"
-                status = err.status
-                self._write_error(err, plan, ex)
-            except Exception as exc:  # a bug: still an S3-shaped answer, and a traceback in logs
-                internal, failed = server.internal_error(ex, exc)
-                status = internal.status
-                self._write_error(internal, plan, ex)
-            bytes_out = self._written
-        finally:
-            bytes_in = ex.body.received if ex.body is not None else 0
-            server.finish(ex, status, bytes_in, bytes_out, failed)
-
-    # --- the client connection's events ------------------------------------------------------
-
-    def client_paused(self) -> None:
-        if self._conn is not None:
-            self._conn.pause()
-
-    def client_resumed(self) -> None:
-        drained = self._drained
-        if drained is not None and not drained.done():
-            drained.set_result(None)
-        if self._conn is not None and self._streaming:
-            self._conn.resume()
-
-    def client_lost(self) -> None:
-        drained = self._drained
-        if drained is not None and not drained.done():
-            drained.set_exception(ConnectionResetError("the client connection closed"))
-        if self._streaming:
-            # Nobody reads the rest: stop the upstream sending it (a response still on its way
-            # is awaited, then dropped, as on the general path).
-            end = self._end
-            if end is not None and not end.done():
-                end.set_exception(ConnectionResetError("the client connection closed"))
-            if self._conn is not None:
-                self._conn.close()
-
-    async def _forward(self, plan: Plan, ex: Exchange, data: bytes) -> tuple[int, str | None]:
         fast = self._fast
-        headers = plan.headers
-        body = ex.body = fast.pipeline.open_body(headers, _BytesStream(data))
+        ex: Exchange = plan.ex
+        ex.request_id = fast.new_request_id()
+        ex.started = time.perf_counter()
+        fast.server.begin()
         try:
-            await body.prepare()
+            fwd, data, payload_hash = self._framed(plan, ex, body)
+            signed = fast.pipeline.sign_now(plan.method, plan.target, fwd, data, payload_hash)
+            if signed is None:  # the credentials are being refreshed
+                self._spawn(self._sign_later(fwd, data, payload_hash))
+            else:
+                self._ready(signed, data)
+        except Exception as exc:
+            self._unanswered(exc)
+
+    def _framed(
+        self, plan: Plan, ex: Exchange, data: bytes
+    ) -> tuple[list[tuple[str, str]], bytes | None, str]:
+        """The headers to forward, the body and its payload hash (the pipeline's framing)."""
+        headers = plan.headers
+        body = ex.body = self._fast.pipeline.open_body(headers, _BytesStream(data))
+        try:
+            _now(body.prepare())
             fwd = forwardable_request_headers(headers.items(), drop=body.drop_headers)
             fwd.extend(body.extra_headers)
             if body.length is not None and body.present:
@@ -263,177 +152,308 @@ class FastExchange:
             body.close()
         if upstream_data is not None and not isinstance(upstream_data, bytes):
             raise ProxyError("fast path: a small body was not read whole")
+        return fwd, upstream_data, payload_hash
+
+    async def _sign_later(
+        self, fwd: list[tuple[str, str]], data: bytes | None, payload_hash: str
+    ) -> None:
+        plan = self._plan
+        try:
+            signed = await self._fast.pipeline.sign(
+                plan.method, plan.target, fwd, data, payload_hash
+            )
+            self._ready(signed, data)
+        except Exception as exc:
+            self._unanswered(exc)
+
+    def _ready(self, signed: list[tuple[str, str]], data: bytes | None) -> None:
+        """The signed request, encoded once and sent (a second attempt sends the same bytes)."""
+        plan = self._plan
+        fast = self._fast
         method = plan.method
-        target = plan.target
-        signed = await fast.pipeline.sign(method, target, fwd, upstream_data, payload_hash)
         if (
-            upstream_data is None
+            data is None
             and method not in ("GET", "HEAD")
             and not any(k.lower() == "content-length" for k, _ in signed)
         ):
             signed.append(("Content-Length", "0"))  # what aiohttp's client adds
+        target = plan.target
         path = target.path + (f"?{target.query}" if target.query else "")
         lines = [f"{method} {path} HTTP/1.1\r\n"]
         lines.extend(f"{k}: {v}\r\n" for k, v in signed)
         lines.append("\r\n")
-        wire = "".join(lines).encode("utf-8") + (upstream_data or b"")
+        self._wire = "".join(lines).encode("utf-8") + (data or b"")
+        self._pool = fast.pool.host(target.host)
+        self._sent_at = time.perf_counter()
+        if plan.route is not None and fast.through is not None and data is not None:
+            copy = self._request_copy = fast.through.request_copy(
+                plan.route, plan.ex.operation, plan.address, len(data)
+            )
+            if copy is not None and copy.copying:
+                copy.add(data)
+        self._send()
 
-        pool = fast.pool.host(target.host)
-        copy: BodyCopy | None = None
-        started = time.perf_counter()
+    def _send(self) -> None:
+        """On a kept-alive connection now, else on one opened (or freed) in a task."""
+        assert self._pool is not None
+        conn = self._pool.idle()
+        if conn is None:
+            self._spawn(self._send_later(self._pool))
+        else:
+            self._send_on(conn)
+
+    async def _send_later(self, pool: HostPool) -> None:
         try:
-            if plan.route is not None and fast.through is not None and upstream_data is not None:
-                copy = fast.through.request_copy(
-                    plan.route, ex.operation, plan.address, len(upstream_data)
-                )
-                if copy is not None and copy.copying:
-                    copy.add(upstream_data)
-            status, raw, conn = await self._exchange(pool, wire, method)
-        except BaseException:
-            if copy is not None:
-                copy.discard()
-            raise
-        finally:
-            ex.upstream_seconds = time.perf_counter() - started
+            conn = await pool.get()
+        except Exception as exc:
+            self._unanswered(exc)
+            return
+        self._send_on(conn)
+
+    def _send_on(self, conn: UpstreamConnection) -> None:
+        self._conn = conn
+        self._attempts += 1
+        conn.send(self._wire, self, head_only=self._plan.method == "HEAD")
+
+    def _spawn(self, step: Coroutine[Any, Any, None]) -> None:
+        self._task = self._fast.loop.create_task(step)
+
+    def _unanswered(self, exc: BaseException) -> None:
+        """No upstream answer to relay: an S3 error response instead."""
+        plan = self._plan
+        ex = plan.ex
+        if self._sent_at:
+            ex.upstream_seconds = time.perf_counter() - self._sent_at
+        copy, self._request_copy = self._request_copy, None
+        if copy is not None:
+            copy.discard()
+        if isinstance(exc, ProxyError):
+            err, failed = exc, f"{exc.code}: {exc.message}"
+        else:  # a bug: still an S3-shaped answer, and a traceback in logs
+            err, failed = self._fast.server.internal_error(ex, exc)  # type: ignore[arg-type]
+        self._write_error(err, plan, ex)
+        self._finish(err.status, failed)
+
+    # --- the upstream response (ResponseSink) --------------------------------------------------
+
+    def response_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        if self._phase != _WAITING:
+            return
+        try:
+            self._head(status, headers)
+        except Exception as exc:
+            self._crashed(exc)
+
+    def response_body(self, data: bytes) -> None:
+        phase = self._phase
+        if phase == _STREAMING:
+            self._written += len(data)
+            if self._copy is not None:
+                self._copy.add(data)
+            self._out.append(self._frame(data) if self._chunked else data)
+        elif phase == _SPLICING:
+            self._early.append(data)
+
+    def response_read_end(self) -> None:
+        if self._phase != _STREAMING:
+            return
+        self._flush()
+        if self._watch is None:
+            # The body is still coming: a client that stops reading must not hold the upstream
+            # connection (a whole response already handed over holds nothing).
+            self._watch = SendWatch(
+                self._transport, lambda: self._written, self._fast.body_idle_timeout, self._stalled
+            )
+
+    def response_end(self) -> None:
+        phase = self._phase
+        if phase == _SPLICING:
+            self._ended = True  # the relay's task writes what came
+        elif phase == _STREAMING:
+            try:
+                if self._chunked:
+                    self._out.append(b"0\r\n\r\n")
+                self._flush()
+                if self._copy is not None:
+                    self._copy.end()  # the client has been given the whole body
+                assert self._conn is not None
+                self._conn.release()
+                self._finish(self._status, None)
+            except Exception as exc:
+                self._crashed(exc)
+
+    def response_failed(self, err: UpstreamError, retryable: bool) -> None:
+        phase = self._phase
+        if phase == _WAITING:
+            self._conn = None
+            if retryable and self._attempts < 2:
+                # As the general path: one more attempt for these idempotent, replayable
+                # requests when the upstream closed without answering.
+                self._send()
+            else:
+                self._unanswered(err)
+        elif phase == _SPLICING:
+            self._broken = err
+        elif phase == _STREAMING:
+            self._abort(self._status, f"response aborted: {type(err).__name__}: {err}")
+
+    def _head(self, status: int, raw: list[tuple[bytes, bytes]]) -> None:
+        plan = self._plan
+        ex = plan.ex
+        fast = self._fast
+        ex.upstream_seconds = time.perf_counter() - self._sent_at
+        copy, self._request_copy = self._request_copy, None
         if copy is not None:
             if 200 <= status < 300:
                 copy.end()  # the upstream accepted the whole body
                 copy.finish()
             else:
                 copy.discard()
-        return await self._respond(plan, ex, conn, status, raw)
-
-    async def _exchange(
-        self, pool: HostPool, wire: bytes, method: str
-    ) -> tuple[int, list[tuple[bytes, bytes]], UpstreamConnection]:
-        """Send the request and wait for the response head (once more on a connection the
-        upstream closed before answering)."""
-        loop = self._fast.loop
-        for attempt in range(2):
-            conn = self._conn = await pool.get()
-            self._head = loop.create_future()
-            self._end = loop.create_future()
-            conn.send(wire, self, head_only=method == "HEAD")
-            try:
-                status, raw = await self._head
-                return status, raw, conn
-            except _Retry as retry:
-                # As the general path: one more attempt for these idempotent, replayable
-                # requests when the upstream closed without answering.
-                if attempt:
-                    raise retry.error from None
-                self._early, self._early_len = [], 0
-        raise AssertionError("unreachable")
-
-    async def _respond(
-        self,
-        plan: Plan,
-        ex: Exchange,
-        conn: UpstreamConnection,
-        status: int,
-        raw: list[tuple[bytes, bytes]],
-    ) -> tuple[int, str | None]:
+        self._status = status
         method = plan.method
         hdrs = forwardable_response_headers([(_text(k), _text(v)) for k, v in raw])
         lowered = [name.lower() for name, _ in hdrs]
         if "x-amz-request-id" in lowered:
             ex.upstream_request_id = hdrs[lowered.index("x-amz-request-id")][1]
-        through = self._fast.through
-        copy = self._copy = (
+        through = fast.through
+        self._copy = (
             through.response_copy(plan.route, ex.operation, plan.address, status, list(hdrs))
             if plan.route is not None and method == "GET" and through is not None
             else None
         )
-        try:
-            return await self._answer(plan, ex, conn, status, hdrs, lowered)
-        finally:
-            if copy is not None:
-                copy.finish()  # after the whole body was written, or abandoned
-
-    async def _answer(
-        self,
-        plan: Plan,
-        ex: Exchange,
-        conn: UpstreamConnection,
-        status: int,
-        hdrs: list[tuple[str, str]],
-        lowered: list[str],
-    ) -> tuple[int, str | None]:
-        method = plan.method
-        copy = self._copy
         head, length = self._response_head(method, status, hdrs, lowered)
+        conn = self._conn
+        assert conn is not None
         transport = self._transport
         if transport is None:
-            conn.close()
-            return status, "response aborted: ConnectionResetError: the client connection closed"
+            self._abort(
+                status, "response aborted: ConnectionResetError: the client connection closed"
+            )
+            return
         if (
             method == "GET"
-            and copy is None  # a body being copied takes the copy path
-            and self._fast.zero_copy_min
+            and self._copy is None  # a body being copied takes the copy path
+            and fast.zero_copy_min
             and length is not None
-            and length >= self._fast.zero_copy_min
-            and self._end is not None
-            and not self._end.done()
+            and length >= fast.zero_copy_min
             and socket_fd(transport) is not None
             and (socket_fd(conn.transport) is not None or can_take_over(conn.transport))
         ):
-            return status, await self._splice(ex, conn, head, length)
-        watch: SendWatch | None = None
+            self._phase = _SPLICING
+            conn.pause()  # the body bytes of this read still come (kept for the relay)
+            self._spawn(self._splice(ex, conn, head, length))
+            return
+        self._phase = _STREAMING
+        self._out.append(head)
+        if self._client.write_paused:
+            conn.pause()
+
+    def _flush(self) -> None:
+        out = self._out
+        if out:
+            self._out = []
+            transport = self._transport
+            if transport is not None:
+                transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    # --- the client connection's events ------------------------------------------------------
+
+    def client_paused(self) -> None:
+        # Before the head, the head's own check pauses the upstream (nothing is written yet).
+        if self._conn is not None and self._phase == _STREAMING:
+            self._conn.pause()
+
+    def client_resumed(self) -> None:
+        drained = self._drained
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+        if self._conn is not None and self._phase == _STREAMING:
+            self._conn.resume()
+
+    def client_lost(self) -> None:
+        drained = self._drained
+        if drained is not None and not drained.done():
+            drained.set_exception(ConnectionResetError("the client connection closed"))
+        if self._phase == _STREAMING:
+            # Nobody reads the rest: stop the upstream sending it (a response still on its way
+            # is awaited, then dropped, as on the general path).
+            self._abort(self._status, _CLIENT_GONE)
+
+    # --- the end -------------------------------------------------------------------------------
+
+    def _abort(self, status: int, failed: str) -> None:
+        """The response cannot be completed: both connections closed, so the client sees a
+        truncated response, never a silently short one."""
+        if self._conn is not None:
+            self._conn.close()
+        if self._transport is not None:
+            self._transport.close()
+        self._finish(status, failed)
+
+    def _crashed(self, exc: Exception) -> None:
+        """A bug while relaying the response: logged with its traceback, the exchange ended."""
+        if self._phase == _WAITING:
+            if self._conn is not None:
+                self._conn.close()
+            self._unanswered(exc)
+            return
+        internal, failed = self._fast.server.internal_error(self._plan.ex, exc)
+        self._abort(internal.status, failed)
+
+    def _finish(self, status: int, failed: str | None) -> None:
+        if self._phase == _OVER:
+            return
+        self._phase = _OVER
+        self._out = self._early = []
+        if self._watch is not None:
+            self._watch.cancel()
         try:
-            early, self._early = self._early, []
-            self._early_len = 0
-            self._streaming = True
-            first = b"".join(early)
-            self._written += len(first)
-            if copy is not None:
-                copy.add(first)
-            transport.write(head + self._frame(first))
-            if self._client.write_paused:
-                conn.pause()
-            else:
-                conn.resume()  # paused while the head was pending
-            end = self._end
-            assert end is not None
-            if not end.done():
-                # The body is still coming: a client that stops reading must not hold the
-                # upstream connection (a whole response already handed over holds nothing).
-                watch = SendWatch(
-                    transport, lambda: self._written, self._fast.body_idle_timeout, self._stalled
-                )
-            await end  # a done future answers at once, without a loop turn
-            if self._chunked:
-                transport.write(b"0\r\n\r\n")
-            if copy is not None:
-                copy.end()  # the client has been given the whole body
-            conn.release()
-            return status, None
-        except (UpstreamError, ConnectionError) as exc:
-            conn.close()
-            if self._transport is not None:
-                self._transport.close()
-            return status, f"response aborted: {type(exc).__name__}: {exc}"
+            if self._copy is not None:
+                self._copy.finish()  # after the whole body was written, or abandoned
         finally:
-            if watch is not None:
-                watch.cancel()
+            ex = self._plan.ex
+            bytes_in = ex.body.received if ex.body is not None else 0
+            self._fast.server.finish(ex, status, bytes_in, self._written, failed)
+            self._done()
 
     def _stalled(self) -> None:
         self._client.listener.metrics.client_timeouts.labels("response").inc()
 
+    # --- a large body, relayed by the kernel or in large batches -------------------------------
+
     async def _splice(
+        self, ex: Exchange, conn: UpstreamConnection, head: bytes, length: int
+    ) -> None:
+        failed: str | None = "response aborted: the relay was cancelled"
+        try:
+            failed = await self._relay(ex, conn, head, length)
+        except Exception as exc:  # a bug: logged, the response cut short
+            _, failed = self._fast.server.internal_error(ex, exc)
+            if self._transport is not None:
+                self._transport.close()
+            conn.close()
+        finally:
+            self._finish(self._status, failed)
+
+    async def _relay(
         self, ex: Exchange, conn: UpstreamConnection, head: bytes, length: int
     ) -> str | None:
         """The body from the upstream socket to the client's: inside the kernel (zero-copy) from
         a plain upstream, decrypted in large batches (:mod:`proxy.relay.tlsrelay`) from TLS."""
-        conn.pause()
         conn.detach()
         transport = self._transport
         source: TLSSource | None = None
+        received = b"".join(self._early)
+        self._early = []
         try:
-            received = b"".join(self._early)
-            self._early, self._early_len = [], 0
-            assert transport is not None
+            if self._broken is not None:
+                raise self._broken
+            if transport is None:
+                raise ConnectionResetError("the client connection closed")
             transport.write(head + received)
             self._written += len(received)
+            if self._ended:
+                return None  # the whole body came with the head
             await self._flushed()
             client_fd = socket_fd(self._transport)
             src_fd = socket_fd(conn.transport)
@@ -471,11 +491,13 @@ class FastExchange:
                     local_client=local,
                 )
             return None
-        except (RelayAborted, ConnectionError) as exc:
+        except (RelayAborted, ConnectionError, UpstreamError) as exc:
             if self._transport is not None:
                 self._transport.close()
             if isinstance(exc, RelayAborted) and exc.stalled:
                 self._stalled()
+            if isinstance(exc, UpstreamError):
+                return f"response aborted: UpstreamError: {exc}"
             sent = f"{self._written} of {length} body bytes sent"
             reason = exc.reason if isinstance(exc, RelayAborted) else str(exc)
             return f"response aborted: {reason} ({sent})"
@@ -494,7 +516,7 @@ class FastExchange:
         if not transport.get_write_buffer_size():
             return
         low, high = transport.get_write_buffer_limits()
-        self._drained = asyncio.get_running_loop().create_future()
+        self._drained = self._fast.loop.create_future()
         transport.set_write_buffer_limits(high=0, low=0)
         try:
             async with asyncio.timeout(self._fast.body_idle_timeout):
@@ -509,6 +531,8 @@ class FastExchange:
                 transport.set_write_buffer_limits(high=high, low=low)
         if transport.is_closing() or transport.get_write_buffer_size():
             raise ConnectionResetError("the client connection closed")
+
+    # --- response heads ------------------------------------------------------------------------
 
     def _response_head(
         self, method: str, status: int, hdrs: list[tuple[str, str]], lowered: list[str]
@@ -567,47 +591,15 @@ class FastExchange:
         self._written = len(body)
         transport.write("".join(lines).encode("utf-8") + body)
 
-    # --- the upstream response (ResponseSink) --------------------------------------------------
 
-    def response_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        if self._head is not None and not self._head.done():
-            self._head.set_result((status, list(headers)))
-
-    def response_body(self, data: bytes) -> None:
-        if not self._streaming:
-            self._early.append(data)
-            self._early_len += len(data)
-            if self._early_len > _EARLY_LIMIT and self._conn is not None:
-                self._conn.pause()
-            return
-        transport = self._transport
-        if transport is None:
-            return
-        self._written += len(data)
-        if self._copy is not None:
-            self._copy.add(data)
-        transport.write(self._frame(data))
-
-    def response_end(self) -> None:
-        if self._end is not None and not self._end.done():
-            self._end.set_result(None)
-
-    def response_failed(self, err: UpstreamError, retryable: bool) -> None:
-        head = self._head
-        if head is not None and not head.done():
-            head.set_exception(_Retry(err) if retryable else err)
-        end = self._end
-        if end is not None and not end.done():
-            end.set_exception(err)
-            end.exception()  # retrieved: a failed head leaves it unawaited
-
-
-class _Retry(Exception):
-    """The upstream closed a connection before answering: the request may be sent again."""
-
-    def __init__(self, error: UpstreamError) -> None:
-        super().__init__(error.message)
-        self.error = error
+def _now(step: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine that never waits (a body read from memory) to its end, without a task."""
+    try:
+        step.send(None)
+    except StopIteration:
+        return
+    step.close()
+    raise RuntimeError("a read from memory waited")
 
 
 def _text(raw: bytes) -> str:

@@ -32,7 +32,8 @@ import httptools
 import structlog
 from multidict import CIMultiDict
 
-from proxy.relay.fastexchange import FastExchange, FastPath, Plan
+from proxy.relay.fastexchange import FastExchange
+from proxy.relay.fastplan import FastPath, Plan
 
 if TYPE_CHECKING:
     from proxy.relay.listener import ListenerServer
@@ -454,15 +455,12 @@ class FastConnection(asyncio.Protocol):
         assert plan is not None
         self._pending = bytearray()
         self._busy = True
-        self._loop.create_task(self._serve(plan, req))
+        exchange = self._exchange = FastExchange(self._fast, self, plan, self._served)
+        exchange.start(b"".join(req.body))
 
-    async def _serve(self, plan: Plan, req: _Request) -> None:
-        exchange = self._exchange = FastExchange(self._fast, self, plan)
-        try:
-            await exchange.run(b"".join(req.body))
-        finally:
-            self._exchange = None
-            self._next()
+    def _served(self) -> None:
+        self._exchange = None
+        self._next()
 
     def _next(self) -> None:
         """After a response: the next request (maybe already buffered) or the idle wait."""

@@ -56,7 +56,7 @@ import aiohttp
 from proxy.config import Config, RouteConfig
 from proxy.errors import EntityTooLarge, ProxyError, UpstreamError
 from proxy.relay.bodies import ClientStream, RequestBody, open_request_body
-from proxy.relay.credentials import CredentialSource
+from proxy.relay.credentials import CredentialSource, ReadOnlyCredentials
 from proxy.relay.routing import Router
 from proxy.relay.upstream import DetachedBody, Upstream, detach_body
 from proxy.s3.address import (
@@ -399,6 +399,31 @@ class Pipeline:
     ) -> list[tuple[str, str]]:
         """The headers to send upstream, signed with the current credentials."""
         creds = await self._credentials.get()
+        return self._signed(method, target, headers, data, payload_hash, creds)
+
+    def sign_now(
+        self,
+        method: str,
+        target: UpstreamTarget,
+        headers: list[tuple[str, str]],
+        data: object,
+        payload_hash: str,
+    ) -> list[tuple[str, str]] | None:
+        """As :meth:`sign`, when the credentials are at hand without a wait (else None)."""
+        creds = self._credentials.now()
+        if creds is None:
+            return None
+        return self._signed(method, target, headers, data, payload_hash, creds)
+
+    def _signed(
+        self,
+        method: str,
+        target: UpstreamTarget,
+        headers: list[tuple[str, str]],
+        data: object,
+        payload_hash: str,
+        creds: ReadOnlyCredentials,
+    ) -> list[tuple[str, str]]:
         if (
             isinstance(data, bytes)
             and (data or method not in _IDEMPOTENT_NO_BODY)

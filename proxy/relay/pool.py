@@ -46,6 +46,9 @@ class ResponseSink(Protocol):
 
     def response_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
     def response_body(self, data: bytes) -> None: ...
+    def response_read_end(self) -> None:
+        """Everything of one upstream read has been delivered (the response goes on)."""
+
     def response_end(self) -> None: ...
     def response_failed(self, err: UpstreamError, retryable: bool) -> None: ...
 
@@ -147,6 +150,10 @@ class UpstreamConnection(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(self._pool.failed(f"invalid HTTP response: {type(exc).__name__}"))
+            return
+        sink = self._sink
+        if sink is not None:
+            sink.response_read_end()
 
     def pause_writing(self) -> None:  # requests are small; nothing to hold back
         pass
@@ -271,11 +278,18 @@ class HostPool:
     def failed(self, text: str) -> UpstreamError:
         return UpstreamError(f"upstream {self.origin} failed: {text}")
 
-    async def get(self) -> UpstreamConnection:
+    def idle(self) -> UpstreamConnection | None:
+        """A kept-alive connection ready for a request, if there is one (no wait)."""
         while self._idle:
             conn = self._idle.pop()
             if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 return conn
+        return None
+
+    async def get(self) -> UpstreamConnection:
+        conn = self.idle()
+        if conn is not None:
+            return conn
         limit = self.settings.max_connections
         if limit and self._open >= limit:
             # As aiohttp's connector: a free connection within connect_timeout, else 503.

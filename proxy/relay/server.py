@@ -36,8 +36,8 @@ from proxy.errors import (
 )
 from proxy.relay import accesslog
 from proxy.relay.errorpages import error_document, error_parts, new_request_id
-from proxy.relay.fastexchange import FastPath
 from proxy.relay.fastpath import FastConnection
+from proxy.relay.fastplan import FastPath
 from proxy.relay.listener import ListenerServer, ListenerSettings, SendWatch
 from proxy.relay.metrics import CONTENT_TYPE_LATEST, Metrics
 from proxy.relay.pipeline import Exchange, IncomingRequest, Pipeline, ProxyResponse, UpstreamBody

@@ -99,6 +99,42 @@ async def test_refreshable_credentials_are_refreshed_before_expiry() -> None:
     assert creds.method == "assume-role-with-web-identity"
 
 
+async def test_now_is_what_get_gives_while_no_refresh_is_due(
+    no_aws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    ttl = {"left": dt.timedelta(hours=1)}
+
+    async def refresh() -> dict[str, str]:
+        return {
+            "access_key": "AKIDROLE",
+            "secret_key": "role-secret",
+            "token": "role-token",
+            "expiry_time": (now + ttl["left"]).isoformat(),
+        }
+
+    refreshable = AioRefreshableCredentials.create_from_metadata(
+        await refresh(), refresh_using=refresh, method="assume-role-with-web-identity"
+    )
+    creds = ChainCredentials()
+    creds._creds = refreshable  # what start() stores after resolving the chain
+    assert creds.now() is None  # nothing fetched yet
+    fetched = await creds.get()
+    assert creds.now() == fetched and fetched.access_key == "AKIDROLE"
+    # Inside the advisory refresh window get() would refresh: now() does not answer.
+    refreshable._expiry_time = now + dt.timedelta(minutes=14)
+    assert creds.now() is None
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDENV")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
+    chain = ChainCredentials()
+    assert chain.now() is None  # not resolved
+    await chain.start()
+    assert chain.now() == await chain.get() and chain.now() is not None
+    static = StaticCredentials("a", "b")
+    assert static.now() == await static.get()
+
+
 async def test_static_credentials() -> None:
     creds = StaticCredentials("a", "b")
     await creds.start()

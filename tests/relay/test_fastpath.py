@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.app.logging import configure_logging
-from proxy.relay import fastexchange
+from proxy.relay import fastplan
 from tests.support.inprocess import FakeUpstream, Seen, spy_on_lean_path
 
 pytestmark = pytest.mark.timeout(60)
@@ -285,6 +285,63 @@ async def test_pipelined_requests_are_answered_in_order(
     assert got[0][0].endswith(b"/b/p1") and got[0][1].endswith(b"/b/p2")
 
 
+@pytest.fixture
+def spawned(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What each task the lean path started was for (its coroutine's name)."""
+    from proxy.relay.fastexchange import FastExchange
+
+    names: list[str] = []
+    real = FastExchange._spawn
+
+    def spy(self: FastExchange, step: Any) -> None:
+        names.append(step.__name__)
+        real(self, step)
+
+    monkeypatch.setattr(FastExchange, "_spawn", spy)
+    return names
+
+
+async def test_keep_alive_requests_are_relayed_without_a_task(
+    fake_upstream: FakeUpstream, start_inprocess_proxy: Any, served: list[str], spawned: list[str]
+) -> None:
+    """Only the first request waits (for its upstream connection to open); every later one on
+    the kept-alive connections is sent and answered from the connections' callbacks."""
+    fake_upstream.respond = _responder
+    proxy = await start_inprocess_proxy(fake_upstream.url)
+    answers = await _sequential(_port(proxy), REQUESTS * 3)
+    assert served == ["GET", "HEAD", "GET", "GET", "PUT", "DELETE", "GET"] * 3
+    assert spawned == ["_send_later"]
+    again = await _sequential(_port(proxy), REQUESTS)
+    assert [_stable(a) for a in again] == [_stable(a) for a in answers[: len(REQUESTS)]]
+    assert spawned == ["_send_later"]
+    assert answers[0].startswith(b"HTTP/1.1 200 OK") and answers[0].endswith(b"x/b/k1")
+
+
+async def test_requests_wait_for_credentials_being_refreshed(
+    fake_upstream: FakeUpstream,
+    start_inprocess_proxy: Any,
+    served: list[str],
+    spawned: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Credentials that cannot be had without a wait are awaited in a task, with the same
+    answers and the same signed upstream requests."""
+    from proxy.relay.credentials import StaticCredentials
+
+    fake_upstream.respond = _responder
+    proxy = await start_inprocess_proxy(fake_upstream.url)
+    expected = await _sequential(_port(proxy), REQUESTS)
+    signed = [(s.header("Authorization") or "")[:60] for s in fake_upstream.seen]
+    fake_upstream.seen.clear()
+    spawned.clear()
+    monkeypatch.setattr(StaticCredentials, "now", lambda self: None)
+    answers = await _sequential(_port(proxy), REQUESTS)
+    assert [_stable(a) for a in answers] == [_stable(a) for a in expected]
+    assert spawned == ["_sign_later"] * len(REQUESTS)
+    assert [(s.header("Authorization") or "")[:60] for s in fake_upstream.seen] == signed
+    assert all(a.startswith("AWS4-HMAC-SHA256 Credential=") for a in signed)
+
+
 async def test_pool_is_bounded_and_reused(
     fake_upstream: FakeUpstream, start_inprocess_proxy: Any, served: list[str]
 ) -> None:
@@ -360,4 +417,4 @@ def test_the_url_check_per_origin_is_yarls_answer(
         url = f"{origin}{path}" + (f"?{query}" if query else "")
         target = UpstreamTarget(url=url, host=origin.split("//")[1], path=path, query=query)
         expected = str(URL(url, encoded=True)) == url
-        assert fastexchange.FastPath._sent_as_built(state, target) == expected, url  # type: ignore[arg-type]
+        assert fastplan.FastPath._sent_as_built(state, target) == expected, url  # type: ignore[arg-type]

@@ -28,6 +28,12 @@ HOSTILE_XML: dict[str, bytes] = {
 SLOW_XML = ("<doc>" + "<a>x</a>" * 1_200_000 + "</doc>").encode()
 HOSTILE_XML["slow"] = SLOW_XML
 
+
+def slower_xml() -> bytes:
+    """Seconds of work on any machine (three times :data:`SLOW_XML`), built when needed."""
+    return ("<doc>" + "<a>x</a>" * 3_600_000 + "</doc>").encode()
+
+
 #: A JSON document the engine needs seconds for (written by a v2 pod): 1.2M keys, ~19 MB. With
 #: 400k keys a fast machine translated it within the 1 s budget the tests use.
 MANY_KEYS_JSON = json.dumps({"doc": {f"k{i}": "v" for i in range(1_200_000)}}).encode()

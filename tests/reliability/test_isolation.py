@@ -19,6 +19,7 @@ from tests.reliability.hostile import (
     Client,
     measure,
     schemaless_route,
+    slower_xml,
 )
 from tests.support.backends import Backend
 
@@ -203,7 +204,9 @@ def test_sigterm_ends_the_proxy_within_the_grace_period_while_workers_are_busy(
         limits={"translate_timeout": 60},
         shutdown_grace_seconds=grace,
     )
-    store(seaweedfs_backend, bucket, "docs/slow", SLOW_XML)
+    # Three times the slow document: still being translated well after the pause below on a
+    # fast machine.
+    store(seaweedfs_backend, bucket, "docs/slow", slower_xml())
     results: list[BaseException | int] = []
 
     def read() -> None:
@@ -218,7 +221,10 @@ def test_sigterm_ends_the_proxy_within_the_grace_period_while_workers_are_busy(
         t.start()
     time.sleep(1.5)  # both reads are being translated
     everything = list(proxy.psutil().children(recursive=True))
-    busy = [p for p in everything if p.cpu_percent(interval=0.2) > 20]
+    for p in everything:
+        p.cpu_percent(None)  # all measured over the same 0.2 s
+    time.sleep(0.2)
+    busy = [p for p in everything if p.cpu_percent(None) > 20]
     assert busy, "no worker was busy"
     started = time.monotonic()
     code = proxy.terminate(timeout=grace + 10)

@@ -213,11 +213,11 @@ def spy_on_lean_path(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     from proxy.relay import fastexchange
 
     seen: list[str] = []
-    real = fastexchange.FastExchange.run
+    real = fastexchange.FastExchange.start
 
-    async def spy(self: fastexchange.FastExchange, body: bytes) -> None:
+    def spy(self: fastexchange.FastExchange, body: bytes) -> None:
         seen.append(self._plan.method)
-        await real(self, body)
+        real(self, body)
 
-    monkeypatch.setattr(fastexchange.FastExchange, "run", spy)
+    monkeypatch.setattr(fastexchange.FastExchange, "start", spy)
     return seen
