@@ -62,8 +62,10 @@ class _BytesStream:
 
 
 _CLIENT_GONE = "response aborted: ConnectionResetError: the client connection closed"
-#: What a response is doing: waiting for its head, relayed read by read, relayed by a task.
-_WAITING, _STREAMING, _SPLICING, _OVER = range(4)
+_CANCELLED = "response aborted: cancelled"
+#: What a response is doing: waiting for its head, relayed read by read, held until its first
+#: read ends (a large GET: relayed kernel-side if more is to come), relayed by a task, over.
+_WAITING, _STREAMING, _HELD, _SPLICING, _OVER = range(5)
 
 
 class FastExchange:
@@ -103,7 +105,8 @@ class FastExchange:
         self._out: list[bytes] = []
         #: Body bytes that came with the head of a response the kernel-side relay takes over.
         self._early: list[bytes] = []
-        self._ended = False
+        #: The head of a response the kernel-side relay may take over, and its body length.
+        self._splice_head: tuple[bytes, int] | None = None
         self._broken: UpstreamError | None = None
         self._chunked = False
         self._written = 0
@@ -162,6 +165,13 @@ class FastExchange:
             signed = await self._fast.pipeline.sign(
                 plan.method, plan.target, fwd, data, payload_hash
             )
+        except asyncio.CancelledError:
+            self._abort(self._status, _CANCELLED)
+            raise
+        except Exception as exc:
+            self._unanswered(exc)
+            return
+        try:
             self._ready(signed, data)
         except Exception as exc:
             self._unanswered(exc)
@@ -205,6 +215,9 @@ class FastExchange:
     async def _send_later(self, pool: HostPool) -> None:
         try:
             conn = await pool.get()
+        except asyncio.CancelledError:
+            self._abort(self._status, _CANCELLED)
+            raise
         except Exception as exc:
             self._unanswered(exc)
             return
@@ -231,8 +244,10 @@ class FastExchange:
             err, failed = exc, f"{exc.code}: {exc.message}"
         else:  # a bug: still an S3-shaped answer, and a traceback in logs
             err, failed = self._fast.server.internal_error(ex, exc)  # type: ignore[arg-type]
-        self._write_error(err, plan, ex)
-        self._finish(err.status, failed)
+        try:
+            self._write_error(err, plan, ex)
+        finally:
+            self._finish(err.status, failed)
 
     # --- the upstream response (ResponseSink) --------------------------------------------------
 
@@ -251,11 +266,19 @@ class FastExchange:
             if self._copy is not None:
                 self._copy.add(data)
             self._out.append(self._frame(data) if self._chunked else data)
-        elif phase == _SPLICING:
+        elif phase == _HELD:
             self._early.append(data)
 
     def response_read_end(self) -> None:
-        if self._phase != _STREAMING:
+        phase = self._phase
+        if phase == _HELD:
+            # The body goes on past the head's read: the relay takes the socket over.
+            assert self._conn is not None and self._splice_head is not None
+            self._phase = _SPLICING
+            self._conn.pause()
+            self._spawn(self._splice(self._plan.ex, self._conn, *self._splice_head))
+            return
+        if phase != _STREAMING:
             return
         self._flush()
         if self._watch is None:
@@ -266,23 +289,26 @@ class FastExchange:
             )
 
     def response_end(self) -> None:
-        phase = self._phase
-        if phase == _SPLICING:
-            self._ended = True  # the relay's task writes what came
-        elif phase == _STREAMING:
-            try:
-                if self._chunked:
-                    self._out.append(b"0\r\n\r\n")
-                self._flush()
-                if self._copy is not None:
-                    self._copy.end()  # the client has been given the whole body
-                assert self._conn is not None
-                self._conn.release()
-                self._finish(self._status, None)
-            except Exception as exc:
-                self._crashed(exc)
+        if self._phase == _HELD:
+            self._streamed()  # the whole body came with the head: the connection is kept
+        if self._phase != _STREAMING:
+            return
+        try:
+            if self._chunked:
+                self._out.append(b"0\r\n\r\n")
+            self._flush()
+            if self._copy is not None:
+                self._copy.end()  # the client has been given the whole body
+            assert self._conn is not None
+            self._conn.release()
+        except Exception as exc:
+            self._crashed(exc)
+            return
+        self._finish(self._status, None)
 
     def response_failed(self, err: UpstreamError, retryable: bool) -> None:
+        if self._phase == _HELD:
+            self._streamed()  # failed within the head's read: what came goes out, then the end
         phase = self._phase
         if phase == _WAITING:
             self._conn = None
@@ -339,14 +365,24 @@ class FastExchange:
             and socket_fd(transport) is not None
             and (socket_fd(conn.transport) is not None or can_take_over(conn.transport))
         ):
-            self._phase = _SPLICING
-            conn.pause()  # the body bytes of this read still come (kept for the relay)
-            self._spawn(self._splice(ex, conn, head, length))
+            # Decided at the end of this read: a body that came whole with the head is
+            # written at once, one that goes on is relayed (the bytes of this read kept).
+            self._phase = _HELD
+            self._splice_head = (head, length)
             return
         self._phase = _STREAMING
         self._out.append(head)
         if self._client.write_paused:
             conn.pause()
+
+    def _streamed(self) -> None:
+        """A response held for the kernel-side relay is written as a streamed one after all."""
+        assert self._splice_head is not None
+        self._phase = _STREAMING
+        self._out.append(self._splice_head[0])
+        self._out.extend(self._early)
+        self._written += sum(map(len, self._early))
+        self._early = []
 
     def _flush(self) -> None:
         out = self._out
@@ -386,12 +422,17 @@ class FastExchange:
         truncated response, never a silently short one."""
         if self._conn is not None:
             self._conn.close()
+        if self._phase == _STREAMING:
+            self._flush()  # what this read brought is counted as sent: it goes out first
         if self._transport is not None:
             self._transport.close()
         self._finish(status, failed)
 
     def _crashed(self, exc: Exception) -> None:
         """A bug while relaying the response: logged with its traceback, the exchange ended."""
+        if self._phase == _OVER:
+            self._fast.server.internal_error(self._plan.ex, exc)
+            return
         if self._phase == _WAITING:
             if self._conn is not None:
                 self._conn.close()
@@ -424,9 +465,13 @@ class FastExchange:
     async def _splice(
         self, ex: Exchange, conn: UpstreamConnection, head: bytes, length: int
     ) -> None:
-        failed: str | None = "response aborted: the relay was cancelled"
+        failed: str | None = _CANCELLED
         try:
             failed = await self._relay(ex, conn, head, length)
+        except asyncio.CancelledError:
+            if self._transport is not None:
+                self._transport.close()
+            raise
         except Exception as exc:  # a bug: logged, the response cut short
             _, failed = self._fast.server.internal_error(ex, exc)
             if self._transport is not None:
@@ -446,14 +491,12 @@ class FastExchange:
         received = b"".join(self._early)
         self._early = []
         try:
-            if self._broken is not None:
-                raise self._broken
             if transport is None:
                 raise ConnectionResetError("the client connection closed")
             transport.write(head + received)
             self._written += len(received)
-            if self._ended:
-                return None  # the whole body came with the head
+            if self._broken is not None:
+                raise self._broken
             await self._flushed()
             client_fd = socket_fd(self._transport)
             src_fd = socket_fd(conn.transport)

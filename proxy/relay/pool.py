@@ -66,6 +66,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_only = False
         self._in_head = False
+        #: The response is whole; the sink hears of it once the read that ended it is parsed.
+        self._complete = False
         self._to_close = False  # the body ends when the upstream closes (no length given)
         self._got_bytes = False
         self._timer: asyncio.TimerHandle | None = None
@@ -82,12 +84,18 @@ class UpstreamConnection(asyncio.Protocol):
         assert self.transport is not None and self._sink is None
         self._sink = sink
         self._head_only = head_only
+        self._complete = False
         self._headers = []
         self._got_bytes = False
         self._to_close = False
         self.requests += 1
         self.transport.write(data)
         self._arm()
+
+    @property
+    def reusable(self) -> bool:
+        """Whether another request may be sent on this connection."""
+        return self._reusable and not self.closed
 
     def pause(self) -> None:
         """Stop reading (the client's transport is full); no read timeout meanwhile."""
@@ -149,11 +157,19 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
+            if self._complete:  # the response was whole; what came after it is not
+                self._reusable = False
+                self._finish()
+                return
             self._fail(self._pool.failed(f"invalid HTTP response: {type(exc).__name__}"))
             return
-        sink = self._sink
-        if sink is not None:
-            sink.response_read_end()
+        if self._complete:
+            # Delivered only now, after the whole read was parsed: the sink may give the
+            # connection back and send the next request on it at once, and no byte of this
+            # read may be taken for that request's answer.
+            self._finish()
+        elif self._sink is not None:
+            self._sink.response_read_end()
 
     def pause_writing(self) -> None:  # requests are small; nothing to hold back
         pass
@@ -164,6 +180,8 @@ class UpstreamConnection(asyncio.Protocol):
     # --- httptools callbacks -----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self._complete:
+            self._reusable = False  # bytes after the response: nobody asked for them
         self._in_head = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -175,7 +193,7 @@ class UpstreamConnection(asyncio.Protocol):
         if not parser.should_keep_alive():
             self._reusable = False
         sink = self._sink
-        if sink is None:
+        if sink is None or self._complete:
             return
         status = parser.get_status_code()
         names = {name.lower() for name, _ in self._headers}
@@ -193,23 +211,24 @@ class UpstreamConnection(asyncio.Protocol):
             # The parser does not know this answers a HEAD and expects the body the headers
             # announce; the response is over. A fresh parser reads the next response.
             self._parser = httptools.HttpResponseParser(self)
-            self._finish()
+            self._complete = True
 
     def on_body(self, body: bytes) -> None:
         sink = self._sink
-        if sink is None or self._head_only:
+        if sink is None or self._head_only or self._complete:
             self._reusable = False
             return
         sink.response_body(body)
 
     def on_message_complete(self) -> None:
         if self._sink is not None:
-            self._finish()
+            self._complete = True
 
     # --- internals ---------------------------------------------------------------------------
 
     def _finish(self) -> None:
         self._deadline = None  # the timer may tick on: the next request re-arms it
+        self._complete = False
         sink, self._sink = self._sink, None
         if sink is not None:
             self._sink = None
@@ -282,8 +301,10 @@ class HostPool:
         """A kept-alive connection ready for a request, if there is one (no wait)."""
         while self._idle:
             conn = self._idle.pop()
-            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+            transport = conn.transport
+            if conn.reusable and transport is not None and not transport.is_closing():
                 return conn
+            conn.close()  # connection_lost forgets it
         return None
 
     async def get(self) -> UpstreamConnection:

@@ -9,9 +9,11 @@ are handed to aiohttp mid-connection, per request or for good, and come out the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
+import os
 import re
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -340,6 +342,71 @@ async def test_requests_wait_for_credentials_being_refreshed(
     assert spawned == ["_sign_later"] * len(REQUESTS)
     assert [(s.header("Authorization") or "")[:60] for s in fake_upstream.seen] == signed
     assert all(a.startswith("AWS4-HMAC-SHA256 Credential=") for a in signed)
+
+
+async def test_bytes_after_a_response_are_never_the_next_answer(
+    start_inprocess_proxy: Any, served: list[str]
+) -> None:
+    """An upstream that sends more than the response asked for (here a whole second response
+    in the same write): the connection is not reused, and a request that waited behind the
+    first (sent before its answer) gets its own upstream answer, not those bytes."""
+    answered = 0
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal answered
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                answered += 1
+                if answered == 1:
+                    await asyncio.sleep(0.2)  # the next request arrives at the proxy meanwhile
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none"
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!"
+                    )
+                else:
+                    name = head.split(b" ")[1].rsplit(b"/", 1)[1]
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n" + name)
+
+    server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        proxy = await start_inprocess_proxy(f"http://127.0.0.1:{port}")
+        reader, writer = await asyncio.open_connection("127.0.0.1", _port(proxy))
+        writer.write(_request("GET", "/b/one"))
+        await asyncio.sleep(0.05)
+        writer.write(_request("GET", "/b/two"))
+        first = await _read_response(reader)
+        second = await _read_response(reader)
+        writer.close()
+    finally:
+        server.close()
+    assert first.startswith(b"HTTP/1.1 200 OK") and first.endswith(b"\r\n\r\none")
+    assert second.startswith(b"HTTP/1.1 200 OK") and second.endswith(b"\r\n\r\ntwo")
+    assert served == ["GET", "GET"] and answered == 2
+
+
+async def test_a_large_body_that_came_with_its_head_keeps_the_connection(
+    fake_upstream: FakeUpstream, start_inprocess_proxy: Any, served: list[str]
+) -> None:
+    """A GET over the zero-copy threshold whose whole body arrived with its head is written at
+    once and its upstream connection reused (the kernel-side relay, which closes the
+    connection after it, is for bodies still to come)."""
+    peers: set[Any] = set()
+    body = os.urandom(20_000)
+
+    async def large(request: web.BaseRequest, seen: Seen) -> web.StreamResponse:
+        peers.add(request.transport.get_extra_info("peername") if request.transport else None)
+        return web.Response(body=body)
+
+    fake_upstream.respond = large
+    proxy = await start_inprocess_proxy(fake_upstream.url, limits={"zero_copy_min_bytes": 8192})
+    answers = await _sequential(_port(proxy), [_request("GET", f"/b/k{i}") for i in range(8)])
+    assert all(a.startswith(b"HTTP/1.1 200 OK") and a.endswith(body) for a in answers)
+    assert served == ["GET"] * 8
+    # One connection when every body came with its head; a body split over two reads on a
+    # busy machine is relayed kernel-side and costs that connection.
+    assert len(peers) <= 3
 
 
 async def test_pool_is_bounded_and_reused(
