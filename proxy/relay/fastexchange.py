@@ -12,13 +12,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Coroutine
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
 
-from aiohttp.helpers import must_be_empty_body, rfc822_formatted_time, should_remove_content_length
-from aiohttp.http import SERVER_SOFTWARE
-
 from proxy.errors import ProxyError, UpstreamError
+from proxy.relay.fastheads import chunk, error_head, response_head, text
 from proxy.relay.fastplan import FastPath, Plan
 from proxy.relay.listener import SendWatch
 from proxy.relay.pipeline import BodyCopy, Exchange
@@ -31,8 +28,6 @@ if TYPE_CHECKING:
     from proxy.relay.listener import ListenerServer
 
 __all__ = ["FastExchange"]
-
-_REASONS = {s.value: s.phrase for s in HTTPStatus}
 
 
 class Client(Protocol):
@@ -265,7 +260,7 @@ class FastExchange:
             self._written += len(data)
             if self._copy is not None:
                 self._copy.add(data)
-            self._out.append(self._frame(data) if self._chunked else data)
+            self._out.append(chunk(data) if self._chunked else data)
         elif phase == _HELD:
             self._early.append(data)
 
@@ -337,7 +332,7 @@ class FastExchange:
                 copy.discard()
         self._status = status
         method = plan.method
-        hdrs = forwardable_response_headers([(_text(k), _text(v)) for k, v in raw])
+        hdrs = forwardable_response_headers([(text(k), text(v)) for k, v in raw])
         lowered = [name.lower() for name, _ in hdrs]
         if "x-amz-request-id" in lowered:
             ex.upstream_request_id = hdrs[lowered.index("x-amz-request-id")][1]
@@ -347,14 +342,13 @@ class FastExchange:
             if plan.route is not None and method == "GET" and through is not None
             else None
         )
-        head, length = self._response_head(method, status, hdrs, lowered)
+        built = response_head(method, status, hdrs, lowered, close=self._closing())
+        head, length, self._chunked = built.data, built.length, built.chunked
         conn = self._conn
         assert conn is not None
         transport = self._transport
         if transport is None:
-            self._abort(
-                status, "response aborted: ConnectionResetError: the client connection closed"
-            )
+            self._abort(status, _CLIENT_GONE)
             return
         if (
             method == "GET"
@@ -575,64 +569,20 @@ class FastExchange:
         if transport.is_closing() or transport.get_write_buffer_size():
             raise ConnectionResetError("the client connection closed")
 
-    # --- response heads ------------------------------------------------------------------------
-
-    def _response_head(
-        self, method: str, status: int, hdrs: list[tuple[str, str]], lowered: list[str]
-    ) -> tuple[bytes, int | None]:
-        """The status line and headers aiohttp's StreamResponse would write for them
-        (``lowered``: their names in lower case)."""
-        names = set(lowered)
-        length: int | None = None
-        if "content-length" in names:
-            length = int(hdrs[lowered.index("content-length")][1])
-        empty = must_be_empty_body(method, status)
-        if empty:
-            if length is not None and should_remove_content_length(method, status):
-                hdrs = [(k, v) for k, v in hdrs if k.lower() != "content-length"]
-        else:
-            if length is None:
-                self._chunked = True
-                hdrs.append(("Transfer-Encoding", "chunked"))
-            if length != 0 and "content-type" not in names:
-                hdrs.append(("Content-Type", "application/octet-stream"))
-        if "date" not in names:
-            hdrs.append(("Date", rfc822_formatted_time()))
-        if "server" not in names:
-            hdrs.append(("Server", SERVER_SOFTWARE))
+    def _closing(self) -> bool:
+        """Whether this response closes the connection (shutdown, or the client said so)."""
         if self._client.closing or self._fast.server.draining:
             self._client.closing = True
-            hdrs.append(("Connection", "close"))
-        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"]
-        lines.extend(f"{k}: {v}\r\n" for k, v in hdrs)
-        lines.append("\r\n")
-        return "".join(lines).encode("utf-8"), None if empty else length
-
-    def _frame(self, data: bytes) -> bytes:
-        if not self._chunked or not data:
-            return data
-        return b"%x\r\n%b\r\n" % (len(data), data)
+        return self._client.closing
 
     def _write_error(self, err: ProxyError, plan: Plan, ex: Exchange) -> None:
         transport = self._transport
         if transport is None:
             return
         headers, body = self._fast.error_parts(err, plan.method, plan.raw_target, ex.request_id)
-        hdrs = list(headers.items())
-        if "Content-Length" not in headers:
-            hdrs.append(("Content-Length", str(len(body))))
-        if "Content-Type" not in headers and body:
-            hdrs.append(("Content-Type", "application/octet-stream"))
-        hdrs.append(("Date", rfc822_formatted_time()))
-        hdrs.append(("Server", SERVER_SOFTWARE))
-        if self._client.closing or self._fast.server.draining:
-            self._client.closing = True
-            hdrs.append(("Connection", "close"))
-        lines = [f"HTTP/1.1 {err.status} {_REASONS.get(err.status, '')}\r\n"]
-        lines.extend(f"{k}: {v}\r\n" for k, v in hdrs)
-        lines.append("\r\n")
+        head = error_head(err.status, headers, body, close=self._closing())
         self._written = len(body)
-        transport.write("".join(lines).encode("utf-8") + body)
+        transport.write(head + body)
 
 
 def _now(step: Coroutine[Any, Any, None]) -> None:
@@ -643,10 +593,3 @@ def _now(step: Coroutine[Any, Any, None]) -> None:
         return
     step.close()
     raise RuntimeError("a read from memory waited")
-
-
-def _text(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")

@@ -2,11 +2,13 @@
 
 One :class:`UpstreamConnection` carries one request at a time. Its response is parsed by
 llhttp (``httptools.HttpResponseParser``) straight from ``data_received`` and handed to a
-:class:`ResponseSink` (the fast path's client connection): the head once, then the body pieces as
-they arrive — the sink pauses and resumes reading (flow control) and may take the socket over for
-a zero-copy relay instead. A connection goes back to the pool only after a complete response the
-upstream wants kept alive; anything doubtful (a parse error, a HEAD answer with bytes after its
-head, a response read to the close, a timeout) closes it.
+:class:`ResponseSink` (the fast path's request in progress): the head once, then the body pieces as
+they arrive and the end of each read — the sink pauses and resumes reading (flow control) and may
+take the socket over for a zero-copy relay instead. The response's end is delivered only once the
+read that ended it is parsed whole, so the sink may reuse the connection at once. A connection
+goes back to the pool only after a complete response the upstream wants kept alive; anything
+doubtful (a parse error, bytes after a response or after a HEAD answer's head, a response read
+to the close, a timeout) closes it.
 
 Timeouts and error wording are the general path's (:mod:`proxy.relay.upstream`): connect within
 ``connect_timeout``; after the request is sent, at most ``read_timeout`` between received bytes
