@@ -79,6 +79,8 @@ DIRECT_OF = {
     "proxy-tls-up": "direct-tls",
     "proxy-general": "direct",
     "proxy-tls-copy": "direct-tls",
+    "proxy-baseline": "direct",
+    "proxy-tls-baseline": "direct-tls",
 }
 
 
@@ -304,6 +306,9 @@ def summarise(
         small_pairs.append(("proxy-tls-up", "direct-tls"))
     if "proxy-general" in runs[0] and small_pairs:
         small_pairs.append(("proxy-general", "direct"))
+    for name in ("proxy-baseline", "proxy-tls-baseline"):
+        if name in runs[0] and small_pairs:
+            small_pairs.append((name, DIRECT_OF[name]))
     for pname, dname in small_pairs:
         for case in ("GET c1", "PUT c1", "GET c16", "PUT c16"):
             fields = ("rps", "p50_ms", "p99_ms", "cpu_ms")
@@ -325,6 +330,8 @@ def summarise(
                 "proxy": "",
                 "proxy-tls-up": " (HTTPS upstream)",
                 "proxy-general": " (general path)",
+                "proxy-baseline": " (baseline code)",
+                "proxy-tls-baseline": " (baseline code, HTTPS upstream)",
             }.get(pname, f" ({pname})")
             rows.append(
                 [
@@ -482,6 +489,28 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> int:
         ]
         targets += tls_pair
         large_targets += tls_pair
+    if args.baseline_src:
+        # The same proxy running another checkout's code, for the 4 KiB cases (A/B in one run).
+        env = {"PYTHONPATH": args.baseline_src}
+        base = ProxyProcess.start(
+            workdir,
+            upstream=backend.endpoint,
+            credentials=backend.credentials,
+            name="proxy-baseline",
+            env=env,
+        )
+        targets.append(Target("proxy-baseline", base.endpoint, CLIENT_CREDENTIALS, base.pid))
+        if tls_backend is not None:
+            tls_base = ProxyProcess.start(
+                workdir,
+                upstream=tls_backend.endpoint,
+                credentials=tls_backend.credentials,
+                name="proxy-tls-baseline",
+                env={**env, "SSL_CERT_FILE": str(tls.ca)},
+            )
+            targets.append(
+                Target("proxy-tls-baseline", tls_base.endpoint, CLIENT_CREDENTIALS, tls_base.pid)
+            )
     if args.ab_general:
         general = ProxyProcess.start(
             workdir,
@@ -556,6 +585,10 @@ def main() -> int:
     parser.add_argument("--large-repeats", type=int, default=4)
     parser.add_argument("--huge-mib", type=int, default=1024, help="size for the RSS transfers")
     parser.add_argument("--json", help="also write the figures as JSON here")
+    parser.add_argument(
+        "--baseline-src",
+        help="also measure the 4 KiB cases through a proxy running this checkout's code",
+    )
     parser.add_argument(
         "--ab", action="store_true", help="also measure a proxy with the zero-copy GET path off"
     )
