@@ -442,13 +442,17 @@ class FastExchange:
         self._out = self._early = []
         if self._watch is not None:
             self._watch.cancel()
+        ex = self._plan.ex
         try:
+            if self._request_copy is not None:  # no answer came to decide on it
+                self._request_copy.discard()
             if self._copy is not None:
                 self._copy.finish()  # after the whole body was written, or abandoned
-        finally:
-            ex = self._plan.ex
             bytes_in = ex.body.received if ex.body is not None else 0
             self._fast.server.finish(ex, status, bytes_in, self._written, failed)
+        except Exception as exc:  # a bug: logged; the connection still goes on
+            self._fast.server.internal_error(ex, exc)
+        finally:
             self._done()
 
     def _stalled(self) -> None:

@@ -70,6 +70,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._in_head = False
         #: The response is whole; the sink hears of it once the read that ended it is parsed.
         self._complete = False
+        self._interim = False  # a 1xx answer is being read
         self._to_close = False  # the body ends when the upstream closes (no length given)
         self._got_bytes = False
         self._timer: asyncio.TimerHandle | None = None
@@ -86,7 +87,7 @@ class UpstreamConnection(asyncio.Protocol):
         assert self.transport is not None and self._sink is None
         self._sink = sink
         self._head_only = head_only
-        self._complete = False
+        self._complete = self._interim = False
         self._headers = []
         self._got_bytes = False
         self._to_close = False
@@ -124,7 +125,13 @@ class UpstreamConnection(asyncio.Protocol):
         """Give the connection back after its response (or close it if it cannot be reused)."""
         self._sink = None
         self._deadline = None
-        self._pool.put(self, self._reusable and not self.closed and not self._paused)
+        reusable = self._reusable and not self.closed and self.transport is not None
+        if reusable and self._paused:
+            # Paused for a slow client, but the response is whole: reading resumes for the
+            # next one (bytes nobody asked for close an idle connection).
+            self._paused = False
+            self.transport.resume_reading()  # type: ignore[union-attr]
+        self._pool.put(self, reusable)
 
     def close(self) -> None:
         self._reusable = False
@@ -198,6 +205,12 @@ class UpstreamConnection(asyncio.Protocol):
         if sink is None or self._complete:
             return
         status = parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            # An interim answer (100 Continue, 103 Early Hints): the final one follows, as
+            # aiohttp's client reads it.
+            self._headers = []
+            self._interim = True
+            return
         names = {name.lower() for name, _ in self._headers}
         self._to_close = (
             not self._head_only
@@ -223,7 +236,9 @@ class UpstreamConnection(asyncio.Protocol):
         sink.response_body(body)
 
     def on_message_complete(self) -> None:
-        if self._sink is not None:
+        if self._interim:
+            self._interim = False
+        elif self._sink is not None:
             self._complete = True
 
     # --- internals ---------------------------------------------------------------------------

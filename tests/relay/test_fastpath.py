@@ -409,6 +409,41 @@ async def test_a_large_body_that_came_with_its_head_keeps_the_connection(
     assert len(peers) <= 3
 
 
+async def test_an_interim_answer_is_skipped_as_the_general_path_does(
+    start_inprocess_proxy: Any, served: list[str]
+) -> None:
+    """A 1xx answer before the final one (103 Early Hints here) is not the response: both
+    paths relay the final answer, and the lean path keeps the connection."""
+    connections = 0
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(
+                    b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+                    b'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: "e"\r\n\r\nfinal'
+                )
+
+    server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    got: dict[bool, list[bytes]] = {}
+    try:
+        for fast in (True, False):
+            proxy = await start_inprocess_proxy(
+                f"http://127.0.0.1:{port}", server={"fast_path": fast}
+            )
+            got[fast] = await _sequential(_port(proxy), [_request("GET", "/b/k")] * 3)
+    finally:
+        server.close()
+    assert [_stable(a) for a in got[True]] == [_stable(a) for a in got[False]]
+    assert all(a.startswith(b"HTTP/1.1 200 OK") and a.endswith(b"final") for a in got[True])
+    assert served == ["GET"] * 3
+    assert connections == 2  # one per proxy: the lean path reused its connection
+
+
 async def test_pool_is_bounded_and_reused(
     fake_upstream: FakeUpstream, start_inprocess_proxy: Any, served: list[str]
 ) -> None:
