@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from proxy.errors import ProxyError, UpstreamError
 from proxy.relay.fastheads import chunk, error_head, response_head, text
@@ -58,6 +58,7 @@ class _BytesStream:
 
 _CLIENT_GONE = "response aborted: ConnectionResetError: the client connection closed"
 _CANCELLED = "response aborted: cancelled"
+_T = TypeVar("_T")
 #: What a response is doing: waiting for its head, relayed read by read, held until its first
 #: read ends (a large GET: relayed kernel-side if more is to come), relayed by a task, over.
 _WAITING, _STREAMING, _HELD, _SPLICING, _OVER = range(5)
@@ -156,20 +157,8 @@ class FastExchange:
         self, fwd: list[tuple[str, str]], data: bytes | None, payload_hash: str
     ) -> None:
         plan = self._plan
-        try:
-            signed = await self._fast.pipeline.sign(
-                plan.method, plan.target, fwd, data, payload_hash
-            )
-        except asyncio.CancelledError:
-            self._abort(self._status, _CANCELLED)
-            raise
-        except Exception as exc:
-            self._unanswered(exc)
-            return
-        try:
-            self._ready(signed, data)
-        except Exception as exc:
-            self._unanswered(exc)
+        signing = self._fast.pipeline.sign(plan.method, plan.target, fwd, data, payload_hash)
+        await self._then(signing, lambda signed: self._ready(signed, data))
 
     def _ready(self, signed: list[tuple[str, str]], data: bytes | None) -> None:
         """The signed request, encoded once and sent (a second attempt sends the same bytes)."""
@@ -208,15 +197,23 @@ class FastExchange:
             self._send_on(conn)
 
     async def _send_later(self, pool: HostPool) -> None:
+        await self._then(pool.get(), self._send_on)
+
+    async def _then(self, wait: Awaitable[_T], go_on: Callable[[_T], None]) -> None:
+        """Wait in a task, then go on as from a callback; a failure of either is answered as
+        an S3 error, a cancellation closes the client connection."""
         try:
-            conn = await pool.get()
+            value = await wait
         except asyncio.CancelledError:
             self._abort(self._status, _CANCELLED)
             raise
         except Exception as exc:
             self._unanswered(exc)
             return
-        self._send_on(conn)
+        try:
+            go_on(value)
+        except Exception as exc:
+            self._unanswered(exc)
 
     def _send_on(self, conn: UpstreamConnection) -> None:
         self._conn = conn

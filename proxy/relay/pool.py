@@ -125,7 +125,7 @@ class UpstreamConnection(asyncio.Protocol):
         """Give the connection back after its response (or close it if it cannot be reused)."""
         self._sink = None
         self._deadline = None
-        reusable = self._reusable and not self.closed and self.transport is not None
+        reusable = self.reusable and self.transport is not None
         if reusable and self._paused:
             # Paused for a slow client, but the response is whole: reading resumes for the
             # next one (bytes nobody asked for close an idle connection).
@@ -166,12 +166,10 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            if self._complete:  # the response was whole; what came after it is not
-                self._reusable = False
-                self._finish()
+            if not self._complete:
+                self._fail(self._pool.failed(f"invalid HTTP response: {type(exc).__name__}"))
                 return
-            self._fail(self._pool.failed(f"invalid HTTP response: {type(exc).__name__}"))
-            return
+            self._reusable = False  # the response was whole; what came after it is not
         if self._complete:
             # Delivered only now, after the whole read was parsed: the sink may give the
             # connection back and send the next request on it at once, and no byte of this
@@ -248,7 +246,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._complete = False
         sink, self._sink = self._sink, None
         if sink is not None:
-            self._sink = None
             sink.response_end()
 
     def _fail(self, err: UpstreamError) -> None:
