@@ -54,6 +54,7 @@ from typing import Any
 
 import aiohttp
 import psutil
+import wrkclient
 from common import (
     KiB,
     MiB,
@@ -157,6 +158,20 @@ async def _small(
     )
 
 
+async def _small_wrk(
+    t: Target, bucket: str, method: str, concurrency: int, seconds: float, body: bytes
+) -> Small:
+    """As :func:`_small`, the requests sent by wrk for ``seconds``."""
+    requests = wrkclient.raw_requests(method, t.base, bucket, t.creds, body)
+    r = await wrkclient.run(t.base, requests, concurrency, seconds, t.cpu_seconds)
+    return Small(
+        rps=r.requests / r.seconds,
+        p50_ms=r.p50_ms,
+        p99_ms=r.p99_ms,
+        cpu_ms=r.cpu_seconds / r.requests * 1000,
+    )
+
+
 async def _chunks(block: bytes, size: int, chunk: int = MiB) -> AsyncIterator[bytes]:
     view = memoryview(block)
     sent = 0
@@ -232,9 +247,11 @@ async def one_run(
             break
         count = args.small_c1 if conc == 1 else args.small_c16
         for t in targets:
-            results[t.name].small[f"{method} c{conc}"] = await _small(
-                session, t, bucket, method, conc, count, body
-            )
+            if args.client == "wrk":
+                small = await _small_wrk(t, bucket, method, conc, args.wrk_seconds, body)
+            else:
+                small = await _small(session, t, bucket, method, conc, count, body)
+            results[t.name].small[f"{method} c{conc}"] = small
     # Large objects: direct and proxy back to back, repeat after repeat, so that whatever
     # else the machine is doing hits both alike; the per-pair ratio is what is reported.
     size = args.large_mib * MiB
@@ -607,11 +624,23 @@ def main() -> int:
         action="store_true",
         help="skip the 4 KiB cases: only the 64 MiB transfers and the RSS runs",
     )
+    parser.add_argument(
+        "--client",
+        choices=("aiohttp", "wrk"),
+        default="aiohttp",
+        help="what sends the 4 KiB requests: an aiohttp session in this process, or wrk",
+    )
+    parser.add_argument(
+        "--wrk-seconds", type=float, default=5.0, help="length of each 4 KiB case under wrk"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = parser.parse_args()
     if args.quick:
         args.runs, args.small_c1, args.small_c16 = 1, 50, 200
         args.large_mib, args.large_repeats, args.huge_mib = 16, 1, 64
+        args.wrk_seconds = 1.0
+    if args.client == "wrk" and not wrkclient.available():
+        parser.error("--client wrk needs wrk on PATH (Debian: apt-get install wrk)")
     return run_in_workdir(lambda workdir: main_async(args, workdir), "bench-passthrough-")
 
 
