@@ -32,6 +32,7 @@ __all__ = [
     "Signer",
     "forwardable_request_headers",
     "forwardable_response_headers",
+    "forwardable_response_pairs",
     "is_real_sha256",
 ]
 
@@ -100,6 +101,21 @@ def forwardable_request_headers(
 def forwardable_response_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Upstream response headers minus hop-by-hop ones (Content-Length is kept)."""
     return _without(list(headers), _DROP_RESPONSE)
+
+
+def forwardable_response_pairs(
+    headers: list[tuple[str, str]], lowered: list[str]
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """:func:`forwardable_response_headers` for ``headers`` whose names in lower case are
+    ``lowered`` (no name lowered again), and the kept names in lower case. The lists are
+    returned as given when nothing is dropped."""
+    drop = _DROP_RESPONSE
+    if "connection" in lowered:
+        drop = drop | _connection_tokens(headers)
+    if drop.isdisjoint(lowered):
+        return headers, lowered
+    kept = [i for i, name in enumerate(lowered) if name not in drop]
+    return [headers[i] for i in kept], [lowered[i] for i in kept]
 
 
 def _without(items: list[tuple[str, str]], drop: frozenset[str]) -> list[tuple[str, str]]:
