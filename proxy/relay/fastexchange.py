@@ -141,7 +141,9 @@ class FastExchange:
         body = ex.body = self._fast.pipeline.open_body(headers, _BytesStream(data))
         try:
             _now(body.prepare())
-            fwd = forwardable_request_headers(headers.items(), drop=body.drop_headers)
+            fwd = forwardable_request_headers(
+                plan.items, drop=body.drop_headers, lowered=plan.lowered
+            )
             fwd.extend(body.extra_headers)
             if body.length is not None and body.present:
                 fwd.append(("Content-Length", str(body.length)))
@@ -173,10 +175,10 @@ class FastExchange:
             signed.append(("Content-Length", "0"))  # what aiohttp's client adds
         target = plan.target
         path = target.path + (f"?{target.query}" if target.query else "")
-        lines = [f"{method} {path} HTTP/1.1\r\n"]
-        lines.extend(f"{k}: {v}\r\n" for k, v in signed)
-        lines.append("\r\n")
-        self._wire = "".join(lines).encode("utf-8") + (data or b"")
+        # One join for all header lines (the signed headers are never none: Host at least).
+        lines = "\r\n".join(map(": ".join, signed))
+        head = f"{method} {path} HTTP/1.1\r\n{lines}\r\n\r\n"
+        self._wire = head.encode("utf-8") + (data or b"")
         self._pool = fast.pool.host(target.host)
         self._sent_at = time.perf_counter()
         if plan.route is not None and fast.through is not None and data is not None:

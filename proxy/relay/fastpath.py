@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from itertools import chain
 from typing import TYPE_CHECKING
 
 import httptools
@@ -239,8 +240,10 @@ class FastConnection(asyncio.Protocol):
             self._head_timer = None
         req = self._req
         assert req is not None
-        self._length = self._framing(req)
-        self._plan = self._eligible(req)
+        # Lowered once for both checks (and, decoded, for the headers forwarded).
+        names = [name.lower() for name, _ in req.headers]
+        self._length = self._framing(req, names)
+        self._plan = self._eligible(req, names)
         if self._plan is None:
             self._handoff_wanted = True
 
@@ -258,22 +261,23 @@ class FastConnection(asyncio.Protocol):
         assert req is not None
         self._done.append(req)
 
-    def _framing(self, req: _Request) -> int | None:
+    def _framing(self, req: _Request, names: list[bytes]) -> int | None:
+        """The body's length (``names``: the header names in lower case)."""
         parser = self._parser
         if (
             parser.get_http_version() != "1.1"
             or not parser.should_keep_alive()
             or parser.should_upgrade()
+            or b"transfer-encoding" in names
         ):
             return None
-        lengths = [v for k, v in req.headers if k.lower() == b"content-length"]
-        if any(k.lower() == b"transfer-encoding" for k, _ in req.headers) or lengths[1:]:
-            return None
-        if not lengths:
-            return 0
-        return int(lengths[0]) if lengths[0].isdigit() else None
+        lengths = names.count(b"content-length")
+        if lengths != 1:
+            return 0 if not lengths else None
+        length = req.headers[names.index(b"content-length")][1]
+        return int(length) if length.isdigit() else None
 
-    def _eligible(self, req: _Request) -> Plan | None:
+    def _eligible(self, req: _Request, names: list[bytes]) -> Plan | None:
         parser = self._parser
         method = parser.get_method()
         if (
@@ -288,7 +292,6 @@ class FastConnection(asyncio.Protocol):
         if len(req.url) > _MAX_LINE:
             return None
         raw = req.headers
-        names = [name.lower() for name, _ in raw]
         if not _HANDOFF_HEADERS.isdisjoint(names):
             return None
         # aiohttp's limits and strictness decide what is malformed: a line it would refuse
@@ -300,13 +303,18 @@ class FastConnection(asyncio.Protocol):
         long_head = len(values) + sum(map(len, names)) > _MAX_LINE
         if long_head and any(len(n) + len(v) > _MAX_LINE for n, v in raw):
             return None
+        # All names and values decoded at once, joined by "\n": no value holds one (checked
+        # above) nor does a name (llhttp takes tokens only); else the parts would not match.
         try:
-            headers: CIMultiDict[str] = CIMultiDict(
-                [(name.decode("ascii"), value.decode("ascii")) for name, value in raw]
-            )
+            parts = b"\n".join(chain.from_iterable(raw)).decode("ascii").split("\n")
+            lowered = b"\n".join(names).decode("ascii").split("\n")
         except UnicodeDecodeError:  # a non-ASCII name
             return None
-        return self._fast.plan(method.decode(), req.url.decode("ascii"), headers)
+        if len(parts) != 2 * len(raw):
+            return None
+        items = list(zip(parts[0::2], parts[1::2], strict=True))
+        headers: CIMultiDict[str] = CIMultiDict(items)
+        return self._fast.plan(method.decode(), req.url.decode("ascii"), headers, items, lowered)
 
     # --- timers --------------------------------------------------------------------------------
 
