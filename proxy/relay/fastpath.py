@@ -25,7 +25,6 @@ had the connection from the start (at a request boundary):
 from __future__ import annotations
 
 import asyncio
-import re
 from itertools import chain
 from typing import TYPE_CHECKING
 
@@ -50,7 +49,9 @@ _HANDOFF_HEADERS = frozenset(
 _MAX_HEADERS = 100
 #: aiohttp's longest request line and header field; longer ones it refuses with 400.
 _MAX_LINE = 8190
-_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+#: The control characters (all but the tab); deleted by a table lookup per byte, several times
+#: cheaper than a regex's character-class scan.
+_CONTROL = bytes([*range(0x09), *range(0x0A, 0x20), 0x7F])
 #: Bytes of a request head the fast path buffers (beyond a small body) before handing off.
 _MAX_HEAD_BYTES = 16 * 1024
 #: How long a fast-path body may take to arrive whole before aiohttp (and its per-read body
@@ -298,7 +299,11 @@ class FastConnection(asyncio.Protocol):
         # (too long, control characters llhttp lets through, non-ASCII) goes to aiohttp. One
         # scan of all values joined by a tab (which they may contain) checks them all.
         values = b"\t".join([value for _, value in raw])
-        if _CONTROL.search(values) or not values.isascii() or not req.url.isascii():
+        if (
+            len(values.translate(None, _CONTROL)) != len(values)
+            or not values.isascii()
+            or not req.url.isascii()
+        ):
             return None
         long_head = len(values) + sum(map(len, names)) > _MAX_LINE
         if long_head and any(len(n) + len(v) > _MAX_LINE for n, v in raw):
