@@ -141,9 +141,7 @@ class FastExchange:
         body = ex.body = self._fast.pipeline.open_body(headers, _BytesStream(data))
         try:
             _now(body.prepare())
-            fwd = forwardable_request_headers(
-                plan.items, drop=body.drop_headers, lowered=plan.lowered
-            )
+            fwd = forwardable_request_headers(headers.items(), drop=body.drop_headers)
             fwd.extend(body.extra_headers)
             if body.length is not None and body.present:
                 fwd.append(("Content-Length", str(body.length)))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from http import HTTPStatus
-from itertools import chain
 
 from aiohttp.helpers import must_be_empty_body, rfc822_formatted_time, should_remove_content_length
 from aiohttp.http import SERVER_SOFTWARE
@@ -90,16 +89,10 @@ def text(raw: bytes) -> str:
 def decoded(raw: list[tuple[bytes, bytes]]) -> tuple[list[tuple[str, str]], list[str]]:
     """Received headers as text (each name and value as :func:`text` decodes it), and their
     names in lower case."""
-    # All decoded at once, joined by "\n": no UTF-8 sequence spans that byte, so the whole
-    # decodes iff each part does, and the split gives the parts back unless one holds a "\n".
-    try:
-        parts = b"\n".join(chain.from_iterable(raw)).decode("utf-8").split("\n")
+    try:  # the usual case, without a function call per name and value
+        items = [(k.decode("utf-8"), v.decode("utf-8")) for k, v in raw]
     except UnicodeDecodeError:
-        parts = []
-    if len(parts) == 2 * len(raw):
-        names = parts[0::2]
-        return list(zip(names, parts[1::2], strict=True)), "\n".join(names).lower().split("\n")
-    items = [(text(k), text(v)) for k, v in raw]
+        items = [(text(k), text(v)) for k, v in raw]
     return items, [k.lower() for k, _ in items]
 
 

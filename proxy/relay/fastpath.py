@@ -25,7 +25,6 @@ had the connection from the start (at a request boundary):
 from __future__ import annotations
 
 import asyncio
-from itertools import chain
 from typing import TYPE_CHECKING
 
 import httptools
@@ -241,7 +240,7 @@ class FastConnection(asyncio.Protocol):
             self._head_timer = None
         req = self._req
         assert req is not None
-        # Lowered once for both checks (and, decoded, for the headers forwarded).
+        # Lowered once for both checks.
         names = [name.lower() for name, _ in req.headers]
         self._length = self._framing(req, names)
         self._plan = self._eligible(req, names)
@@ -308,18 +307,13 @@ class FastConnection(asyncio.Protocol):
         long_head = len(values) + sum(map(len, names)) > _MAX_LINE
         if long_head and any(len(n) + len(v) > _MAX_LINE for n, v in raw):
             return None
-        # All names and values decoded at once, joined by "\n": no value holds one (checked
-        # above) nor does a name (llhttp takes tokens only); else the parts would not match.
         try:
-            parts = b"\n".join(chain.from_iterable(raw)).decode("ascii").split("\n")
-            lowered = b"\n".join(names).decode("ascii").split("\n")
+            headers: CIMultiDict[str] = CIMultiDict(
+                [(name.decode("ascii"), value.decode("ascii")) for name, value in raw]
+            )
         except UnicodeDecodeError:  # a non-ASCII name
             return None
-        if len(parts) != 2 * len(raw):
-            return None
-        items = list(zip(parts[0::2], parts[1::2], strict=True))
-        headers: CIMultiDict[str] = CIMultiDict(items)
-        return self._fast.plan(method.decode(), req.url.decode("ascii"), headers, items, lowered)
+        return self._fast.plan(method.decode(), req.url.decode("ascii"), headers)
 
     # --- timers --------------------------------------------------------------------------------
 

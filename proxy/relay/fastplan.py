@@ -42,9 +42,6 @@ class Plan:
     address: S3Address
     ex: Exchange
     headers: CIMultiDict[str]
-    #: The headers in the order received, and their names in lower case.
-    items: list[tuple[str, str]]
-    lowered: list[str]
     method: str
     raw_target: str
     target: UpstreamTarget
@@ -83,16 +80,8 @@ class FastPath:
         #: The route handler, when it tells which routed requests it only passes through.
         self.through = pipeline.passing_through
 
-    def plan(
-        self,
-        method: str,
-        raw_target: str,
-        headers: CIMultiDict[str],
-        items: list[tuple[str, str]],
-        lowered: list[str],
-    ) -> Plan | None:
-        """The resolved request, or None if the general path must serve it (``items``:
-        ``headers`` in order, ``lowered`` their names in lower case)."""
+    def plan(self, method: str, raw_target: str, headers: CIMultiDict[str]) -> Plan | None:
+        """The resolved request, or None if the general path must serve it."""
         if method == "PUT":
             length = headers.get("Content-Length")
             if length is None or not length.isdigit() or int(length) > self.small_body:
@@ -120,8 +109,6 @@ class FastPath:
             address=address,
             ex=ex,
             headers=headers,
-            items=items,
-            lowered=lowered,
             method=method,
             raw_target=raw_target,
             target=target,

@@ -92,14 +92,10 @@ def _connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
 
 
 def forwardable_request_headers(
-    headers: Iterable[tuple[str, str]],
-    *,
-    drop: frozenset[str] = frozenset(),
-    lowered: list[str] | None = None,
+    headers: Iterable[tuple[str, str]], *, drop: frozenset[str] = frozenset()
 ) -> list[tuple[str, str]]:
-    """The client's headers minus auth, hop-by-hop and ``drop`` (lower-case names);
-    ``lowered``: the headers' names in lower case, when already at hand."""
-    return _without(list(headers), (_DROP_REQUEST | drop) if drop else _DROP_REQUEST, lowered)
+    """The client's headers minus auth, hop-by-hop and ``drop`` (lower-case names)."""
+    return _without(list(headers), (_DROP_REQUEST | drop) if drop else _DROP_REQUEST)
 
 
 def forwardable_response_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -122,12 +118,9 @@ def forwardable_response_pairs(
     return [headers[i] for i in kept], [lowered[i] for i in kept]
 
 
-def _without(
-    items: list[tuple[str, str]], drop: frozenset[str], lowered: list[str] | None = None
-) -> list[tuple[str, str]]:
+def _without(items: list[tuple[str, str]], drop: frozenset[str]) -> list[tuple[str, str]]:
     """``items`` minus the names in ``drop`` and those a ``Connection`` header lists."""
-    if lowered is None:
-        lowered = [name.lower() for name, _ in items]
+    lowered = [name.lower() for name, _ in items]
     if "connection" in lowered:
         drop = drop | _connection_tokens(items)
     return [item for item, lname in zip(items, lowered, strict=True) if lname not in drop]
