@@ -117,21 +117,30 @@ def _iso_now() -> str:
     return f"{_second[1]}.{micro:06d}Z" if micro else f"{_second[1]}Z"
 
 
+#: Each field name as JSON, with its separator: lines repeat the same few names.
+_keys: dict[str, str] = {}
+
+
 def _flat_json(event: MutableMapping[str, Any]) -> str | None:
     """``json.dumps(event)`` for a flat event of str, int, float, bool and None; else None."""
     parts = []
     for key, value in event.items():
         if type(key) is not str:
             return None
+        prefix = _keys.get(key)
+        if prefix is None:
+            if len(_keys) >= 1024:
+                _keys.clear()
+            prefix = _keys[key] = _quote(key) + ": "
         kind = type(value)
         if kind is str:
-            parts.append(f"{_quote(key)}: {_quote(value)}")
+            parts.append(prefix + _quote(value))
         elif kind is int or (kind is float and math.isfinite(value)):
-            parts.append(f"{_quote(key)}: {value!r}")
+            parts.append(f"{prefix}{value!r}")
         elif kind is bool:
-            parts.append(f"{_quote(key)}: {'true' if value else 'false'}")
+            parts.append(prefix + ("true" if value else "false"))
         elif value is None:
-            parts.append(f"{_quote(key)}: null")
+            parts.append(prefix + "null")
         else:
             return None
     return "{" + ", ".join(parts) + "}"

@@ -15,14 +15,14 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from proxy.errors import ProxyError, UpstreamError
-from proxy.relay.fastheads import chunk, error_head, response_head, text
+from proxy.relay.fastheads import chunk, decoded, error_head, response_head
 from proxy.relay.fastplan import FastPath, Plan
 from proxy.relay.listener import SendWatch
 from proxy.relay.pipeline import BodyCopy, Exchange
 from proxy.relay.pool import HostPool, UpstreamConnection
 from proxy.relay.tlsrelay import TLSSource, can_take_over, relay_tls, take_over
 from proxy.relay.zerocopy import RelayAborted, relay, socket_fd
-from proxy.s3.signing import forwardable_request_headers, forwardable_response_headers
+from proxy.s3.signing import forwardable_request_headers, forwardable_response_pairs
 
 if TYPE_CHECKING:
     from proxy.relay.listener import ListenerServer
@@ -173,10 +173,10 @@ class FastExchange:
             signed.append(("Content-Length", "0"))  # what aiohttp's client adds
         target = plan.target
         path = target.path + (f"?{target.query}" if target.query else "")
-        lines = [f"{method} {path} HTTP/1.1\r\n"]
-        lines.extend(f"{k}: {v}\r\n" for k, v in signed)
-        lines.append("\r\n")
-        self._wire = "".join(lines).encode("utf-8") + (data or b"")
+        # One join for all header lines (the signed headers are never none: Host at least).
+        lines = "\r\n".join(map(": ".join, signed))
+        head = f"{method} {path} HTTP/1.1\r\n{lines}\r\n\r\n"
+        self._wire = head.encode("utf-8") + (data or b"")
         self._pool = fast.pool.host(target.host)
         self._sent_at = time.perf_counter()
         if plan.route is not None and fast.through is not None and data is not None:
@@ -329,8 +329,7 @@ class FastExchange:
                 copy.discard()
         self._status = status
         method = plan.method
-        hdrs = forwardable_response_headers([(text(k), text(v)) for k, v in raw])
-        lowered = [name.lower() for name, _ in hdrs]
+        hdrs, lowered = forwardable_response_pairs(*decoded(raw))
         if "x-amz-request-id" in lowered:
             ex.upstream_request_id = hdrs[lowered.index("x-amz-request-id")][1]
         through = fast.through

@@ -13,7 +13,7 @@ from http import HTTPStatus
 from aiohttp.helpers import must_be_empty_body, rfc822_formatted_time, should_remove_content_length
 from aiohttp.http import SERVER_SOFTWARE
 
-__all__ = ["Head", "chunk", "error_head", "response_head", "text"]
+__all__ = ["Head", "chunk", "decoded", "error_head", "response_head", "text"]
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 
@@ -86,8 +86,19 @@ def text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
+def decoded(raw: list[tuple[bytes, bytes]]) -> tuple[list[tuple[str, str]], list[str]]:
+    """Received headers as text (each name and value as :func:`text` decodes it), and their
+    names in lower case."""
+    try:  # the usual case, without a function call per name and value
+        items = [(k.decode("utf-8"), v.decode("utf-8")) for k, v in raw]
+    except UnicodeDecodeError:
+        items = [(text(k), text(v)) for k, v in raw]
+    return items, [k.lower() for k, _ in items]
+
+
 def _encode(status: int, hdrs: list[tuple[str, str]]) -> bytes:
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"]
-    lines.extend(f"{k}: {v}\r\n" for k, v in hdrs)
-    lines.append("\r\n")
-    return "".join(lines).encode("utf-8")
+    head = f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"
+    if hdrs:
+        # One join for all lines, no formatting per header.
+        head += "\r\n".join(map(": ".join, hdrs)) + "\r\n"
+    return (head + "\r\n").encode("utf-8")

@@ -25,7 +25,6 @@ had the connection from the start (at a request boundary):
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import TYPE_CHECKING
 
 import httptools
@@ -49,7 +48,9 @@ _HANDOFF_HEADERS = frozenset(
 _MAX_HEADERS = 100
 #: aiohttp's longest request line and header field; longer ones it refuses with 400.
 _MAX_LINE = 8190
-_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+#: The control characters (all but the tab); deleted by a table lookup per byte, several times
+#: cheaper than a regex's character-class scan.
+_CONTROL = bytes([*range(0x09), *range(0x0A, 0x20), 0x7F])
 #: Bytes of a request head the fast path buffers (beyond a small body) before handing off.
 _MAX_HEAD_BYTES = 16 * 1024
 #: How long a fast-path body may take to arrive whole before aiohttp (and its per-read body
@@ -239,8 +240,10 @@ class FastConnection(asyncio.Protocol):
             self._head_timer = None
         req = self._req
         assert req is not None
-        self._length = self._framing(req)
-        self._plan = self._eligible(req)
+        # Lowered once for both checks.
+        names = [name.lower() for name, _ in req.headers]
+        self._length = self._framing(req, names)
+        self._plan = self._eligible(req, names)
         if self._plan is None:
             self._handoff_wanted = True
 
@@ -258,22 +261,23 @@ class FastConnection(asyncio.Protocol):
         assert req is not None
         self._done.append(req)
 
-    def _framing(self, req: _Request) -> int | None:
+    def _framing(self, req: _Request, names: list[bytes]) -> int | None:
+        """The body's length (``names``: the header names in lower case)."""
         parser = self._parser
         if (
             parser.get_http_version() != "1.1"
             or not parser.should_keep_alive()
             or parser.should_upgrade()
+            or b"transfer-encoding" in names
         ):
             return None
-        lengths = [v for k, v in req.headers if k.lower() == b"content-length"]
-        if any(k.lower() == b"transfer-encoding" for k, _ in req.headers) or lengths[1:]:
-            return None
-        if not lengths:
-            return 0
-        return int(lengths[0]) if lengths[0].isdigit() else None
+        lengths = names.count(b"content-length")
+        if lengths != 1:
+            return 0 if not lengths else None
+        length = req.headers[names.index(b"content-length")][1]
+        return int(length) if length.isdigit() else None
 
-    def _eligible(self, req: _Request) -> Plan | None:
+    def _eligible(self, req: _Request, names: list[bytes]) -> Plan | None:
         parser = self._parser
         method = parser.get_method()
         if (
@@ -288,14 +292,17 @@ class FastConnection(asyncio.Protocol):
         if len(req.url) > _MAX_LINE:
             return None
         raw = req.headers
-        names = [name.lower() for name, _ in raw]
         if not _HANDOFF_HEADERS.isdisjoint(names):
             return None
         # aiohttp's limits and strictness decide what is malformed: a line it would refuse
         # (too long, control characters llhttp lets through, non-ASCII) goes to aiohttp. One
         # scan of all values joined by a tab (which they may contain) checks them all.
         values = b"\t".join([value for _, value in raw])
-        if _CONTROL.search(values) or not values.isascii() or not req.url.isascii():
+        if (
+            len(values.translate(None, _CONTROL)) != len(values)
+            or not values.isascii()
+            or not req.url.isascii()
+        ):
             return None
         long_head = len(values) + sum(map(len, names)) > _MAX_LINE
         if long_head and any(len(n) + len(v) > _MAX_LINE for n, v in raw):

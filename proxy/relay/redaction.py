@@ -97,8 +97,13 @@ def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mutab
 
 
 _PLAIN = (int, float, bool, type(None))
+#: The value types :func:`_scrub` leaves alone or scans (exactly these, not subclasses).
+_FLAT = frozenset({str, int, float, bool, type(None)})
 #: A substring each of _SECRET_VALUE_RES needs to match (lower case).
 _MARKERS = ("aws", "signature", "credential", "token", "authorization", "b'", 'b"')
+#: Whether an event with these field names (in order) has a secret-named one: lines of one
+#: kind have the same names, so each set is checked once.
+_secret_names: dict[tuple[str, ...], bool] = {}
 
 
 def needs_redaction(event: MutableMapping[str, Any]) -> bool:
@@ -106,19 +111,28 @@ def needs_redaction(event: MutableMapping[str, Any]) -> bool:
     string values; nested containers always count as maybe). Each value appears verbatim in
     the joined text after a non-word separator, and no pattern looks past a value's end, so a
     secret any pattern finds in one value is found in the joined text too."""
-    if not _SECRET_NAMES.isdisjoint(k.lower() for k in event):
+    keys = tuple(event)
+    secret = _secret_names.get(keys)
+    if secret is None:
+        secret = not _SECRET_NAMES.isdisjoint(k.lower() for k in keys)
+        if len(_secret_names) >= 256:  # a handful in practice; bounded anyway
+            _secret_names.clear()
+        _secret_names[keys] = secret
+    if secret:
         return True
-    texts = []
-    for value in event.values():
-        if type(value) is str:
-            texts.append(value)
-        elif not isinstance(value, _PLAIN):
-            return True
-    joined = "\x00".join(texts)
+    values = event.values()
+    if not _FLAT.issuperset(map(type, values)) and not all(
+        type(value) is str or isinstance(value, _PLAIN) for value in values
+    ):
+        return True
+    joined = "\x00".join([value for value in values if type(value) is str])
     # Every pattern above needs one of these (ASCII, case-insensitively); most lines have
     # none. Non-ASCII text goes to the regex itself (its case folding is Unicode's).
     if joined.isascii():
         lowered = joined.lower()
-        if not any(marker in lowered for marker in _MARKERS):
+        for marker in _MARKERS:
+            if marker in lowered:
+                break
+        else:
             return False
     return _ANY_SECRET_VALUE.search(joined) is not None

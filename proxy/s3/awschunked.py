@@ -59,7 +59,9 @@ def framing_for(content_sha256: str | None, content_encoding: str | None) -> Fra
     known = STREAMING_MARKERS.get(marker)
     if known is not None:
         return Framing(signed=known[0], trailer=known[1], marker=marker)
-    tokens = [t.strip().lower() for t in (content_encoding or "").split(",")]
+    if not content_encoding:  # the usual case: no tokens to look at
+        return None
+    tokens = [t.strip().lower() for t in content_encoding.split(",")]
     if "aws-chunked" in tokens:
         return Framing(signed=None, trailer=True, marker=marker or "aws-chunked")
     return None

@@ -32,6 +32,7 @@ __all__ = [
     "Signer",
     "forwardable_request_headers",
     "forwardable_response_headers",
+    "forwardable_response_pairs",
     "is_real_sha256",
 ]
 
@@ -94,12 +95,27 @@ def forwardable_request_headers(
     headers: Iterable[tuple[str, str]], *, drop: frozenset[str] = frozenset()
 ) -> list[tuple[str, str]]:
     """The client's headers minus auth, hop-by-hop and ``drop`` (lower-case names)."""
-    return _without(list(headers), _DROP_REQUEST | drop)
+    return _without(list(headers), (_DROP_REQUEST | drop) if drop else _DROP_REQUEST)
 
 
 def forwardable_response_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Upstream response headers minus hop-by-hop ones (Content-Length is kept)."""
     return _without(list(headers), _DROP_RESPONSE)
+
+
+def forwardable_response_pairs(
+    headers: list[tuple[str, str]], lowered: list[str]
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """:func:`forwardable_response_headers` for ``headers`` whose names in lower case are
+    ``lowered`` (no name lowered again), and the kept names in lower case. The lists are
+    returned as given when nothing is dropped."""
+    drop = _DROP_RESPONSE
+    if "connection" in lowered:
+        drop = drop | _connection_tokens(headers)
+    if drop.isdisjoint(lowered):
+        return headers, lowered
+    kept = [i for i, name in enumerate(lowered) if name not in drop]
+    return [headers[i] for i in kept], [lowered[i] for i in kept]
 
 
 def _without(items: list[tuple[str, str]], drop: frozenset[str]) -> list[tuple[str, str]]:
@@ -149,6 +165,30 @@ def _hmac(key: bytes, msg: str) -> bytes:
     return hmac.digest(key, msg.encode("utf-8"), "sha256")
 
 
+# HMAC's key pads (RFC 2104), as the hmac module builds them.
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+class _KeyedHmac:
+    """HMAC-SHA256 under one key, its padded-key blocks hashed once: a message then costs two
+    hash copies, not OpenSSL's per-call digest lookup and two more block hashes."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        block = key.ljust(sha256().block_size, b"\0")  # a derived key is 32 bytes: no hashing
+        self._inner = sha256(block.translate(_IPAD))
+        self._outer = sha256(block.translate(_OPAD))
+
+    def hexdigest(self, msg: str) -> str:
+        inner = self._inner.copy()
+        inner.update(msg.encode("utf-8"))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+
 def canonical_query(query: str) -> str:
     """The SigV4 canonical query of an already-encoded query string: ``key=value`` pairs sorted
     by (key, value); a bare ``key`` becomes ``key=``."""
@@ -167,16 +207,16 @@ class Signer:
         self._service = service
         self._scope_tail = f"/{region}/{service}/aws4_request"
         # (secret, day) → derived signing key: one HMAC per request instead of five.
-        self._keys: dict[tuple[str, str], bytes] = {}
+        self._keys: dict[tuple[str, str], _KeyedHmac] = {}
 
-    def _signing_key(self, secret: str, day: str) -> bytes:
+    def _signing_key(self, secret: str, day: str) -> _KeyedHmac:
         key = self._keys.get((secret, day))
         if key is None:
             k_date = _hmac(f"AWS4{secret}".encode(), day)
-            key = _hmac(_hmac(_hmac(k_date, self._region), self._service), "aws4_request")
+            derived = _hmac(_hmac(_hmac(k_date, self._region), self._service), "aws4_request")
             if len(self._keys) >= 8:  # rotated credentials / day change: keep it tiny
                 self._keys.clear()
-            self._keys[(secret, day)] = key
+            key = self._keys[(secret, day)] = _KeyedHmac(derived)
         return key
 
     def sign(
@@ -204,12 +244,14 @@ class Signer:
             out.append(("X-Amz-Security-Token", credentials.token))
         out.append(("X-Amz-Content-SHA256", payload_hash))
 
-        signed: dict[str, list[str]] = {}
+        # Each signed name's values, trimmed and joined by "," in the order sent.
+        signed: dict[str, str] = {}
         for name, value in out:
             lname = name.lower()
             if lname not in _UNSIGNED:
                 # Trimall (SigV4): strip, and runs of whitespace become one space.
-                signed.setdefault(lname, []).append(" ".join(value.split()))
+                value = " ".join(value.split())
+                signed[lname] = f"{signed[lname]},{value}" if lname in signed else value
         names = sorted(signed)
         signed_names = ";".join(names)
         canonical = "\n".join(
@@ -217,7 +259,7 @@ class Signer:
                 method.upper(),
                 target.path,
                 canonical_query(target.query),
-                "".join(f"{n}:{','.join(signed[n])}\n" for n in names),
+                "".join([f"{n}:{signed[n]}\n" for n in names]),
                 signed_names,
                 payload_hash,
             )
@@ -228,8 +270,7 @@ class Signer:
             f"AWS4-HMAC-SHA256\n{timestamp}\n{scope}\n"
             + sha256(canonical.encode("utf-8")).hexdigest()
         )
-        key = self._signing_key(credentials.secret_key or "", day)
-        signature = _hmac(key, string_to_sign).hex()
+        signature = self._signing_key(credentials.secret_key or "", day).hexdigest(string_to_sign)
         out.append(
             (
                 "Authorization",
