@@ -29,6 +29,7 @@ from proxy.s3.address import UpstreamTarget
 __all__ = [
     "EMPTY_SHA256",
     "UNSIGNED_PAYLOAD",
+    "KeyedHmac",
     "Signer",
     "forwardable_request_headers",
     "forwardable_response_headers",
@@ -170,14 +171,17 @@ _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
-class _KeyedHmac:
+class KeyedHmac:
     """HMAC-SHA256 under one key, its padded-key blocks hashed once: a message then costs two
     hash copies, not OpenSSL's per-call digest lookup and two more block hashes."""
 
     __slots__ = ("_inner", "_outer")
 
     def __init__(self, key: bytes) -> None:
-        block = key.ljust(sha256().block_size, b"\0")  # a derived key is 32 bytes: no hashing
+        size = sha256().block_size
+        if len(key) > size:  # RFC 2104; a derived signing key (32 bytes) never is
+            key = sha256(key).digest()
+        block = key.ljust(size, b"\0")
         self._inner = sha256(block.translate(_IPAD))
         self._outer = sha256(block.translate(_OPAD))
 
@@ -207,16 +211,16 @@ class Signer:
         self._service = service
         self._scope_tail = f"/{region}/{service}/aws4_request"
         # (secret, day) → derived signing key: one HMAC per request instead of five.
-        self._keys: dict[tuple[str, str], _KeyedHmac] = {}
+        self._keys: dict[tuple[str, str], KeyedHmac] = {}
 
-    def _signing_key(self, secret: str, day: str) -> _KeyedHmac:
+    def _signing_key(self, secret: str, day: str) -> KeyedHmac:
         key = self._keys.get((secret, day))
         if key is None:
             k_date = _hmac(f"AWS4{secret}".encode(), day)
             derived = _hmac(_hmac(_hmac(k_date, self._region), self._service), "aws4_request")
             if len(self._keys) >= 8:  # rotated credentials / day change: keep it tiny
                 self._keys.clear()
-            key = self._keys[(secret, day)] = _KeyedHmac(derived)
+            key = self._keys[(secret, day)] = KeyedHmac(derived)
         return key
 
     def sign(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import hmac
 
 import pytest
 from botocore import auth
@@ -21,7 +22,12 @@ from proxy.s3.address import (
     check_forwardable,
     parse_request,
 )
-from proxy.s3.signing import UNSIGNED_PAYLOAD, Signer, forwardable_request_headers
+from proxy.s3.signing import (
+    UNSIGNED_PAYLOAD,
+    KeyedHmac,
+    Signer,
+    forwardable_request_headers,
+)
 
 NOW = datetime.datetime(2025, 1, 31, 12, 34, 56)
 
@@ -160,3 +166,14 @@ def test_every_forwarded_request_is_signed_as_botocore_signs_it(
         mp.setattr(auth, "get_current_datetime", lambda: when)
         _StockPayload(creds, "s3", region).add_auth(request)
     assert ours == list(request.headers.items())
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.binary(max_size=200), msg=st.text(max_size=300))
+def test_the_signature_hmac_is_the_standard_one(key: bytes, msg: str) -> None:
+    """The signer's HMAC from pre-hashed pads equals the hmac module's, for any key length
+    (longer than a block, a key is hashed first) and message."""
+    expected = hmac.new(key, msg.encode("utf-8"), hashlib.sha256).hexdigest()
+    keyed = KeyedHmac(key)
+    assert keyed.hexdigest(msg) == expected
+    assert keyed.hexdigest(msg) == expected  # the pads are copied, never consumed
