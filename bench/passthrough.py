@@ -342,6 +342,7 @@ def summarise(
                 "ratio": ratio,
                 "added_p50_ms": added,
                 "proxy_cpu_ms_per_request": p["cpu_ms"],
+                "proxy_cpu_ms_per_run": [r[pname].small[case].cpu_ms for r in runs],
             }
             label = f"4 KiB {case}" + {
                 "proxy": "",
@@ -392,6 +393,7 @@ def summarise(
                 "proxy_mib_s": p,
                 "ratio": ratio,
                 "proxy_cpu_s_per_gib": cpu,
+                "proxy_cpu_s_per_gib_per_run": [r[name].large_cpu_s_per_gib[op] for r in runs],
             }
             label = f"64 MiB {op}" + ("" if name == "proxy" else f" ({name})")
             rows.append([label, f"{d:.0f}", f"{p:.0f}", f"{ratio:.2f}", f"{cpu:.2f}"])
